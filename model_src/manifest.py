@@ -1,0 +1,135 @@
+"""The manifest: the model card written by export and validated by the service (torch-free)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+Task = Literal["classify", "seq2seq", "forecast"]
+DType = Literal["int64", "int32", "float32", "float64", "bool", "string"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    name: str
+    dtype: DType
+    shape: list[int | str] = Field(description="ints are fixed sizes, strings name dynamic axes")
+
+
+class GraphSpec(_Strict):
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    @field_validator("file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        return _plain_name(value)
+
+
+class Architecture(_Strict):
+    cell: Literal["lstm", "gru"]
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    attention: Literal["additive"] = "additive"
+    attention_size: int
+    dropout: float
+
+
+class TextPreprocessing(_Strict):
+    kind: Literal["words"] = "words"
+    lowercase: bool = True
+    vocab_file: str
+    vocab_size: int
+    pad_id: int = 0
+    unk_id: int = 1
+    max_tokens: int = Field(gt=0, description="longest input the service accepts, in tokens")
+
+    @field_validator("vocab_file")
+    @classmethod
+    def _plain_vocab_name(cls, value: str) -> str:
+        return _plain_name(value)
+
+
+class ExportInfo(_Strict):
+    opset: int
+    torch_version: str
+    onnx_version: str
+    onnxruntime_version: str
+    parity_max_abs_diff: float
+    parity_tolerance: float
+    quantized: Literal["int8"] | None = None
+
+
+class TrainingInfo(_Strict):
+    dataset: str
+    source: str
+    seed: int
+    epochs: int
+    examples: dict[str, int] = Field(description="examples per split: train, validation, test")
+    metrics: dict[str, float] = Field(description="held-out metrics, e.g. dev_accuracy")
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    version: int = Field(gt=0)
+    task: Task
+    description: str = ""
+    created_at: str
+    architecture: Architecture
+    graphs: dict[str, GraphSpec] = Field(description="role -> graph; classify has 'model'")
+    preprocessing: TextPreprocessing
+    labels: list[str] = Field(min_length=2)
+    files: dict[str, str] = Field(description="file name -> sha256 of every file but this one")
+    export: ExportInfo
+    training: TrainingInfo
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise ValueError(f"model name {value!r} must match {MODEL_NAME.pattern}")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _plain_file_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            _plain_name(name)
+        return value
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        return cls.model_validate_json((folder / MANIFEST_FILE).read_bytes())
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _plain_name(value: str) -> str:
+    """File names in a manifest stay inside their version folder."""
+    if not value or "/" in value or "\\" in value or value.startswith("."):
+        raise ValueError(f"{value!r} must be a plain file name inside the version folder")
+    return value

@@ -1,0 +1,34 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.responses import FastJSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/v2/health/live")
+async def live() -> FastJSONResponse:
+    """The process answers."""
+    return FastJSONResponse({"live": True})
+
+
+@router.get("/v2/health/ready")
+async def ready(request: Request) -> FastJSONResponse:
+    """200 once every model has loaded and answered a warm-up inference, else 503 and why."""
+    reasons = request.app.state.repository.not_ready()
+    if request.app.state.shutting_down:
+        reasons = ["the server is shutting down", *reasons]
+    if reasons:
+        return FastJSONResponse({"ready": False, "error": "; ".join(reasons)}, status_code=503)
+    return FastJSONResponse({"ready": True})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,118 @@
+"""KServe-V1-style routes: list models, describe one, predict with what a person has."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+
+from service.api.responses import FastJSONResponse
+from service.errors import ClientGone, NotFound, PayloadTooLarge, ServiceError
+from service.repository import ModelRepository, ModelVersion
+from service.schemas import (
+    ErrorBody,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    PredictRequest,
+    PredictResponse,
+    VersionStatus,
+)
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)}
+router = APIRouter(prefix="/v1", tags=["v1"], responses=ERRORS)
+
+
+def _repository(request: Request) -> ModelRepository:
+    return request.app.state.repository
+
+
+def _summary(name: str, versions: dict[int, ModelVersion]) -> ModelSummary:
+    ready = sorted(v for v, mv in versions.items() if mv.state == "ready")
+    default = versions[ready[-1]] if ready else versions[max(versions)]
+    return ModelSummary(
+        name=name,
+        task=default.manifest.task if default.manifest else None,
+        versions=ready,
+        default_version=ready[-1] if ready else None,
+        ready=bool(ready),
+    )
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    repo = _repository(request)
+    return ModelList(models=[_summary(n, v) for n, v in sorted(repo.models.items())])
+
+
+@router.get("/models/{name}", response_model=ModelDetail)
+async def describe_model(name: str, request: Request) -> ModelDetail:
+    versions = _repository(request).versions_of(name)
+    summary = _summary(name, versions)
+    shown = versions[summary.default_version or max(versions)]
+    return ModelDetail(
+        **summary.model_dump(),
+        status=[
+            VersionStatus(version=v, state=mv.state, provider=mv.provider, error=mv.error)
+            for v, mv in sorted(versions.items())
+        ],
+        manifest=shown.manifest.model_dump() if shown.manifest else None,
+    )
+
+
+@router.post("/models/{name}:predict", response_model=PredictResponse)
+async def predict(name: str, body: PredictRequest, request: Request) -> FastJSONResponse:
+    return await _predict(request, name, None, body)
+
+
+@router.post("/models/{name}/versions/{version}:predict", response_model=PredictResponse)
+async def predict_version(
+    name: str, version: str, body: PredictRequest, request: Request
+) -> FastJSONResponse:
+    if not version.isdigit():
+        raise NotFound(f"model {name!r} has no version {version!r}")
+    return await _predict(request, name, int(version), body)
+
+
+async def _predict(
+    request: Request, name: str, version: int | None, body: PredictRequest
+) -> FastJSONResponse:
+    settings = request.app.state.settings
+    metrics = request.app.state.metrics
+    if len(body.instances) > settings.max_instances:
+        raise PayloadTooLarge(
+            f"{len(body.instances)} instances; at most {settings.max_instances} per request"
+        )
+    mv = _repository(request).get(name, version)
+    labels = (mv.name, str(mv.version))
+    started = time.perf_counter()
+    status = 500
+    try:
+        predictions = await _unless_disconnected(
+            request, mv.predict(body.instances, body.parameters, settings.request_timeout_s)
+        )
+        status = 200
+    except ServiceError as error:
+        status = error.status_code
+        raise
+    finally:
+        metrics.requests.labels(*labels, str(status)).inc()
+        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+    return FastJSONResponse(
+        {"model_name": mv.name, "model_version": str(mv.version), "predictions": predictions}
+    )
+
+
+async def _unless_disconnected(request: Request, work):
+    """Run `work`, but cancel it (dropping its queued sequences) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    disconnected = asyncio.ensure_future(request.receive())  # the body is read: waits for EOF
+    try:
+        await asyncio.wait((task, disconnected), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnected.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientGone
+    return task.result()

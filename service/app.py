@@ -1,0 +1,90 @@
+"""The FastAPI app factory: settings -> repository -> routes, with one error handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from service.api import health, v1
+from service.api.responses import FastJSONResponse, error_response
+from service.errors import ServiceError
+from service.limits import BodySizeLimit
+from service.metrics import Metrics
+from service.repository import ModelRepository
+from service.settings import Settings
+
+log = logging.getLogger("rnnserve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    repository = ModelRepository(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load in a thread: /v2/health/live answers while models load and warm up.
+        loading = asyncio.create_task(asyncio.to_thread(repository.load_all))
+        try:
+            yield
+        finally:
+            app.state.shutting_down = True
+            await asyncio.shield(loading)
+            repository.close()
+
+    app = FastAPI(
+        title="rnnserve",
+        summary="Recurrent sequence models (LSTM/GRU with attention) on onnxruntime.",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+        strict_content_type=False,  # a body without Content-Type is read as JSON
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.repository = repository
+    app.state.shutting_down = False
+    app.include_router(health.router)
+    app.include_router(v1.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> FastJSONResponse:
+        return error_response(error.status_code, error.message, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> FastJSONResponse:
+        problems = error.errors()
+        content_type = request.headers.get("content-type", "application/json")
+        if "json" not in content_type and request.method == "POST":
+            return error_response(
+                415, f"send the body as JSON (Content-Type: application/json), not {content_type}"
+            )
+        if any(p["type"] == "json_invalid" for p in problems):
+            return error_response(
+                400,
+                "the body is not valid JSON: "
+                + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems),
+            )
+        return error_response(422, "; ".join(_describe(p) for p in problems))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> FastJSONResponse:
+        return error_response(error.status_code, str(error.detail), error.headers)
+
+
+def _describe(problem: dict) -> str:
+    """`body.instances: List should have at least 1 item after validation, not 0`."""
+    where = ".".join(str(part) for part in problem["loc"] if part != "body")
+    if not where:
+        return 'the body must be a JSON object such as {"instances": [...]}'
+    return f"{where}: {problem['msg']}"

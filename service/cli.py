@@ -1,0 +1,62 @@
+"""The `rnnserve` command: `serve` needs only onnxruntime; `train` and `export` need torch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def serve(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(
+        prog="rnnserve serve", description="Serve every model in the repository over HTTP."
+    )
+    p.add_argument("--model-repository", help="folder of <name>/<version>/ artifacts")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--providers", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--intra-op-threads", type=int)
+    p.add_argument("--log-level")
+    args = p.parse_args(argv)
+    # Flags become RNNSERVE_* variables so every worker process builds the same Settings.
+    for key, value in vars(args).items():
+        if value is not None:
+            os.environ[f"RNNSERVE_{key.upper()}"] = str(value)
+
+    import uvicorn
+
+    from service.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = ("serve", "train", "export")
+    if not argv or argv[0] not in commands:
+        print(f"usage: rnnserve {{{','.join(commands)}}} [options]  (see rnnserve <command> -h)")
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        serve(rest)
+    elif command == "train":
+        from model_src.train import main as train
+
+        train(rest)
+    else:
+        from export.__main__ import main as export
+
+        export(rest)

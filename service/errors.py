@@ -1,0 +1,53 @@
+"""The service's error types; one handler maps each to a `{"error": ...}` response."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    status_code = 500
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+
+
+class Unprocessable(ServiceError):
+    """Well-formed JSON whose content the model cannot take."""
+
+    status_code = 422
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class ModelNotReady(ServiceError):
+    status_code = 503
+
+
+class Overloaded(ServiceError):
+    """Refused at once so clients can back off (never an unbounded queue)."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
+class DeadlineExceeded(ServiceError):
+    status_code = 504
+
+
+class ClientGone(ServiceError):
+    """The client closed the connection before its answer; nobody will read this."""
+
+    status_code = 499

@@ -1,0 +1,74 @@
+"""Prometheus metrics of one app (own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.batching import BatchStats
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("model", "version")
+        self.requests = Counter(
+            "rnnserve_requests",
+            "Prediction requests by outcome.",
+            (*labels, "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "rnnserve_request_seconds",
+            "Prediction request latency.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_time = Histogram(
+            "rnnserve_queue_seconds",
+            "Time a sequence waited to run.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_time = Histogram(
+            "rnnserve_inference_seconds",
+            "Session run per batch.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "rnnserve_batch_size",
+            "Sequences per batch.",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "rnnserve_queue_depth", "Sequences waiting to run.", labels, registry=self.registry
+        )
+        self.ready = Gauge(
+            "rnnserve_model_ready",
+            "1 when a version serves, else 0.",
+            labels,
+            registry=self.registry,
+        )
+
+    def batch_observer(self, model: str, version: int):
+        """A callback for one version's batcher."""
+        labels = (model, str(version))
+        queue_time = self.queue_time.labels(*labels)
+        inference_time = self.inference_time.labels(*labels)
+        batch_size = self.batch_size.labels(*labels)
+
+        def observe(stats: BatchStats) -> None:
+            for seconds in stats.queue_seconds:
+                queue_time.observe(seconds)
+            inference_time.observe(stats.run_seconds)
+            batch_size.observe(stats.size)
+
+        return observe

@@ -1,0 +1,41 @@
+"""onnxruntime sessions: execution providers and CPU tuning come from the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+
+from service.settings import Settings
+
+_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def providers_for(choice: str) -> list[str]:
+    """`auto` takes CUDA when this onnxruntime build offers it; `cuda` insists on it."""
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return [CPU]
+    if choice == "cuda" and CUDA not in available:
+        raise RuntimeError(f"CUDA was requested but onnxruntime offers only {available}")
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def create_session(graph: Path, settings: Settings) -> tuple[ort.InferenceSession, str]:
+    """A session and the provider it really got (CUDA can fall back to CPU silently)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(
+        str(graph), sess_options=options, providers=providers_for(settings.providers)
+    )
+    return session, session.get_providers()[0]

@@ -1,0 +1,70 @@
+"""Request and response bodies of the V1 API (pydantic: validated before anything runs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attention: bool = Field(False, description="return the attention weight of every token")
+    truncate: bool = Field(
+        False, description="cut texts longer than the model's maximum instead of refusing them"
+    )
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] = Field(
+        min_length=1,
+        description="what a person has: for a classifier, texts",
+        examples=[["a gripping , beautifully acted film", "dull and far too long"]],
+    )
+    parameters: PredictParameters = PredictParameters()
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    truncated: bool | None = Field(None, description="present (true) when the text was cut")
+    attention: list[tuple[str, float]] | None = Field(None, description="(token, weight) pairs")
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class VersionStatus(BaseModel):
+    version: int
+    state: Literal["loading", "ready", "failed"]
+    provider: str | None = None
+    error: str | None = None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    task: str | None
+    versions: list[int] = Field(description="versions ready to serve")
+    default_version: int | None
+    ready: bool
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    status: list[VersionStatus]
+    manifest: dict[str, Any] | None = Field(None, description="the default version's manifest")
+
+
+class ErrorBody(BaseModel):
+    error: str

@@ -1,0 +1,56 @@
+"""Server settings: one pydantic-settings class, environment prefix RNNSERVE_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchingSettings(BaseModel):
+    """Limits of one model version's batcher; global defaults, overridable per model."""
+
+    max_batch_size: int = Field(32, ge=1, description="most sequences one session run takes")
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, description="while a batch runs, how long a free slot waits to fill up"
+    )
+    max_queue_size: int = Field(512, ge=1, description="queued sequences before 503")
+    max_concurrent_batches: int = Field(1, ge=1, description="session runs at once")
+    max_padding_waste: float = Field(
+        0.25, ge=0, lt=1, description="largest share of padding a length group may hold"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RNNSERVE_", env_nested_delimiter="__", protected_namespaces=()
+    )
+
+    model_repository: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    providers: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run; 0 = cores")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    batching: BatchingSettings = BatchingSettings()
+    model_batching: dict[str, BatchingSettings] = Field(
+        default_factory=dict, description='per-model overrides, e.g. {"sst2-lstm": {...}}'
+    )
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_instances: int = Field(64, ge=1, description="instances per request")
+    max_sequence_length: int | None = Field(
+        None, ge=1, description="cap on tokens per instance, below each manifest's own limit"
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    strict_readiness: bool = Field(
+        True,
+        description="ready only if every model loaded (False: a broken model is reported "
+        "but does not hold back readiness)",
+    )
+    log_level: str = "info"
+
+    def batching_for(self, model: str) -> BatchingSettings:
+        return self.model_batching.get(model, self.batching)
