@@ -39,6 +39,12 @@ class TrainConfig:
     max_vocab: int = 20_000
     max_steps: int = 0  # 0: no limit; tests use a few steps
     threads: int = 0
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    attention_size: int = 128
+    dropout: float = 0.3
 
 
 def seed_everything(seed: int) -> None:
@@ -118,7 +124,17 @@ def train(cfg: TrainConfig) -> Path:
         f"{splits.test_name}; vocabulary {len(vocab)}; labels {label_names}"
     )
 
-    config = ClassifierConfig(vocab_size=len(vocab), num_classes=len(labels), cell=cfg.cell)
+    config = ClassifierConfig(
+        vocab_size=len(vocab),
+        num_classes=len(labels),
+        cell=cfg.cell,
+        embedding_dim=cfg.embedding_dim,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        bidirectional=cfg.bidirectional,
+        attention_size=cfg.attention_size,
+        dropout=cfg.dropout,
+    )
     model = TextClassifier(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = random.Random(cfg.seed)

@@ -1,0 +1,1 @@
+"""Benchmarks of the whole system, reported as ratios measured in one run (`make bench`)."""

@@ -1,0 +1,140 @@
+"""The batcher alone, with a fake model: no HTTP, no onnxruntime."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from service.batching import Batcher
+from service.errors import DeadlineExceeded, Overloaded
+from service.settings import BatchingSettings
+from service.tasks.classify import length_groups
+
+
+class SlowModel:
+    """Doubles its inputs; each run takes `seconds`, and records the batches it saw."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.release.wait()
+        self.batches.append(list(items))
+        time.sleep(self.seconds)
+        return [2 * x for x in items]
+
+
+def limits(**overrides) -> BatchingSettings:
+    return BatchingSettings(
+        **{"max_batch_size": 8, "max_batch_delay_ms": 2.0, "max_queue_size": 64, **overrides}
+    )
+
+
+def test_an_idle_model_runs_a_request_at_once():
+    async def scenario():
+        model = SlowModel()
+        batcher = Batcher(model, limits(max_batch_delay_ms=10_000))
+        started = time.perf_counter()
+        assert await batcher.submit([21], timeout=5) == [42]
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 1.0  # never waits out the 10 s batch delay
+
+
+def test_requests_that_arrive_while_a_batch_runs_join_the_next_batch():
+    async def scenario():
+        model = SlowModel(seconds=0.05)
+        batcher = Batcher(model, limits())
+        results = await asyncio.gather(*(batcher.submit([i], timeout=5) for i in range(20)))
+        return model, results
+
+    model, results = asyncio.run(scenario())
+    assert results == [[2 * i] for i in range(20)]
+    assert model.batches[0] == [0]  # dispatched at once, alone
+    assert max(len(b) for b in model.batches) == 8  # then full batches
+    assert len(model.batches) <= 4
+
+
+def test_full_queue_answers_overloaded_at_once():
+    async def scenario():
+        model = SlowModel()
+        model.release.clear()  # the model hangs: the queue fills
+        batcher = Batcher(model, limits(max_queue_size=4, max_batch_size=2))
+        waiting = [asyncio.ensure_future(batcher.submit([i], timeout=5)) for i in range(5)]
+        await asyncio.sleep(0.05)  # one batch of 1 runs (hung), 4 wait in the queue
+        started = time.perf_counter()
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit([99], timeout=5)
+        refused_after = time.perf_counter() - started
+        model.release.set()
+        results = await asyncio.gather(*waiting)
+        return refused.value, refused_after, results
+
+    error, refused_after, results = asyncio.run(scenario())
+    assert error.status_code == 503 and error.headers == {"Retry-After": "1"}
+    assert refused_after < 0.05
+    assert results == [[2 * i] for i in range(5)]
+
+
+def test_a_request_past_its_deadline_gets_504_and_never_runs():
+    async def scenario():
+        model = SlowModel(seconds=0.2)
+        batcher = Batcher(model, limits())
+        first = asyncio.ensure_future(batcher.submit([1], timeout=5))
+        await asyncio.sleep(0.01)  # the first batch is running
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit([2], timeout=0.05)
+        await first
+        await batcher.drain()
+        return model.batches
+
+    assert asyncio.run(scenario()) == [[1]]
+
+
+def test_a_cancelled_request_is_dropped_from_the_queue():
+    async def scenario():
+        model = SlowModel(seconds=0.1)
+        batcher = Batcher(model, limits())
+        first = asyncio.ensure_future(batcher.submit([1], timeout=5))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.submit([2], timeout=5))
+        stays = asyncio.ensure_future(batcher.submit([3], timeout=5))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # what a client disconnect does
+        await asyncio.gather(first, stays)
+        return model.batches
+
+    assert asyncio.run(scenario()) == [[1], [3]]
+
+
+def test_a_failing_run_fails_only_its_own_batch():
+    def flaky(items):
+        if -1 in items:
+            raise RuntimeError("bad batch")
+        return items
+
+    async def scenario():
+        batcher = Batcher(flaky, limits())
+        with pytest.raises(RuntimeError):
+            await batcher.submit([-1], timeout=5)
+        return await batcher.submit([5], timeout=5)
+
+    assert asyncio.run(scenario()) == [5]
+
+
+def test_length_groups_bound_padding_waste():
+    lengths = [8, 250, 9, 120, 10, 240, 130, 8]
+    groups = length_groups(lengths, max_batch=32, max_waste=0.25)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        sizes = [lengths[i] for i in group]
+        assert 1 - sum(sizes) / (max(sizes) * len(sizes)) <= 0.25
+
+
+def test_length_groups_respect_the_batch_size():
+    groups = length_groups([5] * 10, max_batch=4, max_waste=0.5)
+    assert [len(g) for g in groups] == [4, 4, 2]
