@@ -16,6 +16,9 @@ def test_default_models_are_small_and_complete():
         versions = [p for p in (ROOT / "models" / name).iterdir() if p.name.isdigit()]
         assert versions, name
         for folder in versions:
-            assert {p.name for p in folder.iterdir()} == {"manifest.json", "model.onnx",
-                                                          "vocab.txt"}
+            assert {p.name for p in folder.iterdir()} == {
+                "manifest.json",
+                "model.onnx",
+                "vocab.txt",
+            }
             assert sum(p.stat().st_size for p in folder.iterdir()) < 10 * 2**20
