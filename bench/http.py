@@ -81,7 +81,7 @@ def wrk(url: str, path: str, bodies: Path, connections: int, seconds: float) -> 
             "-c",
             str(connections),
             "-d",
-            f"{seconds}s",
+            f"{max(1, round(seconds))}s",
             "--timeout",
             "10s",
             "-s",

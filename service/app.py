@@ -11,11 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from service.api import health, v1
+from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
 from service.errors import ServiceError
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.repository import ModelRepository
+from service.schemas import PredictRequest
 from service.settings import Settings
 
 log = logging.getLogger("rnnserve")
@@ -49,8 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.repository = repository
     app.state.shutting_down = False
+    app.include_router(v1.router)  # first: the hot routes are matched before the others
     app.include_router(health.router)
-    app.include_router(v1.router)
+    add_schemas(app, [PredictRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
     return app
@@ -75,16 +78,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                 "the body is not valid JSON: "
                 + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems),
             )
-        return error_response(422, "; ".join(_describe(p) for p in problems))
+        return error_response(422, "; ".join(describe(p) for p in problems))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> FastJSONResponse:
         return error_response(error.status_code, str(error.detail), error.headers)
-
-
-def _describe(problem: dict) -> str:
-    """`body.instances: List should have at least 1 item after validation, not 0`."""
-    where = ".".join(str(part) for part in problem["loc"] if part != "body")
-    if not where:
-        return 'the body must be a JSON object such as {"instances": [...]}'
-    return f"{where}: {problem['msg']}"

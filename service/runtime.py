@@ -35,6 +35,9 @@ def create_session(graph: Path, settings: Settings) -> tuple[ort.InferenceSessio
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    spin = "1" if settings.thread_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     session = ort.InferenceSession(
         str(graph), sess_options=options, providers=providers_for(settings.providers)
     )

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run; 0 = cores")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    thread_spinning: bool = Field(
+        False, description="let onnxruntime threads spin between runs (steals CPU from HTTP)"
+    )
     batching: BatchingSettings = BatchingSettings()
     model_batching: dict[str, BatchingSettings] = Field(
         default_factory=dict, description='per-model overrides, e.g. {"sst2-lstm": {...}}'

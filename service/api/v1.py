@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter, Request
 
+from service.api.body import openapi_body, parse_body
 from service.api.responses import FastJSONResponse
 from service.errors import ClientGone, NotFound, PayloadTooLarge, ServiceError
 from service.repository import ModelRepository, ModelVersion
@@ -61,23 +62,30 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
     )
 
 
-@router.post("/models/{name}:predict", response_model=PredictResponse)
-async def predict(name: str, body: PredictRequest, request: Request) -> FastJSONResponse:
-    return await _predict(request, name, None, body)
+@router.post(
+    "/models/{name}:predict",
+    response_model=PredictResponse,
+    openapi_extra=openapi_body(PredictRequest),
+)
+async def predict(name: str, request: Request) -> FastJSONResponse:
+    """Predict with the highest ready version."""
+    return await _predict(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}:predict", response_model=PredictResponse)
-async def predict_version(
-    name: str, version: str, body: PredictRequest, request: Request
-) -> FastJSONResponse:
+@router.post(
+    "/models/{name}/versions/{version}:predict",
+    response_model=PredictResponse,
+    openapi_extra=openapi_body(PredictRequest),
+)
+async def predict_version(name: str, version: str, request: Request) -> FastJSONResponse:
+    """Predict with one version."""
     if not version.isdigit():
         raise NotFound(f"model {name!r} has no version {version!r}")
-    return await _predict(request, name, int(version), body)
+    return await _predict(request, name, int(version))
 
 
-async def _predict(
-    request: Request, name: str, version: int | None, body: PredictRequest
-) -> FastJSONResponse:
+async def _predict(request: Request, name: str, version: int | None) -> FastJSONResponse:
+    body = await parse_body(request, PredictRequest)
     settings = request.app.state.settings
     metrics = request.app.state.metrics
     if len(body.instances) > settings.max_instances:
@@ -114,5 +122,5 @@ async def _unless_disconnected(request: Request, work):
         disconnected.cancel()
     if not task.done():
         task.cancel()
-        raise ClientGone
+        raise ClientGone("the client disconnected")
     return task.result()

@@ -78,7 +78,7 @@ BAD_INPUTS = [
     ({"instances": ["   "]}, 422, "instances[0] has no words"),
     ({"instances": ["fine", 7]}, 422, "instances[1] must be a string, got int"),
     ({"instances": [None]}, 422, "instances[0] must be a string, got NoneType"),
-    ({"instances": "a text"}, 422, "instances: Input should be a valid list"),
+    ({"instances": "a text"}, 422, "instances: Input should be a valid array"),
     ({"texts": ["a"]}, 422, "instances: Field required"),
     ({"instances": ["a"], "parameters": {"attention": "maybe"}}, 422, "parameters.attention"),
     ({"instances": ["a"], "parameters": {"beam": 2}}, 422, "parameters.beam: Extra inputs"),
