@@ -45,6 +45,9 @@ models: $(VENV)/.all
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm \
 		--repository $(MODELS) --description "SST-2 sentiment, BiLSTM with additive attention"
+	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm-int8 \
+		--repository $(MODELS) --quantize int8 \
+		--description "SST-2 sentiment, BiLSTM with additive attention, int8 weights"
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-gru --cell gru \
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-gru/checkpoint.pt --name sst2-gru \

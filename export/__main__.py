@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> Path:
         help="largest PyTorch-vs-onnxruntime difference accepted",
     )
     p.add_argument("--description", default="")
+    p.add_argument("--quantize", choices=["int8"], help="publish a dynamically quantised graph")
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.01,
+        help="refuse a quantised graph that loses more held-out accuracy",
+    )
     args = p.parse_args(argv)
     if not MODEL_NAME.match(args.name):
         p.error(f"--name must match {MODEL_NAME.pattern}")
@@ -31,7 +38,15 @@ def main(argv: list[str] | None = None) -> Path:
         args.repository,
         args.name,
         lambda folder, version: write_version(
-            model, checkpoint, folder, args.name, version, args.tolerance, args.description
+            model,
+            checkpoint,
+            folder,
+            args.name,
+            version,
+            args.tolerance,
+            args.description,
+            quantize=args.quantize,
+            max_accuracy_drop=args.max_accuracy_drop,
         ),
     )
     print(f"published {folder}")

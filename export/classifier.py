@@ -85,9 +85,29 @@ def max_abs_diff(model: TextClassifier, graph: Path, ids: list[list[int]]) -> fl
         expected = ProbabilityHead(model).eval()(
             torch.from_numpy(tokens), torch.from_numpy(lengths)
         )
-    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"tokens": tokens, "lengths": lengths})
+    got = _session(graph).run(None, {"tokens": tokens, "lengths": lengths})
     return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got, strict=True))
+
+
+def accuracy(graph: Path, ids: list[list[int]], labels: list[int], batch: int = 128) -> float:
+    """Held-out accuracy of an ONNX graph, as the service would compute it."""
+    session, correct = _session(graph), 0
+    for start in range(0, len(ids), batch):
+        tokens, lengths = pad_batch(ids[start : start + batch])
+        probabilities, _ = session.run(None, {"tokens": tokens, "lengths": lengths})
+        correct += int((probabilities.argmax(-1) == labels[start : start + batch]).sum())
+    return correct / len(ids)
+
+
+def _session(graph: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+
+
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """Dynamic int8 quantisation: weights stored as int8, activations quantised per run."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
 
 
 def write_version(
@@ -98,16 +118,41 @@ def write_version(
     version: int,
     tolerance: float,
     description: str = "",
+    quantize: str | None = None,
+    max_accuracy_drop: float = 0.01,
 ) -> Manifest:
-    """Fill a version folder: graph, vocabulary, manifest. Refuses a graph that fails parity."""
-    graph = folder / GRAPH_FILE
-    export_graph(model, graph)
+    """Fill a version folder: graph, vocabulary, manifest. Refuses a graph that fails parity.
+
+    With `quantize="int8"` the fp32 graph is checked against PyTorch first, then quantised;
+    the int8 graph is accepted only if its held-out accuracy drops by at most
+    `max_accuracy_drop`, and the manifest records both accuracies.
+    """
     vocab = Vocabulary(tuple(checkpoint["vocab"]))
-    diff = max_abs_diff(
-        model, graph, parity_batch(vocab, checkpoint["samples"], checkpoint["max_tokens"])
-    )
+    heldout = checkpoint["heldout"]
+    max_tokens = checkpoint["max_tokens"]
+    graph = folder / GRAPH_FILE
+    fp32 = folder / "model.fp32.onnx" if quantize else graph
+    export_graph(model, fp32)
+    diff = max_abs_diff(model, fp32, parity_batch(vocab, heldout["texts"][:64], max_tokens))
     if not diff <= tolerance:
         raise ParityError(f"onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g})")
+    metrics = dict(checkpoint["training"]["metrics"])
+    accuracy_change = None
+    if quantize == "int8":
+        ids = [vocab.encode(tokenize(t))[:max_tokens] or [PAD_ID] for t in heldout["texts"]]
+        labels = np.array(heldout["labels"])
+        quantize_int8(fp32, graph)
+        before, after = accuracy(fp32, ids, labels), accuracy(graph, ids, labels)
+        fp32.unlink()
+        accuracy_change = round(after - before, 4)
+        if -accuracy_change > max_accuracy_drop:
+            raise ParityError(
+                f"int8 loses {-accuracy_change:.2%} {heldout['split']} accuracy "
+                f"(> {max_accuracy_drop:.2%})"
+            )
+        metrics[f"{heldout['split']}_accuracy_fp32"] = round(before, 4)
+        metrics[f"{heldout['split']}_accuracy"] = round(after, 4)
+        diff = max_abs_diff(model, graph, parity_batch(vocab, heldout["texts"][:64], max_tokens))
     vocab.save(folder / VOCAB_FILE)
     cfg = checkpoint["config"]
     classes = len(checkpoint["labels"])
@@ -140,7 +185,7 @@ def write_version(
             lowercase=checkpoint["lowercase"],
             vocab_file=VOCAB_FILE,
             vocab_size=len(vocab),
-            max_tokens=checkpoint["max_tokens"],
+            max_tokens=max_tokens,
         ),
         labels=checkpoint["labels"],
         files={f: sha256_of(folder / f) for f in (GRAPH_FILE, VOCAB_FILE)},
@@ -151,8 +196,10 @@ def write_version(
             onnxruntime_version=ort.__version__,
             parity_max_abs_diff=diff,
             parity_tolerance=tolerance,
+            quantized=quantize,
+            accuracy_change=accuracy_change,
         ),
-        training=TrainingInfo(**checkpoint["training"]),
+        training=TrainingInfo(**{**checkpoint["training"], "metrics": metrics}),
     )
     manifest.write(folder)
     return manifest

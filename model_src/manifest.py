@@ -69,9 +69,12 @@ class ExportInfo(_Strict):
     torch_version: str
     onnx_version: str
     onnxruntime_version: str
-    parity_max_abs_diff: float
-    parity_tolerance: float
+    parity_max_abs_diff: float = Field(description="largest |PyTorch - onnxruntime| output")
+    parity_tolerance: float = Field(description="the fp32 graph was refused above this")
     quantized: Literal["int8"] | None = None
+    accuracy_change: float | None = Field(
+        None, description="held-out accuracy of the quantised graph minus the fp32 graph's"
+    )
 
 
 class TrainingInfo(_Strict):

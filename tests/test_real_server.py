@@ -1,6 +1,7 @@
 """Against a real uvicorn process serving the committed default models."""
 
 import asyncio
+import functools
 import random
 
 import httpx
@@ -48,8 +49,8 @@ WORDS = [
 ]
 
 
-def expected_probabilities(name: str, text: str) -> list[float]:
-    """What onnxruntime gives in-process for this text alone (batch of one)."""
+@functools.cache
+def reference(name: str) -> tuple[ort.InferenceSession, Vocabulary]:
     folder = max(
         (p for p in (DEFAULT_MODELS / name).iterdir() if p.name.isdigit()),
         key=lambda p: int(p.name),
@@ -57,6 +58,12 @@ def expected_probabilities(name: str, text: str) -> list[float]:
     manifest = Manifest.read(folder)
     vocab = Vocabulary.load(folder / manifest.preprocessing.vocab_file)
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session, vocab
+
+
+def expected_probabilities(name: str, text: str) -> list[float]:
+    """What onnxruntime gives in-process for this text alone (batch of one)."""
+    session, vocab = reference(name)
     ids = np.array([vocab.encode(tokenize(text))], dtype=np.int64)
     probabilities, _ = session.run(None, {"tokens": ids, "lengths": np.array([ids.shape[1]])})
     return probabilities[0].tolist()

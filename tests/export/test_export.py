@@ -83,3 +83,28 @@ def test_manifest_rejects_paths_and_bad_names(tiny_repository: Path):
             Manifest.model_validate({**data, field: value})
     with pytest.raises(ValueError):
         Manifest.model_validate({**data, "files": {"../model.onnx": "0"}})
+
+
+def test_int8_export_records_the_accuracy_change(tiny_checkpoints, tmp_path: Path):
+    folder = export(
+        [
+            str(tiny_checkpoints["lstm"]),
+            "--name",
+            "tiny-int8",
+            "--repository",
+            str(tmp_path),
+            "--quantize",
+            "int8",
+            "--max-accuracy-drop",
+            "1",
+        ]
+    )
+    manifest = Manifest.read(folder)
+    assert manifest.export.quantized == "int8"
+    metrics = manifest.training.metrics
+    assert manifest.export.accuracy_change == pytest.approx(
+        metrics["dev_accuracy"] - metrics["dev_accuracy_fp32"], abs=1e-3
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "vocab.txt"]
+    ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert ops & {"DynamicQuantizeLSTM", "MatMulInteger"}
