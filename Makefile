@@ -8,8 +8,12 @@ MODELS ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHECKPOINTS ?= checkpoints
+DOCKER ?= docker
+IMAGE ?= rnnserve:0.1.0
+DOCKER_PORT ?= 18080
+REFERENCE_PORT ?= 18081
 
-.PHONY: serve test lint format models bench clean
+.PHONY: serve test lint format models bench clean docker docker-trainer docker-gpu docker-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +35,7 @@ serve: $(VENV)/.serve
 lint: $(VENV)/.all
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint $(wildcard Dockerfile Dockerfile.*)
 
 format: $(VENV)/.all
 	$(BIN)/ruff format .
@@ -55,6 +60,27 @@ models: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(BIN)/python -m bench
+
+# Container images (README.md, "Docker"). DOCKER=podman works too.
+docker:
+	$(DOCKER) build -t $(IMAGE) .
+
+docker-trainer:
+	$(DOCKER) build --target trainer -t $(IMAGE)-trainer .
+
+docker-gpu:
+	$(DOCKER) build -f Dockerfile.gpu -t $(IMAGE)-gpu .
+
+# Run the image, wait until ready, check that it lists every model in $(MODELS) and that its
+# predictions equal those of a server started from this checkout (what `make serve` runs).
+docker-check: docker $(VENV)/.serve
+	@cid=$$($(DOCKER) run -d --rm -p 127.0.0.1:$(DOCKER_PORT):8000 $(IMAGE)) || exit 1; \
+	$(BIN)/rnnserve serve --model-repository $(MODELS) --port $(REFERENCE_PORT) \
+		--log-level warning & ref=$$!; \
+	$(BIN)/python deploy/smoke.py http://127.0.0.1:$(DOCKER_PORT) \
+		--reference http://127.0.0.1:$(REFERENCE_PORT) --models $(MODELS); status=$$?; \
+	[ $$status = 0 ] || $(DOCKER) logs --tail 30 $$cid; \
+	$(DOCKER) rm -f $$cid >/dev/null; kill $$ref; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(CHECKPOINTS)

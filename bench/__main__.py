@@ -48,6 +48,10 @@ def classify(model: str, seconds: float, levels: list[int], tokens: int) -> dict
     path = f"/v1/models/{model}:predict"
     print(f"in-process onnxruntime, {model}, {tokens}-token inputs, 2 threads ...", flush=True)
     sweep = batch_sweep(folder, tokens=tokens)
+    int8_folder = ROOT / "models" / f"{model}-int8"
+    sweep_int8 = (
+        batch_sweep(latest_version(int8_folder), tokens=tokens) if int8_folder.is_dir() else {}
+    )
     rows: dict[str, dict[int, dict]] = {}
     print("HTTP ceiling (same body, no inference) ...", flush=True)
     with uvicorn_app("bench.baselines:ceiling", {}, probe, path) as url:
@@ -58,6 +62,13 @@ def classify(model: str, seconds: float, levels: list[int], tokens: int) -> dict
     print("rnnserve ...", flush=True)
     with live_server(ROOT / "models") as url:
         rows["rnnserve"] = measure_http(url, path, bodies, levels, seconds)
+        if (ROOT / "models" / f"{model}-int8").is_dir():
+            print("rnnserve, int8 graph ...", flush=True)
+            int8_path = f"/v1/models/{model}-int8:predict"
+            rows["rnnserve int8"] = measure_http(url, int8_path, bodies, levels, seconds)
+    print("rnnserve, 2 workers x 1 onnxruntime thread ...", flush=True)
+    with live_server(ROOT / "models", workers="2", intra_op_threads="1") as url:
+        rows["rnnserve 2 workers"] = measure_http(url, path, bodies, levels, seconds)
 
     limit = max(sweep.values())
     best = max(sweep, key=sweep.get)
@@ -65,6 +76,11 @@ def classify(model: str, seconds: float, levels: list[int], tokens: int) -> dict
         "\nin-process onnxruntime (sequences/s by batch size): "
         + ", ".join(f"{b}: {v:.0f}" for b, v in sweep.items())
     )
+    if sweep_int8:
+        print(
+            "in-process onnxruntime, int8 graph: "
+            + ", ".join(f"{b}: {v:.0f}" for b, v in sweep_int8.items())
+        )
     print(table(f"HTTP, {model}, one {tokens}-token text per request", rows, levels))
     ceiling = max(r["rps"] for r in rows["http ceiling"].values())
     combined = 1 / (1 / (2 * ceiling) + 1 / limit)
@@ -82,7 +98,7 @@ def classify(model: str, seconds: float, levels: list[int], tokens: int) -> dict
     print("\nratios:")
     for key, value in ratios.items():
         print(f"  {key:<26}{value:.3f}" if isinstance(value, float) else f"  {key:<26}{value}")
-    return {"sweep": sweep, "http": rows, "ratios": ratios}
+    return {"sweep": sweep, "sweep_int8": sweep_int8, "http": rows, "ratios": ratios}
 
 
 def lengths(model: str) -> dict:

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.repository = repository
     app.state.shutting_down = False
-    app.include_router(v1.router)  # first: the hot routes are matched before the others
+    v1.add_routes(app)  # first: the hot routes are matched before the others
     app.include_router(health.router)
     add_schemas(app, [PredictRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

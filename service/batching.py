@@ -84,15 +84,15 @@ class Batcher(Generic[Item, Result]):
         futures = [loop.create_future() for _ in items]
         self._queue.extend(_Pending(item, f) for item, f in zip(items, futures, strict=True))
         self._dispatch()
-        waiting = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
+        deadline = loop.call_later(timeout, _expire, futures, timeout)
         try:
-            result = await asyncio.wait_for(waiting, timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(f"no result within the {timeout:g} s request timeout") from None
+            if len(futures) == 1:
+                return [await futures[0]]
+            return list(await asyncio.gather(*futures))
         finally:
+            deadline.cancel()
             for future in futures:
                 future.cancel()  # a no-op when done; drops the rest if one failed or we left
-        return [result] if len(futures) == 1 else result
 
     async def drain(self) -> None:
         """Wait until nothing is queued or running (for unloading a version)."""
@@ -164,3 +164,10 @@ class Batcher(Generic[Item, Result]):
     def _notify_idle(self) -> None:
         if self._idle is not None and not self.in_flight:
             self._idle.set()
+
+
+def _expire(futures: list[asyncio.Future], timeout: float) -> None:
+    error = DeadlineExceeded(f"no result within the {timeout:g} s request timeout")
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)

@@ -24,7 +24,7 @@ class PredictRequest(BaseModel):
         description="what a person has: for a classifier, texts",
         examples=[["a gripping , beautifully acted film", "dull and far too long"]],
     )
-    parameters: PredictParameters = PredictParameters()
+    parameters: PredictParameters = Field(default_factory=PredictParameters)
 
 
 class Prediction(BaseModel):

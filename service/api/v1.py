@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 
 from service.api.body import openapi_body, parse_body
 from service.api.responses import FastJSONResponse
+from service.api.routing import LeanRoute
 from service.errors import ClientGone, NotFound, PayloadTooLarge, ServiceError
 from service.repository import ModelRepository, ModelVersion
 from service.schemas import (
@@ -21,6 +24,7 @@ from service.schemas import (
     VersionStatus,
 )
 
+T = TypeVar("T")
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)}
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERRORS)
 
@@ -62,26 +66,36 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
     )
 
 
-@router.post(
-    "/models/{name}:predict",
-    response_model=PredictResponse,
-    openapi_extra=openapi_body(PredictRequest),
-)
-async def predict(name: str, request: Request) -> FastJSONResponse:
+async def predict(request: Request, name: str) -> FastJSONResponse:
     """Predict with the highest ready version."""
     return await _predict(request, name, None)
 
 
-@router.post(
-    "/models/{name}/versions/{version}:predict",
-    response_model=PredictResponse,
-    openapi_extra=openapi_body(PredictRequest),
-)
-async def predict_version(name: str, version: str, request: Request) -> FastJSONResponse:
+async def predict_version(request: Request, name: str, version: str) -> FastJSONResponse:
     """Predict with one version."""
     if not version.isdigit():
         raise NotFound(f"model {name!r} has no version {version!r}")
     return await _predict(request, name, int(version))
+
+
+def add_routes(app: FastAPI) -> None:
+    """The predict routes go straight on the app, ahead of everything else: they are the hot
+    path, and an included router costs a second round of matching on every request."""
+    for path, endpoint in (
+        ("/v1/models/{name}:predict", predict),
+        ("/v1/models/{name}/versions/{version}:predict", predict_version),
+    ):
+        app.router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            tags=["v1"],
+            responses=ERRORS,
+            response_model=PredictResponse,
+            openapi_extra=openapi_body(PredictRequest),
+            route_class_override=LeanRoute,
+        )
+    app.include_router(router)
 
 
 async def _predict(request: Request, name: str, version: int | None) -> FastJSONResponse:
@@ -112,15 +126,25 @@ async def _predict(request: Request, name: str, version: int | None) -> FastJSON
     )
 
 
-async def _unless_disconnected(request: Request, work):
-    """Run `work`, but cancel it (dropping its queued sequences) if the client goes away."""
-    task = asyncio.ensure_future(work)
-    disconnected = asyncio.ensure_future(request.receive())  # the body is read: waits for EOF
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, but cancel it (dropping its queued sequences) if the client goes away."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        message = await request.receive()  # the body is read: this waits for the disconnect
+        if message["type"] == "http.disconnect":
+            gone = True
+            handler.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, disconnected), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            raise ClientGone("the client disconnected") from None
+        raise
     finally:
-        disconnected.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientGone("the client disconnected")
-    return task.result()
+        watcher.cancel()
