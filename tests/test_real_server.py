@@ -69,6 +69,11 @@ def expected_probabilities(name: str, text: str) -> list[float]:
     return probabilities[0].tolist()
 
 
+def tolerance(name: str) -> float:
+    """int8 graphs quantise activations per batch, so a neighbour shifts an answer slightly."""
+    return 5e-3 if name.endswith("-int8") else 1e-5
+
+
 def random_texts(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choices(WORDS, k=rng.randint(1, 40))) for _ in range(n)]
@@ -101,7 +106,7 @@ def test_concurrent_predictions_each_match_their_own_input(server, name):
         assert response.status_code == 200, response.text
         got = response.json()["predictions"][0]["probabilities"]
         np.testing.assert_allclose(
-            list(got.values()), expected_probabilities(name, text), atol=1e-5
+            list(got.values()), expected_probabilities(name, text), atol=tolerance(name)
         )
 
 
