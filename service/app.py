@@ -10,12 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from service.api import health, v1
+from service import __version__
+from service.api import health, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
 from service.errors import ServiceError
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
+from service.protocol import InferenceRequest
 from service.repository import ModelRepository
 from service.schemas import PredictRequest
 from service.settings import Settings
@@ -30,19 +32,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # Load in a thread: /v2/health/live answers while models load and warm up.
-        loading = asyncio.create_task(asyncio.to_thread(repository.load_all))
+        # Models load in the background: /v2/health/live answers while they warm up.
+        polling = asyncio.create_task(repository.poll())
         try:
             yield
         finally:
             app.state.shutting_down = True
-            await asyncio.shield(loading)
-            repository.close()
+            polling.cancel()
+            await asyncio.gather(polling, return_exceptions=True)
+            await repository.close()
 
     app = FastAPI(
         title="rnnserve",
         summary="Recurrent sequence models (LSTM/GRU with attention) on onnxruntime.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
         strict_content_type=False,  # a body without Content-Type is read as JSON
@@ -52,8 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.shutting_down = False
     v1.add_routes(app)  # first: the hot routes are matched before the others
+    v2.add_routes(app)
     app.include_router(health.router)
-    add_schemas(app, [PredictRequest])
+    app.include_router(ui.router)  # the page at / and /ui
+    add_schemas(app, [PredictRequest, InferenceRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
     return app

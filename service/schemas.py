@@ -44,7 +44,7 @@ class PredictResponse(BaseModel):
 
 class VersionStatus(BaseModel):
     version: int
-    state: Literal["loading", "ready", "failed"]
+    state: Literal["loading", "ready", "failed", "unloading"]
     provider: str | None = None
     error: str | None = None
 

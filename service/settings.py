@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     model_batching: dict[str, BatchingSettings] = Field(
         default_factory=dict, description='per-model overrides, e.g. {"sst2-lstm": {...}}'
     )
+    repository_poll_s: float = Field(
+        2.0, ge=0, description="how often to look for new or removed versions; 0: never"
+    )
+    version_policy: str = Field(
+        "latest:1", pattern=r"^(all|latest(:[1-9][0-9]*)?)$", description="versions served"
+    )
+    model_version_policy: dict[str, str] = Field(
+        default_factory=dict, description='per-model policies, e.g. {"sst2-gru": "all"}'
+    )
     request_timeout_s: float = Field(10.0, gt=0)
     max_instances: int = Field(64, ge=1, description="instances per request")
     max_sequence_length: int | None = Field(

@@ -112,3 +112,16 @@ def client(tiny_repository):
     with TestClient(app) as test_client:
         wait_ready(test_client)
         yield test_client
+
+
+def copy_version(source: Path, repository: Path, name: str, version: int) -> Path:
+    """Publish a copy of a version folder under another name and version."""
+    import json
+    import shutil
+
+    target = repository / name / str(version)
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest.update(name=name, version=version)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target

@@ -3,6 +3,7 @@
 import asyncio
 import functools
 import random
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -50,20 +51,23 @@ WORDS = [
 
 
 @functools.cache
-def reference(name: str) -> tuple[ort.InferenceSession, Vocabulary]:
-    folder = max(
-        (p for p in (DEFAULT_MODELS / name).iterdir() if p.name.isdigit()),
-        key=lambda p: int(p.name),
-    )
+def reference(folder: Path) -> tuple[ort.InferenceSession, Vocabulary]:
     manifest = Manifest.read(folder)
     vocab = Vocabulary.load(folder / manifest.preprocessing.vocab_file)
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     return session, vocab
 
 
-def expected_probabilities(name: str, text: str) -> list[float]:
+def latest(name: str) -> Path:
+    return max(
+        (p for p in (DEFAULT_MODELS / name).iterdir() if p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+
+
+def expected_probabilities(name: str, text: str, folder: Path | None = None) -> list[float]:
     """What onnxruntime gives in-process for this text alone (batch of one)."""
-    session, vocab = reference(name)
+    session, vocab = reference(folder or latest(name))
     ids = np.array([vocab.encode(tokenize(text))], dtype=np.int64)
     probabilities, _ = session.run(None, {"tokens": ids, "lengths": np.array([ids.shape[1]])})
     return probabilities[0].tolist()
@@ -74,7 +78,7 @@ def tolerance(name: str) -> float:
     return 5e-3 if name.endswith("-int8") else 1e-5
 
 
-def random_texts(n: int, seed: int) -> list[str]:
+def random_texts(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choices(WORDS, k=rng.randint(1, 40))) for _ in range(n)]
 

@@ -29,15 +29,22 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
         raise UnsupportedMediaType(
             f"send the body as JSON (Content-Type: application/json), not {content_type}"
         )
+    return validate_json(model, await request.body())
+
+
+def validate_json(
+    model: type[Body], data: bytes, invalid: type[ServiceError] = Unprocessable
+) -> Body:
+    """Malformed JSON is a 400; JSON the model does not accept raises `invalid`."""
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(data)
     except ValidationError as error:
         problems = error.errors(include_url=False)
         if any(p["type"] == "json_invalid" for p in problems):
             raise BadRequest(
                 "the body is not valid JSON: " + "; ".join(p["msg"] for p in problems)
             ) from None
-        raise Unprocessable("; ".join(describe(p) for p in problems)) from None
+        raise invalid("; ".join(describe(p) for p in problems)) from None
 
 
 def describe(problem: Any) -> str:

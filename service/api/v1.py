@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable
-from typing import TypeVar
-
 from fastapi import APIRouter, FastAPI, Request
 
 from service.api.body import openapi_body, parse_body
+from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import LeanRoute
-from service.errors import ClientGone, NotFound, PayloadTooLarge, ServiceError
+from service.errors import PayloadTooLarge
 from service.repository import ModelRepository, ModelVersion
 from service.schemas import (
     ErrorBody,
@@ -24,7 +20,6 @@ from service.schemas import (
     VersionStatus,
 )
 
-T = TypeVar("T")
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)}
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERRORS)
 
@@ -73,9 +68,7 @@ async def predict(request: Request, name: str) -> FastJSONResponse:
 
 async def predict_version(request: Request, name: str, version: str) -> FastJSONResponse:
     """Predict with one version."""
-    if not version.isdigit():
-        raise NotFound(f"model {name!r} has no version {version!r}")
-    return await _predict(request, name, int(version))
+    return await _predict(request, name, parse_version(name, version))
 
 
 def add_routes(app: FastAPI) -> None:
@@ -101,50 +94,16 @@ def add_routes(app: FastAPI) -> None:
 async def _predict(request: Request, name: str, version: int | None) -> FastJSONResponse:
     body = await parse_body(request, PredictRequest)
     settings = request.app.state.settings
-    metrics = request.app.state.metrics
     if len(body.instances) > settings.max_instances:
         raise PayloadTooLarge(
             f"{len(body.instances)} instances; at most {settings.max_instances} per request"
         )
-    mv = _repository(request).get(name, version)
-    labels = (mv.name, str(mv.version))
-    started = time.perf_counter()
-    status = 500
-    try:
-        predictions = await _unless_disconnected(
-            request, mv.predict(body.instances, body.parameters, settings.request_timeout_s)
-        )
-        status = 200
-    except ServiceError as error:
-        status = error.status_code
-        raise
-    finally:
-        metrics.requests.labels(*labels, str(status)).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+    mv, predictions = await infer(
+        request,
+        name,
+        version,
+        lambda mv: mv.predict(body.instances, body.parameters, settings.request_timeout_s),
+    )
     return FastJSONResponse(
         {"model_name": mv.name, "model_version": str(mv.version), "predictions": predictions}
     )
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, but cancel it (dropping its queued sequences) if the client goes away."""
-    handler = asyncio.current_task()
-    assert handler is not None
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        message = await request.receive()  # the body is read: this waits for the disconnect
-        if message["type"] == "http.disconnect":
-            gone = True
-            handler.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if gone:
-            raise ClientGone("the client disconnected") from None
-        raise
-    finally:
-        watcher.cancel()

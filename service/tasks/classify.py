@@ -11,7 +11,9 @@ import onnxruntime as ort
 
 from model_src.manifest import Manifest
 from model_src.text import PAD_ID, Vocabulary, tokenize
-from service.errors import Unprocessable
+from service.codecs import OutputTensor
+from service.errors import BadRequest, Unprocessable
+from service.protocol import MetadataTensor
 from service.schemas import PredictParameters
 
 
@@ -124,3 +126,80 @@ class ClassifyTask:
                 for token, weight in zip(item.tokens, scores.attention.tolist(), strict=True)
             ]
         return prediction
+
+
+TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
+
+
+class ClassifyTensors:
+    """The classifier as V2 tensors: `text` (BYTES) or `tokens` (+ `lengths`) in; out
+    `probabilities`, `label` and `attention` (padded with zeros to the longest input)."""
+
+    def __init__(self, task: ClassifyTask) -> None:
+        self.task = task
+        classes = len(task.labels)
+        self.inputs = [MetadataTensor(name=TEXT, datatype="BYTES", shape=[-1])]
+        self.outputs = [
+            MetadataTensor(name="probabilities", datatype="FP32", shape=[-1, classes]),
+            MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
+            MetadataTensor(name="attention", datatype="FP32", shape=[-1, -1]),
+        ]
+
+    def prepare(self, arrays: dict[str, np.ndarray], truncate: bool) -> list[Encoded]:
+        names = set(arrays)
+        if names == {TEXT}:
+            texts = arrays[TEXT]
+            if texts.ndim == 2 and texts.shape[1] == 1:
+                texts = texts[:, 0]
+            if texts.ndim != 1 or texts.dtype != object:
+                raise BadRequest(f"input {TEXT!r} must be BYTES of shape [batch]")
+            try:
+                return self.task.prepare(texts.tolist(), PredictParameters(truncate=truncate))
+            except Unprocessable as error:
+                raise BadRequest(error.message.replace("instances", TEXT)) from None
+        if names in ({TOKENS}, {TOKENS, LENGTHS}):
+            return self._from_ids(arrays[TOKENS], arrays.get(LENGTHS), truncate)
+        raise BadRequest(
+            f"inputs {sorted(names)}: this model takes {TEXT!r} (BYTES [batch]) or "
+            f"{TOKENS!r} (INT64 [batch, sequence]) with optional {LENGTHS!r} (INT64 [batch])"
+        )
+
+    def _from_ids(
+        self, tokens: np.ndarray, lengths: np.ndarray | None, truncate: bool
+    ) -> list[Encoded]:
+        if tokens.ndim != 2 or tokens.dtype.kind not in "iu" or 0 in tokens.shape:
+            raise BadRequest(f"input {TOKENS!r} must be INT64 or INT32 of shape [batch, sequence]")
+        if lengths is None:
+            lengths = np.full(len(tokens), tokens.shape[1])
+        if lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
+            raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
+        vocab = self.task.vocab
+        if tokens.min() < 0 or tokens.max() >= len(vocab):
+            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{len(vocab) - 1}")
+        items = []
+        for row, (ids, n) in enumerate(zip(tokens, lengths.tolist(), strict=True)):
+            if not 1 <= n <= tokens.shape[1]:
+                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{tokens.shape[1]}")
+            truncated = n > self.task.max_tokens
+            if truncated and not truncate:
+                raise BadRequest(
+                    f"{TOKENS}[{row}] has {n} tokens; this model takes at most "
+                    f"{self.task.max_tokens} (set parameters.truncate to cut longer inputs)"
+                )
+            n = min(n, self.task.max_tokens)
+            ids = ids[:n].astype(np.int64)
+            items.append(Encoded([vocab.tokens[i] for i in ids], ids, truncated))
+        return items
+
+    def outputs_for(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
+        longest = max(len(item.ids) for item in items)
+        attention = np.zeros((len(items), longest), np.float32)
+        for row, scores in enumerate(results):
+            attention[row, : len(scores.attention)] = scores.attention
+        probabilities = np.stack([r.probabilities for r in results])
+        labels = np.array([self.task.labels[i] for i in probabilities.argmax(-1)], dtype=object)
+        return [
+            OutputTensor("probabilities", "FP32", probabilities),
+            OutputTensor("label", "BYTES", labels),
+            OutputTensor("attention", "FP32", attention),
+        ]

@@ -1,0 +1,72 @@
+"""What every inference route does around the model: choose a version, count it in flight,
+watch for the client leaving, and record metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from service.errors import ClientGone, NotFound, ServiceError
+from service.repository import ModelRepository, ModelVersion
+
+T = TypeVar("T")
+
+
+async def infer(
+    request: Request,
+    name: str,
+    version: int | None,
+    work: Callable[[ModelVersion], Awaitable[T]],
+) -> tuple[ModelVersion, T]:
+    repository: ModelRepository = request.app.state.repository
+    metrics = request.app.state.metrics
+    mv = repository.acquire(name, version)
+    started = time.perf_counter()
+    status = 500
+    try:
+        result = await _unless_disconnected(request, work(mv))
+        status = 200
+    except ServiceError as error:
+        status = error.status_code
+        raise
+    finally:
+        mv.release()
+        labels = (mv.name, str(mv.version))
+        metrics.requests.labels(*labels, str(status)).inc()
+        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+    return mv, result
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, but cancel it (dropping its queued sequences) if the client goes away."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        message = await request.receive()  # the body is read: this waits for the disconnect
+        if message["type"] == "http.disconnect":
+            gone = True
+            handler.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            raise ClientGone("the client disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+def parse_version(name: str, version: str) -> int:
+    """Versions are positive integers; anything else names no version."""
+    if not version.isdigit() or int(version) == 0:
+        raise NotFound(f"model {name!r} has no version {version!r}")
+    return int(version)

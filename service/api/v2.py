@@ -1,0 +1,187 @@
+"""Open Inference Protocol (KServe V2) routes, with Triton's binary tensor data and model
+repository extensions. Inference goes through the same batcher as V1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from service import __version__
+from service.api.body import openapi_body, validate_json
+from service.api.inference import infer, parse_version
+from service.api.responses import FastJSONResponse
+from service.api.routing import LeanRoute
+from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
+from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.protocol import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    RepositoryModel,
+    ServerMetadata,
+)
+from service.repository import ModelRepository, ModelVersion
+from service.schemas import ErrorBody
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+router = APIRouter(prefix="/v2", tags=["v2"], responses=ERRORS)
+
+
+def _repository(request: Request) -> ModelRepository:
+    return request.app.state.repository
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="rnnserve", version=__version__, extensions=EXTENSIONS)
+
+
+def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
+    """The version a metadata call is about: the one named, else the highest ready one."""
+    versions = _repository(request).versions_of(name)
+    if version is not None:
+        mv = versions.get(parse_version(name, version))
+        if mv is None:
+            raise NotFound(f"model {name!r} has no version {version}")
+        return mv
+    ready = [v for v, mv in versions.items() if mv.state == "ready"]
+    return versions[max(ready or versions)]
+
+
+@router.get("/models/{name}", response_model=ModelMetadata)
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
+async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
+    mv = _shown(request, name, version)
+    versions = _repository(request).versions_of(name)
+    return ModelMetadata(
+        name=name,
+        versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
+        platform="onnxruntime_onnx",
+        inputs=mv.tensors.inputs if mv.tensors else [],
+        outputs=mv.tensors.outputs if mv.tensors else [],
+        state=mv.state,
+        error=mv.error,
+    )
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
+    """200 when the model (version) serves; 400 with the reason when it does not."""
+    mv = _shown(request, name, version)
+    if mv.state != "ready":
+        error = f"{name} version {mv.version} is {mv.state}" + (f": {mv.error}" if mv.error else "")
+        return FastJSONResponse({"error": error}, status_code=400)
+    return FastJSONResponse({"name": name, "ready": True})
+
+
+async def model_infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+async def model_version_infer(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, parse_version(name, version))
+
+
+async def _infer(request: Request, name: str, version: int | None) -> Response:
+    header, raw = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    body = validate_json(InferenceRequest, header, invalid=BadRequest)
+    arrays = decode_inputs(body, raw)
+    settings = request.app.state.settings
+    batch = max((len(a) for a in arrays.values() if a.ndim), default=0)
+    if batch > settings.max_instances:
+        raise PayloadTooLarge(f"a batch of {batch}; at most {settings.max_instances} per request")
+    parameters = body.parameters or {}
+    truncate = parameters.get("truncate", False)
+    if not isinstance(truncate, bool):
+        raise BadRequest("parameters.truncate must be true or false")
+    mv, outputs = await infer(
+        request,
+        name,
+        version,
+        lambda mv: mv.infer_tensors(arrays, truncate, settings.request_timeout_s),
+    )
+    binary = set()
+    if body.outputs is not None:
+        known = {o.name: o for o in outputs}
+        unknown = [o.name for o in body.outputs if o.name not in known]
+        if unknown:
+            raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
+        default = parameters.get("binary_data_output", False) is True
+        for wanted in body.outputs:
+            if (wanted.parameters or {}).get("binary_data", default) is True:
+                binary.add(wanted.name)
+        outputs = [known[o.name] for o in body.outputs]
+    elif parameters.get("binary_data_output") is True:
+        binary = {o.name for o in outputs}
+    described, chunks = encode_outputs(outputs, binary)
+    response = {"model_name": mv.name, "model_version": str(mv.version), "outputs": described}
+    if body.id is not None:
+        response["id"] = body.id
+    if not chunks:
+        return FastJSONResponse(response)
+    head = orjson.dumps(response)
+    return Response(
+        head + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+
+
+@router.post("/repository/index", response_model=list[RepositoryModel])
+async def repository_index(request: Request) -> list[RepositoryModel]:
+    """Every version on disk or in memory, with its state (Triton's repository extension)."""
+    repository = _repository(request)
+    states = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE",
+              "unloading": "UNLOADING"}  # fmt: skip
+    index: dict[tuple[str, int], RepositoryModel] = {}
+    for name, versions in (await _on_disk(repository)).items():
+        for version in versions:
+            reason = "unloaded" if name in repository.unloaded else "not in the version policy"
+            index[name, version] = RepositoryModel(
+                name=name, version=str(version), state="UNAVAILABLE", reason=reason
+            )
+    for name, versions in repository.models.items():
+        for version, mv in versions.items():
+            index[name, version] = RepositoryModel(
+                name=name, version=str(version), state=states[mv.state], reason=mv.error or ""
+            )
+    return [index[key] for key in sorted(index)]
+
+
+async def _on_disk(repository: ModelRepository) -> dict[str, dict]:
+    return await asyncio.to_thread(repository.discover)
+
+
+@router.post("/repository/models/{name}/load")
+async def repository_load(request: Request, name: str) -> FastJSONResponse:
+    versions = await _repository(request).load_model(name)
+    return FastJSONResponse({"name": name, "versions": [str(v) for v in versions]})
+
+
+@router.post("/repository/models/{name}/unload")
+async def repository_unload(request: Request, name: str) -> FastJSONResponse:
+    await _repository(request).unload_model(name)
+    return FastJSONResponse({"name": name, "unloaded": True})
+
+
+def add_routes(app: FastAPI) -> None:
+    """Inference routes first, on the app itself (see v1.add_routes), then the rest."""
+    for path, endpoint in (
+        ("/v2/models/{name}/infer", model_infer),
+        ("/v2/models/{name}/versions/{version}/infer", model_version_infer),
+    ):
+        app.router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            tags=["v2"],
+            responses=ERRORS,
+            response_model=InferenceResponse,
+            openapi_extra=openapi_body(InferenceRequest),
+            route_class_override=LeanRoute,
+        )
+    app.include_router(router)

@@ -1,0 +1,186 @@
+"""Tensors in V2 messages <-> numpy: the JSON form and the binary tensor data extension."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.errors import BadRequest
+from service.protocol import InferenceRequest, RequestInput
+
+HEADER_LENGTH = "inference-header-content-length"
+NUMPY = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}  # fmt: skip
+
+
+@dataclass
+class OutputTensor:
+    name: str
+    datatype: str
+    array: np.ndarray  # object dtype of str for BYTES
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the raw tensor bytes after it (none without the header)."""
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length!r} does not fit a "
+            f"{len(body)}-byte body"
+        )
+    n = int(header_length)
+    return body[:n], body[n:]
+
+
+def decode_inputs(request: InferenceRequest, raw: bytes) -> dict[str, np.ndarray]:
+    """Each input as an array of its declared shape; BYTES inputs as arrays of str."""
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in request.inputs:
+        if tensor.name in arrays:
+            raise BadRequest(f"input {tensor.name!r} is given twice")
+        if any(d < 0 for d in tensor.shape):
+            raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative size")
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if tensor.data is not None:
+                raise BadRequest(f"input {tensor.name!r} has both data and binary_data_size")
+            if not isinstance(size, int) or size < 0 or offset + size > len(raw):
+                raise BadRequest(
+                    f"input {tensor.name!r}: binary_data_size {size!r} runs past the "
+                    f"{len(raw)} bytes of binary data"
+                )
+            arrays[tensor.name] = _from_binary(tensor, raw[offset : offset + size])
+            offset += size
+        elif tensor.data is not None:
+            arrays[tensor.name] = _from_json(tensor)
+        else:
+            raise BadRequest(f"input {tensor.name!r} has no data")
+    if offset != len(raw):
+        raise BadRequest(f"{len(raw) - offset} bytes of binary data belong to no input")
+    return arrays
+
+
+def _from_json(tensor: RequestInput) -> np.ndarray:
+    flat = _flatten(tensor.data)
+    count = int(np.prod(tensor.shape))
+    if len(flat) != count:
+        raise BadRequest(
+            f"input {tensor.name!r}: shape {tensor.shape} needs {count} values, "
+            f"data has {len(flat)}"
+        )
+    if tensor.datatype == "BYTES":
+        if not all(isinstance(x, str) for x in flat):
+            raise BadRequest(f"input {tensor.name!r}: BYTES data must be strings")
+        return np.array(flat, dtype=object).reshape(tensor.shape)
+    kind = NUMPY[tensor.datatype]
+    valid = (
+        _is_bool
+        if tensor.datatype == "BOOL"
+        else _is_float
+        if tensor.datatype[:2] == "FP"
+        else _is_int
+    )
+    if not all(valid(x) for x in flat):
+        raise BadRequest(f"input {tensor.name!r}: data is not all {tensor.datatype}")
+    try:
+        return np.array(flat, dtype=kind).reshape(tensor.shape)
+    except OverflowError:
+        raise BadRequest(f"input {tensor.name!r}: a value does not fit {tensor.datatype}") from None
+
+
+def _from_binary(tensor: RequestInput, data: bytes) -> np.ndarray:
+    count = int(np.prod(tensor.shape))
+    if tensor.datatype == "BYTES":
+        items, offset = [], 0
+        while offset < len(data):
+            if offset + 4 > len(data):
+                raise BadRequest(f"input {tensor.name!r}: truncated BYTES element")
+            (n,) = struct.unpack_from("<I", data, offset)
+            item = data[offset + 4 : offset + 4 + n]
+            if len(item) != n:
+                raise BadRequest(f"input {tensor.name!r}: truncated BYTES element")
+            try:
+                items.append(item.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadRequest(f"input {tensor.name!r}: BYTES are not UTF-8 text") from None
+            offset += 4 + n
+        if len(items) != count:
+            raise BadRequest(
+                f"input {tensor.name!r}: shape {tensor.shape} needs {count} elements, "
+                f"binary data has {len(items)}"
+            )
+        return np.array(items, dtype=object).reshape(tensor.shape)
+    kind = np.dtype(NUMPY[tensor.datatype]).newbyteorder("<")
+    if len(data) != count * kind.itemsize:
+        raise BadRequest(
+            f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs "
+            f"{count * kind.itemsize} bytes, got {len(data)}"
+        )
+    return np.frombuffer(data, dtype=kind).reshape(tensor.shape)
+
+
+def encode_outputs(
+    outputs: list[OutputTensor], binary: set[str]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """JSON descriptions of the outputs, and the raw bytes of those asked for in binary."""
+    described, chunks = [], []
+    for out in outputs:
+        entry: dict[str, Any] = {
+            "name": out.name,
+            "datatype": out.datatype,
+            "shape": list(out.array.shape),
+        }
+        if out.name in binary:
+            chunk = _to_binary(out)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = out.array.reshape(-1).tolist()
+        described.append(entry)
+    return described, chunks
+
+
+def _to_binary(out: OutputTensor) -> bytes:
+    if out.datatype == "BYTES":
+        parts = []
+        for item in out.array.reshape(-1):
+            encoded = str(item).encode("utf-8")
+            parts.append(struct.pack("<I", len(encoded)) + encoded)
+        return b"".join(parts)
+    return np.ascontiguousarray(
+        out.array, dtype=np.dtype(NUMPY[out.datatype]).newbyteorder("<")
+    ).tobytes()
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for x in stack[-1]:
+            if isinstance(x, list):
+                stack.append(iter(x))
+                break
+            flat.append(x)
+        else:
+            stack.pop()
+    return flat
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_float(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _is_bool(x: Any) -> bool:
+    return isinstance(x, bool)
