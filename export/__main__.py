@@ -1,14 +1,24 @@
-"""`rnnserve export` / `python -m export`: checkpoint -> models/<name>/<version>/."""
+"""`rnnserve export` / `python -m export`: checkpoint -> models/<name>/<version>/.
+
+One command for every task: the checkpoint's `format` picks the exporter module, which
+returns the function that fills a version folder; publishing is shared.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
-from export.classifier import write_version
+import torch
+
 from export.publish import publish
 from model_src.manifest import MODEL_NAME
-from model_src.train import load_checkpoint
+
+# checkpoint format -> module with `version_writer(checkpoint_path, args)`
+EXPORTERS = {
+    "rnnserve-classifier/1": "export.classifier",
+}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -33,22 +43,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     if not MODEL_NAME.match(args.name):
         p.error(f"--name must match {MODEL_NAME.pattern}")
-    model, checkpoint = load_checkpoint(args.checkpoint)
-    folder = publish(
-        args.repository,
-        args.name,
-        lambda folder, version: write_version(
-            model,
-            checkpoint,
-            folder,
-            args.name,
-            version,
-            args.tolerance,
-            args.description,
-            quantize=args.quantize,
-            max_accuracy_drop=args.max_accuracy_drop,
-        ),
-    )
+    kind = torch.load(args.checkpoint, map_location="cpu", weights_only=True).get("format")
+    if kind not in EXPORTERS:
+        p.error(f"{args.checkpoint}: unknown checkpoint format {kind!r}")
+    writer = importlib.import_module(EXPORTERS[kind]).version_writer(args.checkpoint, args)
+    folder = publish(args.repository, args.name, writer)
     print(f"published {folder}")
     return folder
 

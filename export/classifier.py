@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -203,3 +205,25 @@ def write_version(
     )
     manifest.write(folder)
     return manifest
+
+
+def version_writer(checkpoint_path: Path, args: Any) -> Callable[[Path, int], Manifest]:
+    """For `rnnserve export`: the function that fills one version folder."""
+    from model_src.train import load_checkpoint
+
+    model, checkpoint = load_checkpoint(checkpoint_path)
+
+    def write(folder: Path, version: int) -> Manifest:
+        return write_version(
+            model,
+            checkpoint,
+            folder,
+            args.name,
+            version,
+            args.tolerance,
+            args.description,
+            quantize=args.quantize,
+            max_accuracy_drop=args.max_accuracy_drop,
+        )
+
+    return write

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,13 +40,16 @@ class GraphSpec(_Strict):
 
 class Architecture(_Strict):
     cell: Literal["lstm", "gru"]
-    embedding_dim: int
+    embedding_dim: int = Field(description="0 where inputs are not embedded (series)")
     hidden_size: int
     num_layers: int
     bidirectional: bool
     attention: Literal["additive"] = "additive"
     attention_size: int
     dropout: float
+    details: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="task-specific sizes, e.g. the decoder's"
+    )
 
 
 class TextPreprocessing(_Strict):
@@ -62,6 +65,39 @@ class TextPreprocessing(_Strict):
     @classmethod
     def _plain_vocab_name(cls, value: str) -> str:
         return _plain_name(value)
+
+
+class CharPreprocessing(_Strict):
+    """Character-level text in and out (seq2seq)."""
+
+    kind: Literal["characters"] = "characters"
+    input_vocab_file: str
+    output_vocab_file: str
+    max_input_chars: int = Field(gt=0)
+    max_output_chars: int = Field(gt=0)
+    details: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+    @field_validator("input_vocab_file", "output_vocab_file")
+    @classmethod
+    def _plain_vocab_names(cls, value: str) -> str:
+        return _plain_name(value)
+
+
+class SeriesPreprocessing(_Strict):
+    """A numeric series: scaling statistics and window sizes (forecast)."""
+
+    kind: Literal["series"] = "series"
+    mean: float
+    std: float = Field(gt=0)
+    window: int = Field(gt=0, description="past values a stateless prediction reads")
+    horizon: int = Field(gt=0, description="future values each prediction gives")
+    max_values: int = Field(gt=0, description="most values one request may send")
+    details: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+Preprocessing = Annotated[
+    TextPreprocessing | CharPreprocessing | SeriesPreprocessing, Field(discriminator="kind")
+]
 
 
 class ExportInfo(_Strict):
@@ -95,8 +131,8 @@ class Manifest(_Strict):
     created_at: str
     architecture: Architecture
     graphs: dict[str, GraphSpec] = Field(description="role -> graph; classify has 'model'")
-    preprocessing: TextPreprocessing
-    labels: list[str] = Field(min_length=2)
+    preprocessing: Preprocessing
+    labels: list[str] = Field(default_factory=list, description="class names (classify)")
     files: dict[str, str] = Field(description="file name -> sha256 of every file but this one")
     export: ExportInfo
     training: TrainingInfo

@@ -20,14 +20,12 @@ import numpy as np
 from pydantic import ValidationError
 
 from model_src.manifest import MODEL_NAME, Manifest, sha256_of
-from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, ModelNotReady, NotFound
 from service.metrics import Metrics
 from service.runtime import create_session
-from service.schemas import PredictParameters
 from service.settings import Settings
-from service.tasks.classify import ClassifyTask, ClassifyTensors
+from service.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("rnnserve.repository")
 State = Literal["loading", "ready", "failed", "unloading"]
@@ -53,28 +51,21 @@ class ModelVersion:
     error: str | None = None
     manifest: Manifest | None = None
     provider: str | None = None
-    task: ClassifyTask | None = None
-    tensors: ClassifyTensors | None = None
-    batcher: Batcher | None = None
+    task: Task | None = None
     active: int = 0  # requests that chose this version and have not finished
     _idle: asyncio.Event | None = field(default=None, repr=False)
 
     async def predict(
-        self, instances: list[Any], params: PredictParameters, timeout: float
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
     ) -> list[dict[str, Any]]:
-        assert self.task is not None and self.batcher is not None
-        items = self.task.prepare(instances, params)
-        results = await self.batcher.submit(items, timeout)
-        return [self.task.respond(i, r, params) for i, r in zip(items, results, strict=True)]
+        assert self.task is not None
+        return await self.task.predict(instances, parameters, timeout)
 
-    async def infer_tensors(
-        self, arrays: dict[str, np.ndarray], truncate: bool, timeout: float
+    async def infer(
+        self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
     ) -> list[OutputTensor]:
-        """The V2 path: tensors in, tensors out, through the same batcher."""
-        assert self.tensors is not None and self.batcher is not None
-        items = self.tensors.prepare(arrays, truncate)
-        results = await self.batcher.submit(items, timeout)
-        return self.tensors.outputs_for(items, results)
+        assert self.task is not None
+        return await self.task.infer(arrays, parameters, timeout)
 
     def release(self) -> None:
         self.active -= 1
@@ -87,10 +78,10 @@ class ModelVersion:
         while self.active:
             self._idle = asyncio.Event()
             await self._idle.wait()
-        if self.batcher is not None:
-            await self.batcher.drain()
-            self.batcher.close()
-        self.task = self.tensors = self.batcher = None
+        if self.task is not None:
+            await self.task.drain()
+            self.task.close()
+        self.task = None
 
 
 class ModelRepository:
@@ -171,26 +162,19 @@ class ModelRepository:
             for file, expected in manifest.files.items():
                 if sha256_of(mv.folder / file) != expected:
                     raise ValueError(f"{file} does not match the sha256 in the manifest")
-            if manifest.task != "classify":
-                raise ValueError(f"task {manifest.task!r} is not served by this version")
-            limits = self.settings.batching_for(mv.name)
-            session, mv.provider = create_session(
-                mv.folder / manifest.graphs["model"].file, self.settings
+            mv.task = task = build_task(
+                TaskContext(
+                    manifest=manifest,
+                    folder=mv.folder,
+                    settings=self.settings,
+                    limits=self.settings.batching_for(mv.name),
+                    create_session=lambda graph: create_session(graph, self.settings),
+                    on_batch=self.metrics.batch_observer(*labels),
+                )
             )
-            mv.task = ClassifyTask(
-                manifest,
-                mv.folder,
-                session,
-                self.settings.max_sequence_length,
-                limits.max_padding_waste,
-                limits.max_batch_size,
-            )
-            mv.task.warm_up()
-            mv.tensors = ClassifyTensors(mv.task)
-            mv.batcher = Batcher(mv.task.run, limits, self.metrics.batch_observer(*labels))
-            self.metrics.queue_depth.labels(*labels).set_function(
-                lambda b=mv.batcher: b.queue_depth
-            )
+            mv.provider = task.provider
+            task.warm_up()
+            self.metrics.queue_depth.labels(*labels).set_function(lambda: task.queue_depth)
             mv.state = "ready"
             log.info("loaded %s/%s on %s", mv.name, mv.version, mv.provider)
         except Exception as error:  # a broken artifact is reported, never served
@@ -259,8 +243,8 @@ class ModelRepository:
         await asyncio.gather(*self._retiring, return_exceptions=True)
         for versions in self.models.values():
             for mv in versions.values():
-                if mv.batcher is not None:
-                    mv.batcher.close()
+                if mv.task is not None:
+                    mv.task.close()
 
     # -- serving -----------------------------------------------------------------------------
 

@@ -7,15 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class PredictParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attention: bool = Field(False, description="return the attention weight of every token")
-    truncate: bool = Field(
-        False, description="cut texts longer than the model's maximum instead of refusing them"
-    )
-
-
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -24,7 +15,11 @@ class PredictRequest(BaseModel):
         description="what a person has: for a classifier, texts",
         examples=[["a gripping , beautifully acted film", "dull and far too long"]],
     )
-    parameters: PredictParameters = Field(default_factory=PredictParameters)
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="for a classifier: attention (bool), truncate (bool)",
+        examples=[{"attention": True}],
+    )
 
 
 class Prediction(BaseModel):

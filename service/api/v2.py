@@ -60,8 +60,8 @@ async def model_metadata(request: Request, name: str, version: str | None = None
         name=name,
         versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
         platform="onnxruntime_onnx",
-        inputs=mv.tensors.inputs if mv.tensors else [],
-        outputs=mv.tensors.outputs if mv.tensors else [],
+        inputs=mv.task.inputs if mv.task else [],
+        outputs=mv.task.outputs if mv.task else [],
         state=mv.state,
         error=mv.error,
     )
@@ -95,14 +95,11 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     if batch > settings.max_instances:
         raise PayloadTooLarge(f"a batch of {batch}; at most {settings.max_instances} per request")
     parameters = body.parameters or {}
-    truncate = parameters.get("truncate", False)
-    if not isinstance(truncate, bool):
-        raise BadRequest("parameters.truncate must be true or false")
     mv, outputs = await infer(
         request,
         name,
         version,
-        lambda mv: mv.infer_tensors(arrays, truncate, settings.request_timeout_s),
+        lambda mv: mv.infer(arrays, parameters, settings.request_timeout_s),
     )
     binary = set()
     if body.outputs is not None:

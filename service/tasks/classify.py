@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field
 
-from model_src.manifest import Manifest
 from model_src.text import PAD_ID, Vocabulary, tokenize
+from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
 from service.protocol import MetadataTensor
-from service.schemas import PredictParameters
+from service.tasks.base import TaskContext, parse_parameters
+
+TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
+
+
+class ClassifyParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attention: bool = Field(False, description="return the attention weight of every token")
+    truncate: bool = Field(
+        False, description="cut texts longer than the model's maximum instead of refusing them"
+    )
 
 
 @dataclass(slots=True)
@@ -54,27 +64,57 @@ def length_groups(lengths: list[int], max_batch: int, max_waste: float) -> list[
 
 
 class ClassifyTask:
-    """Pre- and post-processing for one classifier version, and its batched session run."""
+    """A text classifier version: tokenise as in training, batch by length, label."""
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        folder: Path,
-        session: ort.InferenceSession,
-        max_tokens: int | None,
-        max_waste: float,
-        max_batch: int,
-    ) -> None:
-        prep = manifest.preprocessing
-        self.vocab = Vocabulary.load(folder / prep.vocab_file)
+    def __init__(self, ctx: TaskContext) -> None:
+        manifest, prep = ctx.manifest, ctx.manifest.preprocessing
+        if prep.kind != "words" or len(manifest.labels) < 2:
+            raise ValueError("a classifier needs word preprocessing and at least two labels")
+        self.vocab = Vocabulary.load(ctx.folder / prep.vocab_file)
         self.lowercase = prep.lowercase
-        self.max_tokens = min(prep.max_tokens, max_tokens or prep.max_tokens)
+        cap = ctx.settings.max_sequence_length
+        self.max_tokens = min(prep.max_tokens, cap or prep.max_tokens)
         self.labels = manifest.labels
-        self.session = session
-        self.max_waste = max_waste
-        self.max_batch = max_batch
+        self.session, self.provider = ctx.create_session(ctx.folder / manifest.graphs["model"].file)
+        self.max_waste = ctx.limits.max_padding_waste
+        self.max_batch = ctx.limits.max_batch_size
+        self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
+        self.inputs = [MetadataTensor(name=TEXT, datatype="BYTES", shape=[-1])]
+        self.outputs = [
+            MetadataTensor(name="probabilities", datatype="FP32", shape=[-1, len(self.labels)]),
+            MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
+            MetadataTensor(name="attention", datatype="FP32", shape=[-1, -1]),
+        ]
 
-    def prepare(self, instances: list[Any], params: PredictParameters) -> list[Encoded]:
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.queue_depth
+
+    async def predict(
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        params = parse_parameters(ClassifyParameters, parameters)
+        items = self.prepare(instances, params.truncate)
+        results = await self.batcher.submit(items, timeout)
+        return [self.respond(i, r, params.attention) for i, r in zip(items, results, strict=True)]
+
+    async def infer(
+        self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
+    ) -> list[OutputTensor]:
+        """V2: `text` (BYTES) or `tokens` (+ `lengths`) in; `probabilities`, `label` and
+        `attention` (padded with zeros to the longest input) out."""
+        truncate = parse_parameters(ClassifyParameters, parameters, v2=True).truncate
+        items = self.prepare_tensors(arrays, truncate)
+        results = await self.batcher.submit(items, timeout)
+        return self.output_tensors(items, results)
+
+    async def drain(self) -> None:
+        await self.batcher.drain()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def prepare(self, instances: list[Any], truncate: bool) -> list[Encoded]:
         """Validate every instance before any joins a batch: a bad one fails only its request."""
         items = []
         for i, text in enumerate(instances):
@@ -84,7 +124,7 @@ class ClassifyTask:
             if not tokens:
                 raise Unprocessable(f"instances[{i}] has no words to classify")
             truncated = len(tokens) > self.max_tokens
-            if truncated and not params.truncate:
+            if truncated and not truncate:
                 raise Unprocessable(
                     f"instances[{i}] has {len(tokens)} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer texts)"
@@ -94,7 +134,7 @@ class ClassifyTask:
         return items
 
     def warm_up(self) -> None:
-        self.run(self.prepare(["warm up the session"], PredictParameters()))
+        self.run(self.prepare(["warm up the session"], truncate=False))
 
     def run(self, items: list[Encoded]) -> list[Scores]:
         """One batch from the batcher: grouped by length, padded, run on the worker thread."""
@@ -111,7 +151,7 @@ class ClassifyTask:
                 results[i] = Scores(probabilities[row], attention[row, : lengths[i]])
         return results  # type: ignore[return-value]
 
-    def respond(self, item: Encoded, scores: Scores, params: PredictParameters) -> dict[str, Any]:
+    def respond(self, item: Encoded, scores: Scores, attention: bool) -> dict[str, Any]:
         probabilities = scores.probabilities.tolist()
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
         prediction: dict[str, Any] = {
@@ -120,32 +160,14 @@ class ClassifyTask:
         }
         if item.truncated:
             prediction["truncated"] = True
-        if params.attention:
+        if attention:
             prediction["attention"] = [
                 [token, weight]
                 for token, weight in zip(item.tokens, scores.attention.tolist(), strict=True)
             ]
         return prediction
 
-
-TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
-
-
-class ClassifyTensors:
-    """The classifier as V2 tensors: `text` (BYTES) or `tokens` (+ `lengths`) in; out
-    `probabilities`, `label` and `attention` (padded with zeros to the longest input)."""
-
-    def __init__(self, task: ClassifyTask) -> None:
-        self.task = task
-        classes = len(task.labels)
-        self.inputs = [MetadataTensor(name=TEXT, datatype="BYTES", shape=[-1])]
-        self.outputs = [
-            MetadataTensor(name="probabilities", datatype="FP32", shape=[-1, classes]),
-            MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
-            MetadataTensor(name="attention", datatype="FP32", shape=[-1, -1]),
-        ]
-
-    def prepare(self, arrays: dict[str, np.ndarray], truncate: bool) -> list[Encoded]:
+    def prepare_tensors(self, arrays: dict[str, np.ndarray], truncate: bool) -> list[Encoded]:
         names = set(arrays)
         if names == {TEXT}:
             texts = arrays[TEXT]
@@ -154,7 +176,7 @@ class ClassifyTensors:
             if texts.ndim != 1 or texts.dtype != object:
                 raise BadRequest(f"input {TEXT!r} must be BYTES of shape [batch]")
             try:
-                return self.task.prepare(texts.tolist(), PredictParameters(truncate=truncate))
+                return self.prepare(texts.tolist(), truncate)
             except Unprocessable as error:
                 raise BadRequest(error.message.replace("instances", TEXT)) from None
         if names in ({TOKENS}, {TOKENS, LENGTHS}):
@@ -173,31 +195,31 @@ class ClassifyTensors:
             lengths = np.full(len(tokens), tokens.shape[1])
         if lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
             raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
-        vocab = self.task.vocab
+        vocab = self.vocab
         if tokens.min() < 0 or tokens.max() >= len(vocab):
             raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{len(vocab) - 1}")
         items = []
         for row, (ids, n) in enumerate(zip(tokens, lengths.tolist(), strict=True)):
             if not 1 <= n <= tokens.shape[1]:
                 raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{tokens.shape[1]}")
-            truncated = n > self.task.max_tokens
+            truncated = n > self.max_tokens
             if truncated and not truncate:
                 raise BadRequest(
                     f"{TOKENS}[{row}] has {n} tokens; this model takes at most "
-                    f"{self.task.max_tokens} (set parameters.truncate to cut longer inputs)"
+                    f"{self.max_tokens} (set parameters.truncate to cut longer inputs)"
                 )
-            n = min(n, self.task.max_tokens)
+            n = min(n, self.max_tokens)
             ids = ids[:n].astype(np.int64)
             items.append(Encoded([vocab.tokens[i] for i in ids], ids, truncated))
         return items
 
-    def outputs_for(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
+    def output_tensors(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
         longest = max(len(item.ids) for item in items)
         attention = np.zeros((len(items), longest), np.float32)
         for row, scores in enumerate(results):
             attention[row, : len(scores.attention)] = scores.attention
         probabilities = np.stack([r.probabilities for r in results])
-        labels = np.array([self.task.labels[i] for i in probabilities.argmax(-1)], dtype=object)
+        labels = np.array([self.labels[i] for i in probabilities.argmax(-1)], dtype=object)
         return [
             OutputTensor("probabilities", "FP32", probabilities),
             OutputTensor("label", "BYTES", labels),

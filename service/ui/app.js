@@ -69,6 +69,13 @@ function percent(x, digits = 1) {
   return isNumber(x) ? `${(x * 100).toFixed(digits)} %` : "?";
 }
 
+/** A probability as a percentage that never rounds a near-certainty to 100 % or 0 %. */
+function probability(x) {
+  if (isNumber(x) && x > 0.999 && x < 1) return ">99.9 %";
+  if (isNumber(x) && x < 0.001 && x > 0) return "<0.1 %";
+  return percent(x);
+}
+
 function formatNumber(x) {
   if (!isNumber(x)) return String(x);
   if (Number.isInteger(x)) return x.toLocaleString("en");
@@ -526,7 +533,7 @@ function renderClassification(view, prediction) {
       { class: "answer" },
       el("span", { class: "answer-label", text: "Label " }),
       el("strong", { class: "label", "data-label": prediction.label, text: prediction.label }),
-      isNumber(top) ? el("span", { class: "confidence", text: ` ${percent(top)}` }) : null,
+      isNumber(top) ? el("span", { class: "confidence", text: ` ${probability(top)}` }) : null,
     ),
   );
   if (prediction.truncated) {
@@ -552,7 +559,7 @@ function renderClassification(view, prediction) {
           { class: "bar-track", "aria-hidden": "true" },
           el("span", { class: "bar-fill", vars: { "--p": String(Math.min(1, Math.max(0, p))) } }),
         ),
-        el("span", { class: "bar-value", text: percent(p) }),
+        el("span", { class: "bar-value", text: probability(p) }),
       ),
     );
   }
@@ -629,8 +636,8 @@ function renderSequence(view, prediction, instance) {
     "table",
     { class: "heatmap" },
     el("caption", {
-      class: "help",
-      text: "Each row is one output character; darker cells are the input characters it attended to.",
+      class: "sr",
+      text: "Attention of each output character (rows) over the input characters (columns)",
     }),
     el(
       "thead",
@@ -665,12 +672,21 @@ function renderSequence(view, prediction, instance) {
       }),
     ),
   );
-  view.append(el("div", { class: "scroll" }, table));
+  view.append(
+    el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Heatmap" }, table),
+    el("p", {
+      class: "help",
+      "aria-hidden": "true",
+      text: "Each row is one output character; darker cells are the input characters it attended to.",
+    }),
+  );
 }
 
 function renderForecast(view, prediction, history) {
-  const forecast = (prediction.forecast || []).map(Number);
-  const attention = Array.isArray(prediction.attention) ? prediction.attention.map(weightOf) : [];
+  const forecast = (Array.isArray(prediction.forecast) ? prediction.forecast : [])
+    .map(Number)
+    .filter(Number.isFinite);
+  const attention = historyWeights(prediction.attention, history.length);
   view.append(
     el(
       "p",
@@ -680,7 +696,9 @@ function renderForecast(view, prediction, history) {
     ),
   );
   view.append(el("h3", { text: "History, forecast and attention" }));
-  view.append(seriesChart(history, forecast, attention));
+  // Drawn at the width it is shown at, so its text keeps its size on a phone.
+  const width = Math.round(Math.min(720, Math.max(300, els.form.clientWidth || 640)));
+  view.append(seriesChart(history, forecast, attention, width));
   view.append(
     el(
       "p",
@@ -695,9 +713,24 @@ function renderForecast(view, prediction, history) {
   );
 }
 
-function seriesChart(history, forecast, attention) {
-  const W = 640;
-  const H = 240;
+/** One weight per history value: from a list of weights (or [value, weight] pairs), or from
+ * a matrix with one row per forecast step (averaged); at most as long as the history. */
+function historyWeights(attention, length) {
+  if (!Array.isArray(attention) || !attention.length) return [];
+  const isMatrix = attention.every((row) => Array.isArray(row) && row.length > 2);
+  let weights = attention.map(weightOf);
+  if (isMatrix) {
+    const width = Math.max(...attention.map((row) => row.length));
+    weights = Array.from({ length: width }, (_, j) => {
+      const column = attention.map((row) => row[j]).filter(isNumber);
+      return column.length ? column.reduce((a, b) => a + b, 0) / attention.length : 0;
+    });
+  }
+  return weights.slice(-length);
+}
+
+function seriesChart(history, forecast, attention, W = 640) {
+  const H = Math.round(Math.max(180, W * 0.38));
   const pad = { left: 44, right: 12, top: 12, bottom: 24 };
   const n = history.length + forecast.length;
   const values = [...history, ...forecast].filter(isNumber);
