@@ -13,7 +13,7 @@ IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test lint format models bench clean docker docker-trainer docker-gpu docker-check
+.PHONY: serve test browser lint format models bench clean docker docker-trainer docker-gpu docker-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,19 @@ format: $(VENV)/.all
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
+browser:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "browser: /usr/bin/chromium is missing and installing it needs root or sudo;" \
+		"tests/test_ui.py will be skipped"; exit 0; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium fonts-dejavu-core >/dev/null \
+		|| echo "browser: apt-get could not install chromium; tests/test_ui.py will be skipped"
 
 # Rebuild the default models from SST-2 with fixed seeds; each run publishes new versions.
 models: $(VENV)/.all

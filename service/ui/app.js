@@ -134,17 +134,22 @@ const modelPath = (name) => `${API}/${encodeURIComponent(name)}`;
 
 // ---------------------------------------------------------------- tasks
 
+// Series to pick, as long as the model's window (48 values when its manifest does not say).
 const SERIES_EXAMPLES = {
-  seasonal: () =>
-    Array.from({ length: 48 }, (_, i) =>
-      Number((10 + 4 * Math.sin((2 * Math.PI * i) / 12) + 0.08 * i).toFixed(2)),
-    ),
-  trend: () =>
-    Array.from({ length: 40 }, (_, i) =>
-      Number((3 + 0.5 * i + 1.5 * Math.sin(i * 1.7) * Math.cos(i * 0.45)).toFixed(2)),
-    ),
-  steps: () => Array.from({ length: 36 }, (_, i) => [2, 2, 2, 6, 6, 6, 4, 4, 4][i % 9]),
+  seasonal: (i) => 10 + 4 * Math.sin((2 * Math.PI * i) / 12) + 0.08 * i,
+  trend: (i) => 3 + 0.5 * i + 1.5 * Math.sin(i * 1.7) * Math.cos(i * 0.45),
+  steps: (i) => [2, 2, 2, 6, 6, 6, 4, 4, 4][i % 9],
 };
+
+function seriesExamples(model) {
+  const pre = model?.manifest?.preprocessing || {};
+  let length = Math.max(48, isNumber(pre.window) ? pre.window : 0);
+  if (isNumber(pre.max_values)) length = Math.min(length, pre.max_values);
+  return Object.entries(SERIES_EXAMPLES).map(([name, value]) => ({
+    name,
+    value: Array.from({ length }, (_, i) => Number(value(i).toFixed(2))).join(", "),
+  }));
+}
 
 const TASKS = {
   classify: {
@@ -177,10 +182,7 @@ const TASKS = {
     name: "forecaster",
     label: "Series: numbers, oldest first, separated by commas or spaces",
     placeholder: "12, 14, 13, 17, 19, 18, 22",
-    examples: Object.entries(SERIES_EXAMPLES).map(([name, make]) => ({
-      name,
-      value: make().join(", "),
-    })),
+    examples: seriesExamples,
     parse: parseSeries,
     render: renderForecast,
   },
@@ -398,10 +400,25 @@ function details(model, selectionMetrics) {
       "Parity with PyTorch",
       isNumber(exp.parity_max_abs_diff) ? `max |Δ| ${formatNumber(exp.parity_max_abs_diff)}` : null,
     ],
-    ["Max length", manifest.preprocessing?.max_tokens ?? manifest.limits?.max_length],
+    ["Max length", maxLength(manifest.preprocessing)],
+    ["Window, horizon", seriesSizes(manifest.preprocessing)],
     ["Versions ready", (model.versions || []).join(", ") || "none"],
   ];
   return el("details", {}, el("summary", { text: "More about this model" }), factsList(rows));
+}
+
+function maxLength(pre) {
+  if (!pre) return null;
+  if (isNumber(pre.max_tokens)) return `${formatNumber(pre.max_tokens)} tokens`;
+  if (isNumber(pre.max_input_chars)) return `${formatNumber(pre.max_input_chars)} characters`;
+  if (isNumber(pre.max_values)) return `${formatNumber(pre.max_values)} values`;
+  return null;
+}
+
+function seriesSizes(pre) {
+  return pre && isNumber(pre.window) && isNumber(pre.horizon)
+    ? `${pre.window} values in, ${pre.horizon} out`
+    : null;
 }
 
 function fillModelSelect() {
@@ -445,15 +462,15 @@ function selectModel(name, { keepResult = false } = {}) {
       "."
     : "";
   if (before && before.task !== model?.task) els.instance.value = "";
-  renderExamples(task);
+  renderExamples(typeof task.examples === "function" ? task.examples(model) : task.examples);
   if (!keepResult) els.result.replaceChildren();
   if (name && location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
 }
 
-function renderExamples(task) {
+function renderExamples(examples) {
   els.exampleButtons.replaceChildren();
-  els.examples.hidden = !task.examples.length;
-  for (const example of task.examples) {
+  els.examples.hidden = !examples.length;
+  for (const example of examples) {
     const { name, value } =
       typeof example === "string" ? { name: example, value: example } : example;
     els.exampleButtons.append(
