@@ -43,6 +43,24 @@ def serve(argv: list[str]) -> None:
     )
 
 
+# `rnnserve train --task <task> ...`: the training module of each task (default: classify).
+TRAINERS = {
+    "classify": "model_src.train",
+}
+
+
+def train(argv: list[str]) -> None:
+    import importlib
+
+    task = "classify"
+    if "--task" in argv:
+        i = argv.index("--task")
+        task, argv = argv[i + 1] if i + 1 < len(argv) else "", argv[:i] + argv[i + 2 :]
+    if task not in TRAINERS:
+        sys.exit(f"rnnserve train: --task must be one of {sorted(TRAINERS)}")
+    importlib.import_module(TRAINERS[task]).main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     commands = ("serve", "train", "export")
@@ -53,8 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     if command == "serve":
         serve(rest)
     elif command == "train":
-        from model_src.train import main as train
-
         train(rest)
     else:
         from export.__main__ import main as export
