@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 
 from service import __version__
@@ -16,10 +17,12 @@ from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
 from service.errors import ServiceError
 from service.limits import BodySizeLimit
+from service.logs import RequestLog
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
 from service.repository import ModelRepository
 from service.schemas import PredictRequest
+from service.security import ApiKeyAuth
 from service.settings import Settings
 
 log = logging.getLogger("rnnserve")
@@ -60,8 +63,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)  # the page at / and /ui
     add_schemas(app, [PredictRequest, InferenceRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    secret = lambda key: key.get_secret_value() if key else None  # noqa: E731
+    app.add_middleware(
+        ApiKeyAuth, api_key=secret(settings.api_key), admin_key=secret(settings.admin_api_key)
+    )
+    app.add_middleware(RequestLog)  # outermost: every answer, 401 and 413 included, is logged
     _add_error_handlers(app)
     return app
+
+
+def _secret(key: SecretStr | None) -> str | None:
+    return key.get_secret_value() if key else None
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -84,6 +96,12 @@ def _add_error_handlers(app: FastAPI) -> None:
                 + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems),
             )
         return error_response(422, "; ".join(describe(p) for p in problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> FastJSONResponse:
+        """A bug: logged with its traceback, answered without one (nor any path)."""
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the server log has the details")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> FastJSONResponse:

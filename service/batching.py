@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from service.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from service.logs import note
 from service.settings import BatchingSettings
 
 Item = TypeVar("Item")
@@ -29,6 +30,7 @@ class _Pending:
     item: Any
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    ran: tuple[int, float, float] | None = None  # batch size, queue and run seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,23 @@ class Batcher(Generic[Item, Result]):
             )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._queue.extend(_Pending(item, f) for item, f in zip(items, futures, strict=True))
+        pending = [_Pending(item, f) for item, f in zip(items, futures, strict=True)]
+        self._queue.extend(pending)
         self._dispatch()
         deadline = loop.call_later(timeout, _expire, futures, timeout)
         try:
             if len(futures) == 1:
-                return [await futures[0]]
-            return list(await asyncio.gather(*futures))
+                results = [await futures[0]]
+            else:
+                results = list(await asyncio.gather(*futures))
+            ran = [p.ran for p in pending if p.ran is not None]
+            if ran:
+                note(
+                    batch_size=max(r[0] for r in ran),
+                    queue_ms=round(max(r[1] for r in ran) * 1000, 3),
+                    inference_ms=round(max(r[2] for r in ran) * 1000, 3),
+                )
+            return results
         finally:
             deadline.cancel()
             for future in futures:
@@ -147,6 +159,8 @@ class Batcher(Generic[Item, Result]):
         self._running -= 1
         finished = time.perf_counter()
         error = ModelNotReady("the model was unloaded") if done.cancelled() else done.exception()
+        for pending in batch:
+            pending.ran = (len(batch), started - pending.enqueued, finished - started)
         if error is None:
             for pending, result in zip(batch, done.result(), strict=True):
                 if not pending.future.done():

@@ -26,6 +26,7 @@ def serve(argv: list[str]) -> None:
 
     import uvicorn
 
+    from service.logs import log_config
     from service.settings import Settings
 
     settings = Settings()
@@ -36,6 +37,7 @@ def serve(argv: list[str]) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format == "json"),
         http="httptools",
         loop="uvloop",
         access_log=False,

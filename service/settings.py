@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,7 +62,14 @@ class Settings(BaseSettings):
         description="ready only if every model loaded (False: a broken model is reported "
         "but does not hold back readiness)",
     )
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["json", "text"] = Field("json", description="access and error logs")
+    api_key: SecretStr | None = Field(
+        None, description="when set, every route but health, metrics and the page needs it"
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="when set, repository control (load, unload, index) needs it"
+    )
 
     def batching_for(self, model: str) -> BatchingSettings:
         return self.model_batching.get(model, self.batching)

@@ -11,6 +11,7 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from service.errors import ClientGone, NotFound, ServiceError
+from service.logs import note
 from service.repository import ModelRepository, ModelVersion
 
 T = TypeVar("T")
@@ -25,6 +26,7 @@ async def infer(
     repository: ModelRepository = request.app.state.repository
     metrics = request.app.state.metrics
     mv = repository.acquire(name, version)
+    note(model=mv.name, version=mv.version)
     started = time.perf_counter()
     status = 500
     try:

@@ -160,3 +160,40 @@ def test_openapi_and_docs_are_served(client):
     schema = client.get("/openapi.json").json()
     assert "/v1/models/{name}:predict" in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/..%2F..%2Fetc%2Fpasswd",
+        "/v2/models/%2Fetc%2Fpasswd/ready",
+        "/v1/models/..",
+        "/v1/models/tiny-lstm%2F..%2F..",
+        "/v2/models/tiny-lstm/versions/..%2F1",
+    ],
+)
+def test_a_path_from_a_request_never_reaches_the_filesystem(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "/etc" not in response.text
+
+
+def test_repository_control_refuses_paths_as_names(client):
+    for name in ("..%2Ftiny-lstm", "%2Ftmp", "tiny-lstm%2F1"):
+        response = client.post(f"/v2/repository/models/{name}/load")
+        assert response.status_code == 404, name
+
+
+def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypatch):
+    repository = client.app.state.repository
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail at /srv/models")
+
+    monkeypatch.setattr(repository, "acquire", broken)
+    from fastapi.testclient import TestClient
+
+    quiet = TestClient(client.app, raise_server_exceptions=False)  # as a real server answers
+    response = quiet.post("/v1/models/tiny-lstm:predict", json={"instances": ["great"]})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error; the server log has the details"}
