@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import BadRequest
+from service.errors import BadRequest, PayloadTooLarge
 from service.protocol import InferenceRequest, RequestInput
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -39,7 +39,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def decode_inputs(request: InferenceRequest, raw: bytes) -> dict[str, np.ndarray]:
+def decode_inputs(
+    request: InferenceRequest, raw: bytes, max_tensor_bytes: int
+) -> dict[str, np.ndarray]:
     """Each input as an array of its declared shape; BYTES inputs as arrays of str."""
     arrays: dict[str, np.ndarray] = {}
     offset = 0
@@ -52,6 +54,11 @@ def decode_inputs(request: InferenceRequest, raw: bytes) -> dict[str, np.ndarray
         if size is not None:
             if tensor.data is not None:
                 raise BadRequest(f"input {tensor.name!r} has both data and binary_data_size")
+            if isinstance(size, int) and size > max_tensor_bytes:
+                raise PayloadTooLarge(
+                    f"input {tensor.name!r}: {size} bytes of binary data; at most "
+                    f"{max_tensor_bytes} per tensor"
+                )
             if not isinstance(size, int) or size < 0 or offset + size > len(raw):
                 raise BadRequest(
                     f"input {tensor.name!r}: binary_data_size {size!r} runs past the "

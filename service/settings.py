@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     max_sequence_length: int | None = Field(
         None, ge=1, description="cap on tokens per instance, below each manifest's own limit"
     )
-    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="413 above, before parsing")
+    max_binary_tensor_bytes: int = Field(
+        1 << 20, ge=1, description="largest binary tensor in a V2 request (413 above)"
+    )
     strict_readiness: bool = Field(
         True,
         description="ready only if every model loaded (False: a broken model is reported "

@@ -20,6 +20,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerURL(str):
+    """The base URL of a live server, carrying the server's process id."""
+
+    pid: int
+
+
 @contextmanager
 def live_server(repository: Path, timeout: float = 120.0, **settings: str):
     """Start `python -m service`, wait until ready, yield its base URL, then stop it."""
@@ -34,7 +40,8 @@ def live_server(repository: Path, timeout: float = 120.0, **settings: str):
         **{f"RNNSERVE_{k.upper()}": str(v) for k, v in settings.items()},
     }
     process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = process.pid
     try:
         deadline = time.monotonic() + timeout
         while True:

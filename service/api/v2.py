@@ -89,8 +89,8 @@ async def model_version_infer(request: Request, name: str, version: str) -> Resp
 async def _infer(request: Request, name: str, version: int | None) -> Response:
     header, raw = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     body = validate_json(InferenceRequest, header, invalid=BadRequest)
-    arrays = decode_inputs(body, raw)
     settings = request.app.state.settings
+    arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
     batch = max((len(a) for a in arrays.values() if a.ndim), default=0)
     if batch > settings.max_instances:
         raise PayloadTooLarge(f"a batch of {batch}; at most {settings.max_instances} per request")

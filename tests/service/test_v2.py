@@ -204,3 +204,42 @@ def test_unknown_model_is_a_404(client):
     response = infer(client, {"inputs": [text_input()]}, name="nope")
     assert response.status_code == 404 and "not found" in response.json()["error"]
     assert client.get("/v2/models/nope").status_code == 404
+
+
+def test_a_binary_tensor_over_the_limit_is_a_413(tiny_repository):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.conftest import wait_ready
+
+    app = create_app(
+        Settings(
+            model_repository=tiny_repository,
+            providers="cpu",
+            max_binary_tensor_bytes=16,
+            repository_poll_s=0,
+        )
+    )
+    data = struct.pack("<I", 20) + b"a great film, really"
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            ]
+        }
+    ).encode()
+    with TestClient(app) as client:
+        wait_ready(client)
+        response = client.post(
+            "/v2/models/tiny-lstm/infer",
+            content=header + data,
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+    assert response.status_code == 413
+    assert "at most 16 per tensor" in response.json()["error"]
