@@ -40,7 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.shutting_down = True
             polling.cancel()
             await asyncio.gather(polling, return_exceptions=True)
             await repository.close()
@@ -56,7 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.repository = repository
-    app.state.shutting_down = False
     v1.add_routes(app)  # first: the hot routes are matched before the others
     v2.add_routes(app)
     app.include_router(health.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -30,6 +31,9 @@ def serve(argv: list[str]) -> None:
     from service.settings import Settings
 
     settings = Settings()
+    # A SIGTERM is a requested stop: uvicorn handles it while serving (stop accepting, finish
+    # what it holds, up to graceful_shutdown_s), then re-raises it; exit 0 rather than die of it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -41,13 +45,14 @@ def serve(argv: list[str]) -> None:
         http="httptools",
         loop="uvloop",
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
 
 
 # `rnnserve train --task <task> ...`: the training module of each task (default: classify).
 TRAINERS = {
     "classify": "model_src.train",
+    "seq2seq": "model_src.train_seq2seq",
 }
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default_factory=dict, description='per-model policies, e.g. {"sst2-gru": "all"}'
     )
     request_timeout_s: float = Field(10.0, gt=0)
+    graceful_shutdown_s: float = Field(
+        30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
+    )
     max_instances: int = Field(64, ge=1, description="instances per request")
     max_sequence_length: int | None = Field(
         None, ge=1, description="cap on tokens per instance, below each manifest's own limit"

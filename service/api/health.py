@@ -20,8 +20,6 @@ async def live() -> FastJSONResponse:
 async def ready(request: Request) -> FastJSONResponse:
     """200 once every model has loaded and answered a warm-up inference, else 503 and why."""
     reasons = request.app.state.repository.not_ready()
-    if request.app.state.shutting_down:
-        reasons = ["the server is shutting down", *reasons]
     if reasons:
         return FastJSONResponse({"ready": False, "error": "; ".join(reasons)}, status_code=503)
     return FastJSONResponse({"ready": True})
