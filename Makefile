@@ -13,7 +13,7 @@ IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser lint format models bench clean docker docker-trainer docker-gpu docker-check
+.PHONY: serve test browser lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,8 +69,22 @@ models: $(VENV)/.all
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-gru/checkpoint.pt --name sst2-gru \
 		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention"
 
-bench: $(VENV)/.all
+# Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
+bench: $(VENV)/.all wrk
 	$(BIN)/python -m bench
+
+# 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
+faults: $(VENV)/.all
+	$(BIN)/python -m bench.faults
+
+soak: $(VENV)/.all
+	$(BIN)/python -m bench.soak --seconds 600
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
 # Container images (README.md, "Docker"). DOCKER=podman works too.
 docker:
