@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from bench.http import uvicorn_app, wrk
-from bench.inprocess import batch_sweep, latest_version, padded_vs_grouped
+from bench.inprocess import batch_sweep, latest_version, padded_vs_grouped, tuning
 from bench.payloads import write_bodies
 from tests.live_server import live_server
 
@@ -113,13 +113,22 @@ def lengths(model: str) -> dict:
     return result
 
 
+def tune(model: str) -> dict:
+    results = tuning(latest_version(ROOT / "models" / model))
+    print(f"\nonnxruntime options, {model}, in-process sequences/s")
+    print(f"{'options':<32}{'batch 1':>10}{'batch 16':>10}")
+    for label, by_batch in results.items():
+        print(f"{label:<32}{by_batch[1]:>10.0f}{by_batch[16]:>10.0f}")
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--model", default="sst2-lstm")
     p.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     p.add_argument("--levels", default="1,16,64,256", help="concurrency levels")
     p.add_argument("--tokens", type=int, default=64, help="tokens per request text")
-    p.add_argument("--only", choices=["classify", "lengths"], action="append")
+    p.add_argument("--only", choices=["classify", "lengths", "tuning"], action="append")
     args = p.parse_args()
     levels = [int(c) for c in args.levels.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -128,6 +137,8 @@ def main() -> None:
         results["classify"] = classify(args.model, args.seconds, levels, args.tokens)
     if not args.only or "lengths" in args.only:
         results["lengths"] = lengths(args.model)
+    if not args.only or "tuning" in args.only:
+        results["tuning"] = tune(args.model)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
 
 

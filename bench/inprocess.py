@@ -18,10 +18,22 @@ def latest_version(model_dir: Path) -> Path:
     return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def load(folder: Path, threads: int = 2, graph: str = "model.onnx"):
+def load(
+    folder: Path,
+    threads: int = 2,
+    graph: str = "model.onnx",
+    level: str = "all",
+    spinning: bool = True,
+):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     session = ort.InferenceSession(str(folder / graph), options, providers=["CPUExecutionProvider"])
     manifest = Manifest.read(folder)
     return session, Vocabulary.load(folder / manifest.preprocessing.vocab_file)
@@ -80,3 +92,24 @@ def padded_vs_grouped(folder: Path, batch: int = 32, seconds: float = 3.0, threa
         "padded_waste": float(np.mean(waste)),
         "groups_per_batch": len(grouped) / len(batches),
     }
+
+
+def tuning(folder: Path, tokens: int = 64, seconds: float = 1.5) -> dict[str, dict[int, float]]:
+    """Sequences/s at batch 1 and 16 for graph optimisation levels, threads and spinning."""
+    pool = texts(256, tokens)
+    results = {}
+    for label, kwargs in (
+        ("all, 2 threads, spinning", {"threads": 2}),
+        ("all, 2 threads, no spinning", {"threads": 2, "spinning": False}),
+        ("all, 1 thread", {"threads": 1}),
+        ("basic, 2 threads", {"threads": 2, "level": "basic"}),
+        ("disable, 2 threads", {"threads": 2, "level": "disable"}),
+    ):
+        session, vocab = load(folder, **kwargs)
+        results[label] = {
+            b: sequences_per_second(
+                session, [encode(vocab, pool[i : i + b]) for i in range(0, 256 - b + 1, b)], seconds
+            )
+            for b in (1, 16)
+        }
+    return results

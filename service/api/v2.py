@@ -135,7 +135,7 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
     states = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE",
               "unloading": "UNLOADING"}  # fmt: skip
     index: dict[tuple[str, int], RepositoryModel] = {}
-    for name, versions in (await _on_disk(repository)).items():
+    for name, versions in (await asyncio.to_thread(repository.discover)).items():
         for version in versions:
             reason = "unloaded" if name in repository.unloaded else "not in the version policy"
             index[name, version] = RepositoryModel(
@@ -147,10 +147,6 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
                 name=name, version=str(version), state=states[mv.state], reason=mv.error or ""
             )
     return [index[key] for key in sorted(index)]
-
-
-async def _on_disk(repository: ModelRepository) -> dict[str, dict]:
-    return await asyncio.to_thread(repository.discover)
 
 
 @router.post("/repository/models/{name}/load")
