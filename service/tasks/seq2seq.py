@@ -1,0 +1,403 @@
+"""Sequence-to-sequence (characters in, characters out), decoded with step-level batching.
+
+One decode loop per model version runs one decoder step at a time over every sequence in
+flight. Requests that arrive mid-decode are encoded (together) and join at a next step
+(within `max_batch_delay_ms`); a sequence leaves as soon as it ends (or its caller times out
+or goes away), so a long output never holds up a short one. A beam of width k occupies k
+rows of the step batch, which holds at most `max_batch_size` rows (at least the widest beam).
+
+V1 parameters: `beam_width` (1, greedy, up to the manifest's max_beam_width), `attention`,
+`max_output_chars` (at most the manifest's). A prediction is {"output": "2026-11-22"}, plus
+"reached_max_length": true when decoding stopped at the maximum length before its end
+symbol, and with parameters.attention: "input_chars" (the input after NFKC normalisation,
+one entry per character), "output_chars" and "attention", a matrix with one row per output
+character and one column per input character (each row sums to 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_src.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
+from service.batching import BatchStats
+from service.codecs import OutputTensor
+from service.errors import BadRequest, DeadlineExceeded, ModelNotReady, Overloaded, Unprocessable
+from service.protocol import MetadataTensor
+from service.tasks.base import TaskContext, parse_parameters
+
+TEXT, OUTPUT = "text", "output"
+DEFAULT_MAX_BEAM_WIDTH = 8
+_serial = itertools.count()
+
+
+class Seq2SeqParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attention: bool = Field(False, description="return the alignment matrix")
+    beam_width: int = Field(1, ge=1, description="1: greedy; more: beam search")
+    max_output_chars: int | None = Field(
+        None, ge=1, description="stop decoding earlier than the model's maximum"
+    )
+
+
+@dataclass(slots=True)
+class Decoded:
+    text: str
+    ids: list[int]
+    attention: np.ndarray  # (U, T) over real input characters
+    truncated: bool
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One input in flight: k beam rows, their scores, tokens and attention so far."""
+
+    chars: str
+    ids: np.ndarray  # (T,) int64
+    width: int
+    max_len: int
+    future: asyncio.Future | None = None
+    enqueued: float = field(default_factory=time.perf_counter)
+    serial: int = field(default_factory=lambda: next(_serial))
+    memory: np.ndarray | None = None  # (T, E)
+    state: np.ndarray | None = None  # (k, S)
+    scores: np.ndarray | None = None  # (k,)
+    finished: np.ndarray | None = None  # (k,) bool
+    history: np.ndarray | None = None  # (k, steps) int64
+    alignment: np.ndarray | None = None  # (k, steps, T)
+    last: np.ndarray | None = None  # (k,) the tokens the next step reads
+    steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # greedy: token, weights
+    result: Decoded | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future is not None and self.future.done()
+
+
+class Seq2SeqTask:
+    """A seq2seq version: normalise and encode as in training, decode step by step."""
+
+    def __init__(self, ctx: TaskContext, step_batching: bool = True) -> None:
+        manifest, prep = ctx.manifest, ctx.manifest.preprocessing
+        if prep.kind != "characters":
+            raise ValueError("a seq2seq model needs character preprocessing")
+        self.source = CharVocabulary.load(ctx.folder / prep.input_vocab_file)
+        self.target = CharVocabulary.load(ctx.folder / prep.output_vocab_file)
+        cap = ctx.settings.max_sequence_length
+        self.max_input = min(prep.max_input_chars, cap or prep.max_input_chars)
+        self.max_output = prep.max_output_chars
+        self.max_beam = int(
+            manifest.architecture.details.get("max_beam_width", DEFAULT_MAX_BEAM_WIDTH)
+        )
+        self.encoder, self.provider = ctx.create_session(
+            ctx.folder / manifest.graphs["encoder"].file
+        )
+        self.decoder, _ = ctx.create_session(ctx.folder / manifest.graphs["decoder"].file)
+        self.limits = ctx.limits
+        self.max_rows = max(ctx.limits.max_batch_size, self.max_beam)
+        self.step_batching = step_batching
+        self.on_batch = ctx.on_batch
+        self._pending: deque[Sequence] = deque()
+        self._active: list[Sequence] = []
+        self._loop_task: asyncio.Task | None = None
+        self._idle: asyncio.Event | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._batch_key: tuple[int, ...] = ()
+        self._memory = self._mask = None
+        self.inputs = [MetadataTensor(name=TEXT, datatype="BYTES", shape=[-1])]
+        self.outputs = [MetadataTensor(name=OUTPUT, datatype="BYTES", shape=[-1])]
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def predict(
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        params = parse_parameters(Seq2SeqParameters, parameters)
+        sequences = self.prepare(instances, params, Unprocessable)
+        results = await self.submit(sequences, timeout)
+        return [
+            self.respond(s, r, params.attention) for s, r in zip(sequences, results, strict=True)
+        ]
+
+    async def infer(
+        self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
+    ) -> list[OutputTensor]:
+        """V2: `text` (BYTES [batch]) in, `output` (BYTES [batch]) out."""
+        params = parse_parameters(Seq2SeqParameters, parameters, v2=True)
+        if set(arrays) != {TEXT}:
+            raise BadRequest(f"inputs {sorted(arrays)}: this model takes {TEXT!r} (BYTES [batch])")
+        texts = arrays[TEXT]
+        if texts.ndim == 2 and texts.shape[1] == 1:
+            texts = texts[:, 0]
+        if texts.ndim != 1 or texts.dtype != object:
+            raise BadRequest(f"input {TEXT!r} must be BYTES of shape [batch]")
+        sequences = self.prepare(texts.tolist(), params, BadRequest, TEXT)
+        results = await self.submit(sequences, timeout)
+        return [OutputTensor(OUTPUT, "BYTES", np.array([r.text for r in results], dtype=object))]
+
+    def prepare(
+        self,
+        instances: list[Any],
+        params: Seq2SeqParameters,
+        error: type[Unprocessable] | type[BadRequest],
+        what: str = "instances",
+    ) -> list[Sequence]:
+        """Validate every instance before any joins the decode: a bad one fails its request."""
+        if params.beam_width > self.max_beam:
+            raise error(f"parameters.beam_width must be in 1..{self.max_beam}")
+        max_len = min(params.max_output_chars or self.max_output, self.max_output)
+        sequences = []
+        for i, text in enumerate(instances):
+            if not isinstance(text, str):
+                raise error(f"{what}[{i}] must be a string, got {type(text).__name__}")
+            chars = normalize(text)
+            if not chars:
+                raise error(f"{what}[{i}] is empty")
+            if len(chars) > self.max_input:
+                raise error(
+                    f"{what}[{i}] has {len(chars)} characters; this model takes at most "
+                    f"{self.max_input}"
+                )
+            ids = np.array(self.source.encode(chars), np.int64)
+            sequences.append(Sequence(chars, ids, params.beam_width, max_len))
+        return sequences
+
+    def respond(self, seq: Sequence, result: Decoded, attention: bool) -> dict[str, Any]:
+        prediction: dict[str, Any] = {"output": result.text}
+        if result.truncated:
+            prediction["reached_max_length"] = True
+        if attention:
+            prediction["input_chars"] = list(seq.chars)
+            prediction["output_chars"] = [self.target.symbols[i] for i in result.ids]
+            prediction["attention"] = result.attention.astype(np.float64).round(6).tolist()
+        return prediction
+
+    async def submit(self, sequences: list[Sequence], timeout: float) -> list[Decoded]:
+        """Queue the sequences of one request and wait for all of them (Overloaded if they
+        do not all fit, DeadlineExceeded after `timeout`); they leave the decode once the
+        caller has given up."""
+        if len(sequences) > self.limits.max_queue_size - len(self._pending):
+            raise Overloaded(
+                f"the queue is full ({self.limits.max_queue_size} waiting); retry shortly"
+            )
+        loop = asyncio.get_running_loop()
+        for seq in sequences:
+            seq.future = loop.create_future()
+        self._pending.extend(sequences)
+        if self._loop_task is None:
+            self._loop_task = loop.create_task(self._decode_loop())
+        futures = [s.future for s in sequences]
+        deadline = loop.call_later(timeout, _expire, futures, timeout)
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            deadline.cancel()
+            for future in futures:
+                future.cancel()  # a no-op when done; abandons the rest otherwise
+
+    async def drain(self) -> None:
+        while self._pending or self._active:
+            self._idle = self._idle or asyncio.Event()
+            await self._idle.wait()
+            self._idle = None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for seq in [*self._pending, *self._active]:
+            if seq.future is not None and not seq.future.done():
+                seq.future.set_exception(ModelNotReady("the model was unloaded"))
+
+    def warm_up(self) -> None:
+        self.decode_alone(["22 novembre 2026"], width=1)
+
+    # -- the decode loop ------------------------------------------------------------------
+
+    async def _decode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._active = [s for s in self._active if not s.abandoned]
+                while self._pending and self._pending[0].abandoned:
+                    self._pending.popleft()
+                admitted = self._admit()
+                if not self._active and not admitted:
+                    break
+                started = time.perf_counter()
+                rows = sum(s.width for s in self._active + admitted)
+                try:
+                    done = await loop.run_in_executor(
+                        self._executor, self.step, admitted, self._active + admitted
+                    )
+                except Exception as error:  # the session failed: fail these, keep serving
+                    for seq in self._active + admitted:
+                        if not seq.abandoned:
+                            seq.future.set_exception(error)
+                    self._active = []
+                    continue
+                self._active += admitted
+                finished = time.perf_counter()
+                for seq in done:
+                    if not seq.abandoned:
+                        seq.future.set_result(seq.result)
+                self._active = [s for s in self._active if s.result is None]
+                self.on_batch(
+                    BatchStats(rows, [started - s.enqueued for s in admitted], finished - started)
+                )
+        finally:
+            self._loop_task = None
+            if self._idle is not None:
+                self._idle.set()
+
+    def _admit(self) -> list[Sequence]:
+        """Pending sequences that fit in the step batch.
+
+        While others decode, newcomers wait up to `max_batch_delay_ms` for company (or
+        until they would fill half the free rows): every admission costs an encoder run.
+        With step batching off, nothing joins a running decode: each request is alone.
+        """
+        rows = sum(s.width for s in self._active)
+        if self._active and self._pending:
+            if not self.step_batching:
+                return []
+            waited_ms = (time.perf_counter() - self._pending[0].enqueued) * 1000
+            waiting = sum(s.width for s in self._pending)
+            if waited_ms < self.limits.max_batch_delay_ms and waiting < (self.max_rows - rows) / 2:
+                return []
+        admitted: list[Sequence] = []
+        while self._pending and rows + self._pending[0].width <= self.max_rows:
+            if not self.step_batching and admitted:
+                break
+            seq = self._pending.popleft()
+            if not seq.abandoned:
+                admitted.append(seq)
+                rows += seq.width
+        return admitted
+
+    def decode_alone(
+        self, texts: list[str], width: int = 1, max_len: int | None = None
+    ) -> list[Decoded]:
+        """Blocking: decode texts together without the loop (warm-up, tests, benchmarks)."""
+        params = Seq2SeqParameters(beam_width=width, max_output_chars=max_len)
+        sequences = self.prepare(texts, params, Unprocessable)
+        active = list(sequences)
+        self.step(active, active)
+        while active := [s for s in active if s.result is None]:
+            self.step([], active)
+        return [s.result for s in sequences]  # type: ignore[misc]
+
+    # -- one step (worker thread) ---------------------------------------------------------
+
+    def step(self, admitted: list[Sequence], active: list[Sequence]) -> list[Sequence]:
+        """Encode the newcomers, run one decoder step for every row; return who finished."""
+        if admitted:
+            self._encode(admitted)
+        key = tuple(s.serial for s in active)
+        if key != self._batch_key:  # membership changed: rebuild the padded memory
+            longest = max(len(s.ids) for s in active)
+            rows = [(s, k) for s in active for k in range(s.width)]
+            memory = np.zeros((len(rows), longest, active[0].memory.shape[1]), np.float32)
+            mask = np.zeros((len(rows), longest), bool)
+            for r, (s, _) in enumerate(rows):
+                memory[r, : len(s.ids)] = s.memory
+                mask[r, : len(s.ids)] = True
+            self._memory, self._mask, self._batch_key = memory, mask, key
+        tokens = np.concatenate([s.last for s in active])
+        state = np.concatenate([s.state for s in active])
+        logits, state, attention = self.decoder.run(
+            None, {"token": tokens, "state": state, "memory": self._memory, "mask": self._mask}
+        )
+        best = logits.argmax(-1)  # what every greedy row takes, in one call
+        done, r = [], 0
+        for s in active:
+            if s.width == 1:
+                finished = self._advance_greedy(s, int(best[r]), state[r], attention[r])
+            else:
+                rows = slice(r, r + s.width)
+                finished = self._advance(s, logits[rows], state[rows], attention[rows])
+            r += s.width
+            if finished:
+                done.append(s)
+        return done
+
+    def _encode(self, sequences: list[Sequence]) -> None:
+        lengths = np.array([len(s.ids) for s in sequences], np.int64)
+        chars = np.zeros((len(sequences), int(lengths.max())), np.int64)
+        for row, s in enumerate(sequences):
+            chars[row, : len(s.ids)] = s.ids
+        memory, state = self.encoder.run(None, {"chars": chars, "lengths": lengths})
+        for row, s in enumerate(sequences):
+            k = s.width
+            s.memory = memory[row, : len(s.ids)]
+            s.state = np.repeat(state[row : row + 1], k, axis=0)
+            s.scores = np.full(k, -np.inf, np.float32)
+            s.scores[0] = 0.0  # every row starts equal: expand only the first
+            s.finished = np.zeros(k, bool)
+            s.last = np.full(k, BOS_ID, np.int64)
+            s.history = np.full((k, 1), BOS_ID, np.int64)
+            s.alignment = np.zeros((k, 0, len(s.ids)), np.float32)
+            s.steps = []
+
+    def _advance_greedy(
+        self, s: Sequence, token: int, state: np.ndarray, attention: np.ndarray
+    ) -> bool:
+        """Greedy update (k = 1) without the beam's bookkeeping; True once finished."""
+        s.state, s.last[0] = state[None], token
+        if token != EOS_ID:
+            s.steps.append((token, attention[: len(s.ids)]))
+        if token != EOS_ID and len(s.steps) < s.max_len:
+            return False
+        ids = [t for t, _ in s.steps]
+        weights = np.stack([w for _, w in s.steps]) if ids else np.zeros((0, len(s.ids)))
+        self._finish(s, ids, weights, ended=token == EOS_ID)
+        return True
+
+    def _advance(
+        self, s: Sequence, logits: np.ndarray, state: np.ndarray, attention: np.ndarray
+    ) -> bool:
+        """Beam update for one sequence; True once every row has finished (or max length)."""
+        k, vocab = logits.shape
+        shifted = logits - logits.max(-1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))  # (k, V)
+        logp[s.finished] = -np.inf
+        logp[s.finished, EOS_ID] = 0.0  # a finished row only carries itself forward
+        total = (s.scores[:, None] + logp).reshape(-1)  # (k * V,)
+        best = np.argsort(-total, kind="stable")[:k]
+        rows, tokens = best // vocab, best % vocab
+        s.scores = total[best]
+        s.state, s.last = state[rows], tokens
+        s.history = np.concatenate([s.history[rows], tokens[:, None]], axis=1)
+        weights = attention[rows, None, : len(s.ids)]
+        s.alignment = np.concatenate([s.alignment[rows], weights], axis=1)
+        s.finished = s.finished[rows] | (tokens == EOS_ID)
+        if not s.finished.all() and s.history.shape[1] - 1 < s.max_len:
+            return False
+        top = int(np.argmax(s.scores))
+        ids = s.history[top, 1:].tolist()
+        ended = EOS_ID in ids
+        n = ids.index(EOS_ID) if ended else len(ids)
+        self._finish(s, ids[:n], s.alignment[top, :n], ended)
+        return True
+
+    def _finish(self, s: Sequence, ids: list[int], weights: np.ndarray, ended: bool) -> None:
+        s.result = Decoded(self.target.decode(ids), ids, weights, truncated=not ended)
+        s.memory = s.state = s.alignment = None  # free them: the result is all that is needed
+
+
+def _expire(futures: list[asyncio.Future], timeout: float) -> None:
+    error = DeadlineExceeded(f"no result within the {timeout:g} s request timeout")
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)

@@ -1,0 +1,55 @@
+"""Seq2seq export: two graphs, a greedy decode equal to PyTorch's, a valid manifest."""
+
+import json
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+
+from export.classifier import ParityError
+from export.seq2seq import onnx_greedy, pad_batch, parity_inputs, version_writer
+from model_src.chars import CharVocabulary
+from model_src.manifest import Manifest, sha256_of
+from model_src.train_seq2seq import load_checkpoint
+from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_repository
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_onnx_greedy_decode_equals_pytorch_on_mixed_lengths(cell):
+    folder = tiny_seq2seq_repository(cell) / "tiny-dates" / "1"
+    model, checkpoint = load_checkpoint(tiny_seq2seq_checkpoint(cell))
+    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
+    ids = parity_inputs(source, checkpoint["heldout"]["texts"][:16], 48)
+    assert len({len(x) for x in ids}) > 3
+    got, _ = onnx_greedy(folder, ids, 14)
+    chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids))
+    expected, _ = model.greedy(chars, lengths, 14)
+    assert got == expected
+
+
+def test_manifest_describes_both_graphs_vocabularies_and_heldout_metrics():
+    folder = tiny_seq2seq_repository("gru") / "tiny-dates" / "1"
+    manifest = Manifest.read(folder)
+    assert manifest.task == "seq2seq"
+    assert set(manifest.graphs) == {"encoder", "decoder"}
+    decoder = manifest.graphs["decoder"]
+    assert [t.name for t in decoder.inputs] == ["token", "state", "memory", "mask"]
+    assert [t.name for t in decoder.outputs] == ["logits", "next_state", "attention"]
+    prep = manifest.preprocessing
+    assert prep.kind == "characters" and prep.max_output_chars == 14
+    for name, digest in manifest.files.items():
+        assert sha256_of(folder / name) == digest
+    assert manifest.export.parity_max_abs_diff <= manifest.export.parity_tolerance
+    metrics = manifest.training.metrics
+    assert {"test_seen_locales_exact_match", "test_heldout_locales_exact_match"} <= set(metrics)
+    assert 0 <= metrics["test_heldout_locales_exact_match_onnx"] <= 1
+    assert json.loads((folder / "manifest.json").read_text())["version"] == 1
+
+
+def test_export_refuses_a_decode_beyond_the_tolerance(tmp_path):
+    args = Namespace(name="refused", tolerance=-1.0, description="", quantize=None)
+    write = version_writer(tiny_seq2seq_checkpoint("gru"), args)
+    with pytest.raises(ParityError, match="differs from PyTorch"):
+        write(tmp_path, 1)
+    assert not np.any([p.name == "manifest.json" for p in tmp_path.iterdir()])
