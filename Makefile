@@ -68,10 +68,18 @@ models: $(VENV)/.all
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-gru/checkpoint.pt --name sst2-gru \
 		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention"
+	$(BIN)/rnnserve train --task seq2seq --out $(CHECKPOINTS)/dates --threads 2
+	$(BIN)/rnnserve export $(CHECKPOINTS)/dates/checkpoint.pt --name dates --repository $(MODELS) \
+		--description "Dates in 46 CLDR locales to ISO 8601; BiGRU encoder, GRU decoder, additive attention"
+	$(BIN)/rnnserve train --task forecast --out $(CHECKPOINTS)/co2-gru --threads 2
+	$(BIN)/rnnserve export $(CHECKPOINTS)/co2-gru/checkpoint.pt --name co2-gru --repository $(MODELS) \
+		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
 bench: $(VENV)/.all wrk
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.seq2seq
+	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -61,11 +61,27 @@ def local_models(repository: Path) -> list[str]:
     )
 
 
-def predictions(url: str, model: str) -> dict:
-    status, body = call(f"{url}/v1/models/{model}:predict", {"instances": TEXTS})
+# An example input per task, what a person would send.
+EXAMPLES = {
+    "classify": TEXTS,
+    "seq2seq": ["22 novembre 2026", "Nov 22, '26"],
+    "forecast": [[315.4, 316.1, 316.9, 317.5, 317.9, 317.2, 315.9, 314.2]],
+}
+
+
+def predictions(url: str, model: str, task: str) -> dict:
+    status, body = call(f"{url}/v1/models/{model}:predict", {"instances": EXAMPLES[task]})
     if status != 200:
         raise SystemExit(f"{url}: predict on {model} answered {status}: {body}")
     return body
+
+
+def _summary(task: str, predictions: list[dict]) -> list:
+    if task == "classify":
+        return [(p["label"], round(max(p["probabilities"].values()), 6)) for p in predictions]
+    if task == "seq2seq":
+        return [p["output"] for p in predictions]
+    return [[round(x, 3) for x in p["forecast"]] for p in predictions]
 
 
 def close(a: object, b: object, tolerance: float) -> bool:
@@ -105,13 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     for model in expected:
         if model not in served:
             continue
-        answer = predictions(url, model)
-        labels = [
-            (p["label"], round(max(p["probabilities"].values()), 6)) for p in answer["predictions"]
-        ]
-        print(f"{model} v{answer.get('model_version')}: {labels}")
+        task = served[model]["task"]
+        answer = predictions(url, model, task)
+        print(f"{model} v{answer.get('model_version')}: {_summary(task, answer['predictions'])}")
         if reference:
-            other = predictions(reference, model)
+            other = predictions(reference, model, task)
             if answer == other:
                 print(f"  equal to {reference}: identical JSON")
             elif close(answer, other, args.tolerance):

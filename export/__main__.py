@@ -18,6 +18,8 @@ from model_src.manifest import MODEL_NAME
 # checkpoint format -> module with `version_writer(checkpoint_path, args)`
 EXPORTERS = {
     "rnnserve-classifier/1": "export.classifier",
+    "rnnserve-forecast/1": "export.forecast",
+    "rnnserve-seq2seq/1": "export.seq2seq",
 }
 
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 
 from service import __version__
-from service.api import health, ui, v1, v2
+from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
 from service.errors import ServiceError
@@ -59,11 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v2.add_routes(app)
     app.include_router(health.router)
     app.include_router(ui.router)  # the page at / and /ui
+    app.include_router(sessions.router)  # streaming forecast sessions
     add_schemas(app, [PredictRequest, InferenceRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    secret = lambda key: key.get_secret_value() if key else None  # noqa: E731
     app.add_middleware(
-        ApiKeyAuth, api_key=secret(settings.api_key), admin_key=secret(settings.admin_api_key)
+        ApiKeyAuth, api_key=_secret(settings.api_key), admin_key=_secret(settings.admin_api_key)
     )
     app.add_middleware(RequestLog)  # outermost: every answer, 401 and 413 included, is logged
     _add_error_handlers(app)

@@ -52,6 +52,7 @@ def serve(argv: list[str]) -> None:
 # `rnnserve train --task <task> ...`: the training module of each task (default: classify).
 TRAINERS = {
     "classify": "model_src.train",
+    "forecast": "model_src.train_forecast",
     "seq2seq": "model_src.train_seq2seq",
 }
 

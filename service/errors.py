@@ -28,6 +28,12 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class Gone(ServiceError):
+    """It existed and no longer does (an expired, evicted or deleted session)."""
+
+    status_code = 410
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

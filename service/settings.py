@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         default_factory=dict, description='per-model policies, e.g. {"sst2-gru": "all"}'
     )
     request_timeout_s: float = Field(10.0, gt=0)
+    session_ttl_s: float = Field(600.0, gt=0, description="idle seconds before a session expires")
+    max_sessions: int = Field(4096, ge=1, description="sessions kept; the least recent goes")
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
     )

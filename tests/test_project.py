@@ -12,13 +12,14 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_default_models_are_small_and_complete():
-    for name in ("sst2-lstm", "sst2-gru"):
+    from model_src.manifest import Manifest
+
+    names = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
+    assert {"sst2-lstm", "sst2-gru", "sst2-lstm-int8", "dates", "co2-gru"} <= set(names)
+    for name in names:
         versions = [p for p in (ROOT / "models" / name).iterdir() if p.name.isdigit()]
         assert versions, name
         for folder in versions:
-            assert {p.name for p in folder.iterdir()} == {
-                "manifest.json",
-                "model.onnx",
-                "vocab.txt",
-            }
+            manifest = Manifest.read(folder)
+            assert {p.name for p in folder.iterdir()} == {"manifest.json", *manifest.files}
             assert sum(p.stat().st_size for p in folder.iterdir()) < 10 * 2**20

@@ -1,0 +1,192 @@
+"""Streaming sessions: a bounded store of per-client model state (no HTTP here).
+
+A session belongs to one model version and holds that version's carried state (fixed in size,
+see `service.tasks.forecast.StreamState`). Idle sessions expire after `ttl_s`; past
+`max_sessions` the least recently used one is evicted. A step on an expired, evicted or deleted
+session is told so (`Gone`, 410) for as long as the store remembers its id; an id it never
+issued is `NotFound`. Each session has a lock so its steps run one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel, Field
+
+from service.errors import Gone, NotFound
+
+
+class SessionSettings(BaseModel):
+    """The store's limits; the server takes them from its Settings (RNNSERVE_SESSION_TTL_S,
+    RNNSERVE_MAX_SESSIONS)."""
+
+    session_ttl_s: float = Field(600.0, gt=0, description="idle seconds before a session expires")
+    max_sessions: int = Field(4096, ge=1, description="sessions kept; the least recent goes")
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    model: str
+    version: int
+    state: Any  # the task's carried state; replaced, never mutated, after each step
+    state_bytes: int
+    created_at: float = field(default_factory=time.time)
+    last_used_at: float = field(default_factory=time.time)
+    last_used: float = 0.0  # store clock
+    steps: int = 0  # observations seen
+    closed: str | None = None  # why it is gone: expired, evicted, deleted
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def describe(self, ttl_s: float, now: float) -> dict[str, Any]:
+        return {
+            "session_id": self.id,
+            "model_name": self.model,
+            "model_version": str(self.version),
+            "steps": self.steps,
+            "created_at": _iso(self.created_at),
+            "last_used_at": _iso(self.last_used_at),
+            "expires_in_s": round(max(0.0, ttl_s - (now - self.last_used)), 3),
+            "state_bytes": self.state_bytes,
+        }
+
+
+class SessionStore:
+    def __init__(
+        self,
+        settings: SessionSettings | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or SessionSettings()
+        self.clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._gone: OrderedDict[str, str] = OrderedDict()  # id -> why, remembered (bounded)
+        self._remember = 4 * self.settings.max_sessions
+        self._closed: Counter | None = None
+        if registry is not None:
+            self._register(registry)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(s.state_bytes for s in self._sessions.values())
+
+    @property
+    def ttl_s(self) -> float:
+        return self.settings.session_ttl_s
+
+    def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session:
+        self.sweep()
+        while len(self._sessions) >= self.settings.max_sessions:
+            _, oldest = self._sessions.popitem(last=False)
+            self._close(oldest, "evicted")
+        session = Session(secrets.token_urlsafe(16), model, version, state, state_bytes)
+        session.last_used = self.clock()
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, model: str, session_id: str) -> Session:
+        """The live session, or NotFound (never issued for this model) or Gone (and why)."""
+        self.sweep()
+        session = self._sessions.get(session_id)
+        if session is None or session.model != model:
+            why = self._gone.get(session_id)
+            if why is not None and why.startswith(f"{model}\n"):
+                raise Gone(f"session {session_id!r} {why.split(chr(10), 1)[1]}")
+            raise NotFound(f"model {model!r} has no session {session_id!r}")
+        return session
+
+    def check_open(self, session: Session) -> None:
+        """After waiting for its lock: the session may have gone meanwhile."""
+        if session.closed is not None:
+            raise Gone(f"session {session.id!r} {self._why(session.closed)}")
+
+    def touch(self, session: Session) -> None:
+        if session.closed is None:
+            session.last_used = self.clock()
+            session.last_used_at = time.time()
+            self._sessions.move_to_end(session.id)
+
+    def delete(self, model: str, session_id: str) -> None:
+        session = self.get(model, session_id)
+        del self._sessions[session.id]
+        self._close(session, "deleted")
+
+    def close_version(self, model: str, version: int) -> None:
+        """The version a session runs on is no longer served: its sessions are gone."""
+        for session in [
+            s for s in self._sessions.values() if (s.model, s.version) == (model, version)
+        ]:
+            del self._sessions[session.id]
+            self._close(session, "unserved")
+
+    def sweep(self) -> None:
+        """Expire idle sessions: the oldest are first, so this stops at the first live one."""
+        deadline = self.clock() - self.settings.session_ttl_s
+        while self._sessions:
+            session = next(iter(self._sessions.values()))
+            if session.last_used > deadline:
+                break
+            del self._sessions[session.id]
+            self._close(session, "expired")
+
+    def _close(self, session: Session, why: str) -> None:
+        session.closed = why
+        self._gone[session.id] = f"{session.model}\n{self._why(why)}"
+        while len(self._gone) > self._remember:
+            self._gone.popitem(last=False)
+        if self._closed is not None:
+            self._closed.labels(why).inc()
+
+    def _why(self, reason: str) -> str:
+        return {
+            "expired": f"expired after {self.settings.session_ttl_s:g} s idle; create a new one",
+            "evicted": (
+                f"was evicted (more than {self.settings.max_sessions} sessions, it was the "
+                "least recently used); create a new one"
+            ),
+            "deleted": "was deleted",
+            "unserved": "belonged to a model version that is no longer served",
+        }[reason]
+
+    def _register(self, registry: CollectorRegistry) -> None:
+        # Scrapes sweep too, so idle sessions leave the figures even when no request comes.
+        Gauge("rnnserve_sessions", "Open streaming sessions.", registry=registry).set_function(
+            lambda: self.sweep() or len(self._sessions)
+        )
+        Gauge(
+            "rnnserve_session_state_bytes",
+            "Bytes of carried model state held by all open sessions.",
+            registry=registry,
+        ).set_function(lambda: self.state_bytes)
+        Gauge(
+            "rnnserve_session_max_state_bytes",
+            "Largest carried state of one open session (bounded by the model, not the history).",
+            registry=registry,
+        ).set_function(lambda: max((s.state_bytes for s in self._sessions.values()), default=0))
+        Gauge("rnnserve_session_limit", "Most sessions kept.", registry=registry).set(
+            self.settings.max_sessions
+        )
+        self._closed = Counter(
+            "rnnserve_sessions_closed",
+            "Sessions closed, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+
+
+def _iso(seconds: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        + f".{int(seconds % 1 * 1000):03d}Z"
+    )

@@ -1,0 +1,223 @@
+"""Forecasting: numbers -> scaled chunk + carried state -> batched step graph -> next k values.
+
+One step graph serves both ways of asking: a stateless `:predict` is a fresh state fed the whole
+window at once, and a session step is the session's state fed only the new values. Items carry
+their own state, so chunks of many sessions (of any lengths) run as one batch: the states are
+stacked into the batch's inputs and each row's new state is cut back out of its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_src.series import check_values, scale, unscale
+from service.batching import Batcher
+from service.codecs import OutputTensor
+from service.errors import BadRequest, Unprocessable
+from service.protocol import MetadataTensor
+from service.tasks.base import TaskContext, parse_parameters
+from service.tasks.classify import length_groups
+
+VALUES, LENGTHS = "values", "lengths"
+
+
+class ForecastParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attention: bool = Field(
+        False, description="return the attention weight of each recent value (oldest first)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What a session carries between steps: fixed in size whatever the history's length."""
+
+    state: np.ndarray  # (L, H) the GRU's hidden state of every layer
+    memory: np.ndarray  # (W, H) the top layer's last W outputs, oldest first
+    last: np.float32  # the last observation, scaled
+    filled: int  # memory slots holding real steps (0..W)
+
+    @property
+    def nbytes(self) -> int:
+        return self.state.nbytes + self.memory.nbytes + 4 + 8
+
+
+@dataclass(slots=True)
+class Chunk:
+    values: np.ndarray  # (T,) float32, scaled
+    state: StreamState
+
+
+@dataclass(slots=True)
+class StepResult:
+    forecast: np.ndarray  # (k,) raw units
+    attention: np.ndarray  # (W,) over the memory slots, oldest first; 0 on empty slots
+    state: StreamState
+
+
+class ForecastTask:
+    """A streaming forecaster version: scale as in training, batch chunks with their states."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        manifest, prep = ctx.manifest, ctx.manifest.preprocessing
+        if prep.kind != "series" or "step" not in manifest.graphs:
+            raise ValueError("a forecaster needs series preprocessing and a 'step' graph")
+        self.mean, self.std = prep.mean, prep.std
+        self.window, self.horizon = prep.window, prep.horizon
+        self.max_values = prep.max_values
+        specs = {t.name: t for t in manifest.graphs["step"].inputs}
+        self.layers, _, self.hidden = specs["state"].shape
+        self.session, self.provider = ctx.create_session(ctx.folder / manifest.graphs["step"].file)
+        self.max_waste = ctx.limits.max_padding_waste
+        self.max_batch = ctx.limits.max_batch_size
+        self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
+        self.inputs = [
+            MetadataTensor(name=VALUES, datatype="FP32", shape=[-1, -1]),
+            MetadataTensor(name=LENGTHS, datatype="INT64", shape=[-1]),
+        ]
+        self.outputs = [
+            MetadataTensor(name="forecast", datatype="FP32", shape=[-1, self.horizon]),
+            MetadataTensor(name="attention", datatype="FP32", shape=[-1, self.window]),
+        ]
+
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.queue_depth
+
+    @property
+    def state_bytes(self) -> int:
+        """Memory one session's state takes (the bound reported in metrics)."""
+        return self.new_state().nbytes
+
+    def new_state(self) -> StreamState:
+        return StreamState(
+            np.zeros((self.layers, self.hidden), np.float32),
+            np.zeros((self.window, self.hidden), np.float32),
+            np.float32(0),
+            0,
+        )
+
+    def check(self, values: Any, where: str = "values") -> np.ndarray:
+        """Raw numbers from a request -> a scaled chunk, or Unprocessable saying what is wrong."""
+        try:
+            raw = check_values(values, self.max_values, where)
+        except ValueError as error:
+            raise Unprocessable(str(error)) from None
+        scaled = scale(raw, self.mean, self.std)
+        if not np.isfinite(scaled).all():
+            raise Unprocessable(f"{where} holds a value too large for this model")
+        return scaled
+
+    # -- V1 and sessions ---------------------------------------------------------------------
+
+    async def predict(
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        params = parse_parameters(ForecastParameters, parameters)
+        fresh = self.new_state()
+        items = [Chunk(self.check(v, f"instances[{i}]"), fresh) for i, v in enumerate(instances)]
+        results = await self.batcher.submit(items, timeout)
+        return [self.respond(r, params.attention) for r in results]
+
+    async def step(
+        self, state: StreamState, values: np.ndarray, attention: bool, timeout: float
+    ) -> tuple[dict[str, Any], StreamState]:
+        """One session step on checked values: the prediction and the state to keep."""
+        (result,) = await self.batcher.submit([Chunk(values, state)], timeout)
+        return self.respond(result, attention), result.state
+
+    def respond(self, result: StepResult, attention: bool) -> dict[str, Any]:
+        prediction: dict[str, Any] = {"forecast": result.forecast.tolist()}
+        if attention:
+            filled = result.state.filled
+            prediction["attention"] = result.attention[self.window - filled :].tolist()
+        return prediction
+
+    def warm_up(self) -> None:
+        self.run([Chunk(self.check([0.0, 1.0, 2.0]), self.new_state())])
+
+    def run(self, items: list[Chunk]) -> list[StepResult]:
+        """One batch from the batcher: grouped by chunk length, states stacked, run, scattered."""
+        results: list[StepResult | None] = [None] * len(items)
+        lengths = [len(item.values) for item in items]
+        for group in length_groups(lengths, self.max_batch, self.max_waste):
+            chunk = np.zeros((len(group), lengths[group[-1]]), np.float32)
+            for row, i in enumerate(group):
+                chunk[row, : lengths[i]] = items[i].values
+            states = [items[i].state for i in group]
+            feed = {
+                "values": chunk,
+                "lengths": np.array([lengths[i] for i in group], np.int64),
+                "state": np.stack([s.state for s in states], axis=1),
+                "memory": np.stack([s.memory for s in states]),
+                "last": np.array([s.last for s in states], np.float32),
+                "filled": np.array([s.filled for s in states], np.int64),
+            }
+            forecast, weights, state, memory, last, filled = self.session.run(None, feed)
+            forecast = unscale(forecast, self.mean, self.std)
+            for row, i in enumerate(group):
+                # Copies: a view would keep the whole batch's arrays alive in every session.
+                new = StreamState(
+                    state[:, row].copy(),
+                    memory[row].copy(),
+                    np.float32(last[row]),
+                    int(filled[row]),
+                )
+                results[i] = StepResult(forecast[row], weights[row], new)
+        return results  # type: ignore[return-value]
+
+    # -- V2 ------------------------------------------------------------------------------------
+
+    async def infer(
+        self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
+    ) -> list[OutputTensor]:
+        """V2: `values` (FP32 [batch, T]) with optional `lengths` (INT64 [batch]) in, each row
+        read from a fresh state; `forecast` (FP32 [batch, k]) and `attention` (FP32
+        [batch, W], zero on slots before the first value) out."""
+        parse_parameters(ForecastParameters, parameters, v2=True)
+        items = self.prepare_tensors(arrays)
+        results = await self.batcher.submit(items, timeout)
+        return [
+            OutputTensor(
+                "forecast", "FP32", np.stack([r.forecast for r in results]).astype(np.float32)
+            ),
+            OutputTensor("attention", "FP32", np.stack([r.attention for r in results])),
+        ]
+
+    def prepare_tensors(self, arrays: dict[str, np.ndarray]) -> list[Chunk]:
+        names = set(arrays)
+        if names not in ({VALUES}, {VALUES, LENGTHS}):
+            raise BadRequest(
+                f"inputs {sorted(names)}: this model takes {VALUES!r} (FP32 [batch, values]) "
+                f"with optional {LENGTHS!r} (INT64 [batch])"
+            )
+        values = arrays[VALUES]
+        if values.ndim == 1:
+            values = values[None, :]
+        if values.ndim != 2 or values.dtype.kind != "f" or 0 in values.shape:
+            raise BadRequest(f"input {VALUES!r} must be FP32 or FP64 of shape [batch, values]")
+        lengths = arrays.get(LENGTHS)
+        if lengths is None:
+            lengths = np.full(len(values), values.shape[1])
+        if lengths.shape != (len(values),) or lengths.dtype.kind not in "iu":
+            raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(values)}]")
+        fresh, items = self.new_state(), []
+        for row, n in enumerate(lengths.tolist()):
+            if not 1 <= n <= values.shape[1]:
+                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{values.shape[1]}")
+            try:
+                items.append(Chunk(self.check(values[row, :n].tolist(), f"{VALUES}[{row}]"), fresh))
+            except Unprocessable as error:
+                raise BadRequest(error.message) from None
+        return items
+
+    async def drain(self) -> None:
+        await self.batcher.drain()
+
+    def close(self) -> None:
+        self.batcher.close()
