@@ -10,6 +10,7 @@ every request that chose it has finished.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 from dataclasses import dataclass, field
@@ -200,6 +201,10 @@ class ModelRepository:
     async def poll(self) -> None:
         """The first scan, then one every `repository_poll_s` seconds (never, if 0)."""
         await self.refresh()
+        # What loading made lives as long as the server: take it out of the collector's
+        # walks, and collect less often. Under load, full collections were the p99 stalls.
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
         while self.settings.repository_poll_s > 0:
             await asyncio.sleep(self.settings.repository_poll_s)
             try:
