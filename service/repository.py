@@ -169,7 +169,9 @@ class ModelRepository:
                     folder=mv.folder,
                     settings=self.settings,
                     limits=self.settings.batching_for(mv.name),
-                    create_session=lambda graph: create_session(graph, self.settings),
+                    create_session=lambda graph, threads=None: create_session(
+                        graph, self.settings, threads
+                    ),
                     on_batch=self.metrics.batch_observer(*labels),
                 )
             )

@@ -28,11 +28,13 @@ def providers_for(choice: str) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
-def create_session(graph: Path, settings: Settings) -> tuple[ort.InferenceSession, str]:
+def create_session(
+    graph: Path, settings: Settings, threads: int | None = None
+) -> tuple[ort.InferenceSession, str]:
     """A session and the provider it really got (CUDA can fall back to CPU silently)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = _OPTIMIZATION[settings.graph_optimization]
-    options.intra_op_num_threads = settings.intra_op_threads
+    options.intra_op_num_threads = settings.intra_op_threads if threads is None else threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     spin = "1" if settings.thread_spinning else "0"

@@ -29,7 +29,7 @@ class TaskContext:
     folder: Path
     settings: Settings
     limits: BatchingSettings
-    create_session: Callable[[Path], tuple[ort.InferenceSession, str]]
+    create_session: Callable[..., tuple[ort.InferenceSession, str]]  # (graph, threads=None)
     on_batch: Callable[[BatchStats], None]
 
 

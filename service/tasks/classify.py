@@ -16,6 +16,7 @@ from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
 TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
+SMALL_BATCH = 2
 
 
 class ClassifyParameters(BaseModel):
@@ -75,7 +76,15 @@ class ClassifyTask:
         cap = ctx.settings.max_sequence_length
         self.max_tokens = min(prep.max_tokens, cap or prep.max_tokens)
         self.labels = manifest.labels
-        self.session, self.provider = ctx.create_session(ctx.folder / manifest.graphs["model"].file)
+        graph = ctx.folder / manifest.graphs["model"].file
+        self.session, self.provider = ctx.create_session(graph)
+        # A batch of one or two is fastest on one thread (no pool to wake between runs);
+        # more threads pay off only on bigger batches. Measured in bench/README.md.
+        self.small_session = (
+            ctx.create_session(graph, threads=1)[0]
+            if self.provider == "CPUExecutionProvider"
+            else self.session
+        )
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
         self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
@@ -134,7 +143,9 @@ class ClassifyTask:
         return items
 
     def warm_up(self) -> None:
-        self.run(self.prepare(["warm up the session"], truncate=False))
+        """One small and one large batch: both sessions answer before the version is ready."""
+        for size in (1, SMALL_BATCH + 1):
+            self.run(self.prepare(["warm up the session"] * size, truncate=False))
 
     def run(self, items: list[Encoded]) -> list[Scores]:
         """One batch from the batcher: grouped by length, padded, run on the worker thread."""
@@ -146,7 +157,8 @@ class ClassifyTask:
             for row, i in enumerate(group):
                 tokens[row, : lengths[i]] = items[i].ids
             feed = {"tokens": tokens, "lengths": np.array([lengths[i] for i in group], np.int64)}
-            probabilities, attention = self.session.run(None, feed)
+            session = self.small_session if len(group) <= SMALL_BATCH else self.session
+            probabilities, attention = session.run(None, feed)
             for row, i in enumerate(group):
                 results[i] = Scores(probabilities[row], attention[row, : lengths[i]])
         return results  # type: ignore[return-value]
