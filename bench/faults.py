@@ -137,9 +137,7 @@ def main() -> None:
         (target / "manifest.json").write_text(
             json.dumps({**manifest, "name": "live", "version": 1})
         )
-        with live_server(
-            repository, repository_poll_s="0.2", batching__max_queue_size="128"
-        ) as url:
+        with live_server(repository, repository_poll_s="0.2") as url:
             result = asyncio.run(run(args.requests, args.concurrency, repository, url, versions))
     tally = result["tally"]
     print(
