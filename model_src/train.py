@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from model_src import checkpoints
 from model_src.classifier import ClassifierConfig, TextClassifier
 from model_src.data import Example, load_splits
 from model_src.text import PAD_ID, Vocabulary, tokenize
@@ -260,13 +261,9 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str) -> Non
 
 
 def load_checkpoint(path: Path) -> tuple[TextClassifier, dict]:
-    """Rebuild the model from a checkpoint (plain tensors and builtins: weights_only)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    model = TextClassifier(ClassifierConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
+    return checkpoints.load_checkpoint(
+        path, CHECKPOINT_FORMAT, lambda config: TextClassifier(ClassifierConfig(**config))
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model_src import checkpoints
 from model_src.forecast import ForecastConfig, Forecaster
 from model_src.series import mase_scale, scale, seasonal_naive
 
@@ -287,13 +288,9 @@ def plot_history(history: dict[str, list[float]], baseline: float, path: Path) -
 
 
 def load_checkpoint(path: Path) -> tuple[Forecaster, dict]:
-    """Rebuild the model from a checkpoint (plain tensors and builtins: weights_only)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    model = Forecaster(ForecastConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
+    return checkpoints.load_checkpoint(
+        path, CHECKPOINT_FORMAT, lambda config: Forecaster(ForecastConfig(**config))
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model_src import dates
+from model_src import checkpoints, dates
 from model_src.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 from model_src.train import plot_history, seed_everything
@@ -253,13 +253,9 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
-    """Rebuild the model from a checkpoint (plain tensors and builtins: weights_only)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    model = Seq2Seq(Seq2SeqConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
+    return checkpoints.load_checkpoint(
+        path, CHECKPOINT_FORMAT, lambda config: Seq2Seq(Seq2SeqConfig(**config))
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

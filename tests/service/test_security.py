@@ -86,3 +86,21 @@ def test_log_lines_are_json(caplog):
     record.fields = {"request_id": "x", "status": 200}
     line = json.loads(JsonFormatter().format(record))
     assert line["request_id"] == "x" and line["level"] == "info" and line["time"].endswith("Z")
+
+
+def test_max_sequence_length_caps_the_manifests_limit(tiny_repository):
+    app = create_app(
+        Settings(
+            model_repository=tiny_repository,
+            providers="cpu",
+            max_sequence_length=5,
+            repository_poll_s=0,
+        )
+    )
+    with TestClient(app) as client:
+        wait_ready(client)
+        response = client.post(
+            "/v1/models/tiny-lstm:predict", json={"instances": ["a great film , really great"]}
+        )
+    assert response.status_code == 422
+    assert "has 6 tokens; this model takes at most 5" in response.json()["error"]
