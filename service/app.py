@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ui.router)  # the page at / and /ui
     app.include_router(sessions.router)  # streaming forecast sessions
-    add_schemas(app, [PredictRequest, InferenceRequest])
+    add_schemas(app, [PredictRequest, InferenceRequest, sessions.StepRequest])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         ApiKeyAuth, api_key=_secret(settings.api_key), admin_key=_secret(settings.admin_api_key)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.body import parse_body
 from service.api.inference import infer
 from service.api.responses import FastJSONResponse
-from service.api.routing import LeanRoute
+from service.api.routing import add_lean_post
 from service.errors import Unprocessable
 from service.repository import ModelRepository, ModelVersion
 from service.schemas import ErrorBody
@@ -151,19 +151,7 @@ async def step(request: Request, name: str, session_id: str) -> FastJSONResponse
 
 
 # A step is the hot path: a lean route (no dependency solving), as for :predict.
-router.add_api_route(
-    "/{session_id}:step",
-    step,
-    methods=["POST"],
-    response_model=StepResponse,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": StepRequest.model_json_schema()}},
-        }
-    },
-    route_class_override=LeanRoute,
-)
+add_lean_post(router, "/{session_id}:step", step, StepRequest, response_model=StepResponse)
 
 
 @router.get("/{session_id}", response_model=SessionInfo)

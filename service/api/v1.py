@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
 
-from service.api.body import openapi_body, parse_body
+from service.api.body import parse_body
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
-from service.api.routing import LeanRoute
+from service.api.routing import add_lean_post
 from service.errors import PayloadTooLarge
 from service.repository import ModelRepository, ModelVersion
 from service.schemas import (
@@ -78,15 +78,14 @@ def add_routes(app: FastAPI) -> None:
         ("/v1/models/{name}:predict", predict),
         ("/v1/models/{name}/versions/{version}:predict", predict_version),
     ):
-        app.router.add_api_route(
+        add_lean_post(
+            app.router,
             path,
             endpoint,
-            methods=["POST"],
+            PredictRequest,
             tags=["v1"],
             responses=ERRORS,
             response_model=PredictResponse,
-            openapi_extra=openapi_body(PredictRequest),
-            route_class_override=LeanRoute,
         )
     app.include_router(router)
 

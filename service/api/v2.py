@@ -9,10 +9,10 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from service import __version__
-from service.api.body import openapi_body, validate_json
+from service.api.body import validate_json
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
-from service.api.routing import LeanRoute
+from service.api.routing import add_lean_post
 from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
 from service.errors import BadRequest, NotFound, PayloadTooLarge
 from service.protocol import (
@@ -167,14 +167,13 @@ def add_routes(app: FastAPI) -> None:
         ("/v2/models/{name}/infer", model_infer),
         ("/v2/models/{name}/versions/{version}/infer", model_version_infer),
     ):
-        app.router.add_api_route(
+        add_lean_post(
+            app.router,
             path,
             endpoint,
-            methods=["POST"],
+            InferenceRequest,
             tags=["v2"],
             responses=ERRORS,
             response_model=InferenceResponse,
-            openapi_extra=openapi_body(InferenceRequest),
-            route_class_override=LeanRoute,
         )
     app.include_router(router)
