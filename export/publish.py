@@ -8,11 +8,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from model_src.manifest import version_number
+
 
 def existing_versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+    numbers = (version_number(p.name) for p in model_dir.iterdir() if p.is_dir())
+    return sorted(n for n in numbers if n is not None)
 
 
 def publish(repository: Path, name: str, write: Callable[[Path, int], None]) -> Path:

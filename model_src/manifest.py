@@ -159,6 +159,16 @@ class Manifest(_Strict):
         (folder / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
 
 
+def version_number(text: str) -> int | None:
+    """A version folder's name or a version from a request: ASCII digits, positive.
+
+    (`str.isdigit` alone also accepts characters like '³', which int() then refuses.)
+    """
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
+    return None
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -30,7 +30,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """The JSON header and the raw tensor bytes after it (none without the header)."""
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length {header_length!r} does not fit a "
             f"{len(body)}-byte body"

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from model_src.manifest import MODEL_NAME, Manifest, sha256_of
+from model_src.manifest import MODEL_NAME, Manifest, sha256_of, version_number
 from service.codecs import OutputTensor
 from service.errors import BadRequest, ModelNotReady, NotFound
 from service.metrics import Metrics
@@ -107,9 +107,9 @@ class ModelRepository:
             if not model_dir.is_dir() or not MODEL_NAME.match(model_dir.name):
                 continue
             versions = {
-                int(d.name): d
+                number: d
                 for d in model_dir.iterdir()
-                if d.is_dir() and d.name.isdigit() and int(d.name) > 0
+                if d.is_dir() and (number := version_number(d.name)) is not None
             }
             if versions:
                 found[model_dir.name] = versions

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
+from model_src.manifest import version_number
 from service.errors import ClientGone, NotFound, ServiceError
 from service.logs import note
 from service.repository import ModelRepository, ModelVersion
@@ -69,6 +70,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 def parse_version(name: str, version: str) -> int:
     """Versions are positive integers; anything else names no version."""
-    if not version.isdigit() or int(version) == 0:
+    number = version_number(version)
+    if number is None:
         raise NotFound(f"model {name!r} has no version {version!r}")
-    return int(version)
+    return number

@@ -108,3 +108,11 @@ def test_int8_export_records_the_accuracy_change(tiny_checkpoints, tmp_path: Pat
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "vocab.txt"]
     ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
     assert ops & {"DynamicQuantizeLSTM", "MatMulInteger"}
+
+
+def test_only_plain_positive_numbers_are_versions(tmp_path: Path):
+    from export.publish import existing_versions
+
+    for name in ("1", "7", "0", "³", "two", ".staging-1"):
+        (tmp_path / name).mkdir()
+    assert existing_versions(tmp_path) == [1, 7]

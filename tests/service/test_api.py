@@ -197,3 +197,12 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypat
     response = quiet.post("/v1/models/tiny-lstm:predict", json={"instances": ["great"]})
     assert response.status_code == 500
     assert response.json() == {"error": "internal error; the server log has the details"}
+
+
+@pytest.mark.parametrize("version", ["³", "٣", "0", "01x"])
+def test_versions_that_are_not_plain_positive_numbers_are_a_404(client, version):
+    """Found by the schema fuzzer: '³'.isdigit() is True, int('³') raises."""
+    response = client.post(
+        f"/v1/models/tiny-lstm/versions/{version}:predict", json={"instances": ["great"]}
+    )
+    assert response.status_code == 404

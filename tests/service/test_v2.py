@@ -243,3 +243,12 @@ def test_a_binary_tensor_over_the_limit_is_a_413(tiny_repository):
         )
     assert response.status_code == 413
     assert "at most 16 per tensor" in response.json()["error"]
+
+
+def test_a_header_length_that_is_not_ascii_digits_is_a_400(client):
+    response = client.post(
+        "/v2/models/tiny-lstm/infer",
+        content=b"{}",
+        headers={"Inference-Header-Content-Length": "\u00b3".encode("latin-1")},
+    )
+    assert response.status_code == 400
