@@ -289,3 +289,37 @@ def test_the_page_at_phone_width(browser, server):
         watched.check_clean(server)
     finally:
         watched.close()
+
+
+def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
+    """The other two tasks render from the real API: an output with its alignment heatmap,
+    and a forecast drawn after its history."""
+    from playwright.sync_api import expect
+
+    date = "22 novembre 2026"
+    expected = httpx.post(
+        f"{server}/v1/models/dates:predict",
+        json={"instances": [date], "parameters": {"attention": True}},
+    ).json()["predictions"][0]
+    watched = Watched(browser, 1100, 900)
+    page = watched.page
+    try:
+        page.goto(f"{server}/")
+        page.get_by_label("Model", exact=True).select_option("dates")
+        page.get_by_label("Date, written any way").fill(date)
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#result .output")).to_have_text(expected["output"], timeout=15_000)
+        heatmap = page.locator("#result table.heatmap")
+        expect(heatmap.locator("tbody tr")).to_have_count(len(expected["output_chars"]))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#result").screenshot(path=ARTIFACTS / "ui-dates.png")
+
+        series = [315.4, 316.1, 316.9, 317.5, 317.9, 317.2, 315.9, 314.2, 313.5, 314.1]
+        page.get_by_label("Model", exact=True).select_option("co2-gru")
+        page.locator("#instance").fill(", ".join(map(str, series)))
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#result svg.chart")).to_be_visible(timeout=15_000)
+        page.locator("#result").screenshot(path=ARTIFACTS / "ui-forecast.png")
+        watched.check_clean(server)
+    finally:
+        watched.close()

@@ -634,16 +634,20 @@ function renderSequence(view, prediction, instance) {
   );
   const matrix = Array.isArray(prediction.attention) ? prediction.attention : [];
   if (!matrix.length) return;
+  const outputs = Array.isArray(prediction.output_chars)
+    ? prediction.output_chars.map(String)
+    : [...output];
   // Rows are output characters; a row is a list of weights, or [output char, weights].
   const rows = matrix.map((row, i) => {
     if (Array.isArray(row) && row.length === 2 && Array.isArray(row[1])) {
       return { label: String(row[0]), weights: row[1].map(weightOf) };
     }
     const weights = Array.isArray(row) ? row.map(weightOf) : [];
-    return { label: i < output.length ? output[i] : "end", weights };
+    return { label: i < outputs.length ? outputs[i] : "end", weights };
   });
-  const inputs = Array.isArray(prediction.input_tokens)
-    ? prediction.input_tokens.map(String)
+  // The server sends the characters it really read (after normalisation) and wrote.
+  const inputs = Array.isArray(prediction.input_chars)
+    ? prediction.input_chars.map(String)
     : [...String(instance)];
   const width = Math.max(...rows.map((r) => r.weights.length));
   const columns = Array.from({ length: width }, (_, j) => (j < inputs.length ? inputs[j] : "end"));
