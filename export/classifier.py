@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +12,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from export.common import OPSET, ParityError, architecture, export_info, now
 from model_src.classifier import ProbabilityHead, TextClassifier
 from model_src.manifest import (
-    Architecture,
-    ExportInfo,
     GraphSpec,
     Manifest,
     TensorSpec,
@@ -26,17 +24,12 @@ from model_src.manifest import (
 )
 from model_src.text import PAD_ID, Vocabulary, tokenize
 
-OPSET = 17
 GRAPH_FILE = "model.onnx"
 VOCAB_FILE = "vocab.txt"
 INPUTS = [
     TensorSpec(name="tokens", dtype="int64", shape=["batch", "sequence"]),
     TensorSpec(name="lengths", dtype="int64", shape=["batch"]),
 ]
-
-
-class ParityError(RuntimeError):
-    """onnxruntime disagrees with PyTorch by more than the tolerance."""
 
 
 def pad_batch(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,16 +156,8 @@ def write_version(
         version=version,
         task="classify",
         description=description,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        architecture=Architecture(
-            cell=cfg["cell"],
-            embedding_dim=cfg["embedding_dim"],
-            hidden_size=cfg["hidden_size"],
-            num_layers=cfg["num_layers"],
-            bidirectional=cfg["bidirectional"],
-            attention_size=cfg["attention_size"],
-            dropout=cfg["dropout"],
-        ),
+        created_at=now(),
+        architecture=architecture(cfg),
         graphs={
             "model": GraphSpec(
                 file=GRAPH_FILE,
@@ -191,16 +176,7 @@ def write_version(
         ),
         labels=checkpoint["labels"],
         files={f: sha256_of(folder / f) for f in (GRAPH_FILE, VOCAB_FILE)},
-        export=ExportInfo(
-            opset=OPSET,
-            torch_version=torch.__version__,
-            onnx_version=onnx.__version__,
-            onnxruntime_version=ort.__version__,
-            parity_max_abs_diff=diff,
-            parity_tolerance=tolerance,
-            quantized=quantize,
-            accuracy_change=accuracy_change,
-        ),
+        export=export_info(diff, tolerance, quantized=quantize, accuracy_change=accuracy_change),
         training=TrainingInfo(**{**checkpoint["training"], "metrics": metrics}),
     )
     manifest.write(folder)

@@ -3,7 +3,6 @@ runs equal whole runs in onnxruntime and PyTorch, and describe it in a manifest.
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,11 +13,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.classifier import OPSET, ParityError
+from export.common import OPSET, ParityError, architecture, export_info, now
 from model_src.forecast import Forecaster, StepGraph
 from model_src.manifest import (
-    Architecture,
-    ExportInfo,
     GraphSpec,
     Manifest,
     SeriesPreprocessing,
@@ -191,15 +188,11 @@ def write_version(
         version=version,
         task="forecast",
         description=description,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        architecture=Architecture(
-            cell=cfg["cell"],
+        created_at=now(),
+        architecture=architecture(
+            cfg,
             embedding_dim=0,
-            hidden_size=cfg["hidden_size"],
-            num_layers=cfg["num_layers"],
             bidirectional=False,
-            attention_size=cfg["attention_size"],
-            dropout=cfg["dropout"],
             details={
                 "input": "first differences of the scaled series",
                 "diff_scale": cfg["diff_scale"],
@@ -209,14 +202,7 @@ def write_version(
         graphs={"step": GraphSpec(file=GRAPH_FILE, inputs=inputs, outputs=outputs)},
         preprocessing=prep,
         files={GRAPH_FILE: sha256_of(graph)},
-        export=ExportInfo(
-            opset=OPSET,
-            torch_version=torch.__version__,
-            onnx_version=onnx.__version__,
-            onnxruntime_version=ort.__version__,
-            parity_max_abs_diff=diff,
-            parity_tolerance=tolerance,
-        ),
+        export=export_info(diff, tolerance),
         training=TrainingInfo(**checkpoint["training"]),
     )
     manifest.write(folder)

@@ -3,7 +3,6 @@ greedy decode against PyTorch, and describe both in a manifest."""
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +13,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.classifier import ParityError
+from export.common import OPSET, ParityError, architecture, export_info, now
 from model_src.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary, normalize
 from model_src.manifest import (
-    Architecture,
     CharPreprocessing,
-    ExportInfo,
     GraphSpec,
     Manifest,
     TensorSpec,
@@ -28,7 +25,6 @@ from model_src.manifest import (
 )
 from model_src.seq2seq import Seq2Seq
 
-OPSET = 17
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE = "input_vocab.txt", "output_vocab.txt"
 MAX_BEAM_WIDTH = 8
@@ -230,15 +226,9 @@ def write_version(
         version=version,
         task="seq2seq",
         description=description,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        architecture=Architecture(
-            cell=cfg["cell"],
-            embedding_dim=cfg["embedding_dim"],
-            hidden_size=cfg["hidden_size"],
-            num_layers=cfg["num_layers"],
-            bidirectional=cfg["bidirectional"],
-            attention_size=cfg["attention_size"],
-            dropout=cfg["dropout"],
+        created_at=now(),
+        architecture=architecture(
+            cfg,
             details={
                 "decoder_hidden_size": cfg["decoder_hidden_size"],
                 "output_embedding_dim": cfg["output_embedding_dim"],
@@ -262,14 +252,7 @@ def write_version(
             },
         ),
         files={f: sha256_of(folder / f) for f in files},
-        export=ExportInfo(
-            opset=OPSET,
-            torch_version=torch.__version__,
-            onnx_version=onnx.__version__,
-            onnxruntime_version=ort.__version__,
-            parity_max_abs_diff=diff,
-            parity_tolerance=tolerance,
-        ),
+        export=export_info(diff, tolerance),
         training=TrainingInfo(**{**checkpoint["training"], "metrics": metrics}),
     )
     manifest.write(folder)

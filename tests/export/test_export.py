@@ -7,7 +7,8 @@ import onnxruntime as ort
 import pytest
 
 from export.__main__ import main as export
-from export.classifier import ParityError, max_abs_diff, pad_batch, write_version
+from export.classifier import max_abs_diff, pad_batch, write_version
+from export.common import ParityError
 from export.publish import publish
 from model_src.manifest import Manifest, sha256_of
 from model_src.text import Vocabulary, tokenize

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.classifier import ParityError
+from export.common import ParityError
 from export.seq2seq import onnx_greedy, pad_batch, parity_inputs, version_writer
 from model_src.chars import CharVocabulary
 from model_src.manifest import Manifest, sha256_of
