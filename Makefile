@@ -35,6 +35,7 @@ serve: $(VENV)/.serve
 lint: $(VENV)/.all
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/hadolint $(wildcard Dockerfile Dockerfile.*)
 
 format: $(VENV)/.all

@@ -14,7 +14,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from bench.inprocess import load
-from model_src.text import tokenize
+from contract.words import tokenize
 from service.api.responses import FastJSONResponse
 from service.schemas import PredictRequest
 

@@ -27,7 +27,7 @@ import orjson
 
 from bench.inprocess import latest_version
 from bench.rawclient import Connection
-from model_src.manifest import Manifest
+from contract.manifest import Manifest
 from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.payloads import texts, texts_of_lengths
-from model_src.manifest import Manifest
-from model_src.text import PAD_ID, Vocabulary, tokenize
+from contract.manifest import Manifest
+from contract.words import PAD_ID, Vocabulary, tokenize
 from service.tasks.classify import length_groups
 
 

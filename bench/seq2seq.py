@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.inprocess import latest_version
+from contract.manifest import Manifest
 from model_src import dates
-from model_src.manifest import Manifest
-from service.runtime import create_session
+from service.runtime import create_inference_session
 from service.settings import BatchingSettings, Settings
 from service.tasks.base import TaskContext
 from service.tasks.seq2seq import Seq2SeqTask
@@ -36,7 +36,7 @@ def make_task(folder: Path, step_batching: bool, threads: int, rows: int) -> Seq
             folder=folder,
             settings=settings,
             limits=BatchingSettings(max_batch_size=rows, max_queue_size=4096),
-            create_session=lambda graph: create_session(graph, settings),
+            create_inference_session=lambda graph: create_inference_session(graph, settings),
             on_batch=lambda stats: None,
         ),
         step_batching=step_batching,

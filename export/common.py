@@ -1,15 +1,19 @@
-"""What every exporter writes the same way: the opset, export facts, the architecture."""
+"""What every exporter does the same way: the opset, ONNX export, sessions, export facts."""
 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 
-from model_src.manifest import Architecture, ExportInfo
+from contract.manifest import Architecture, ExportInfo
 
 OPSET = 17
 _ARCHITECTURE_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "bidirectional",
@@ -41,3 +45,39 @@ def architecture(config: dict[str, Any], **overrides: Any) -> Architecture:
     """The manifest's architecture from a model config (overrides for what it lacks)."""
     fields = {k: config[k] for k in _ARCHITECTURE_KEYS if k in config}
     return Architecture(**{**fields, **overrides})
+
+
+def to_onnx(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """Export a module with the TorchScript exporter at our opset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+        )
+
+
+def cpu_session(graph: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+
+
+def pad_ids(ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Id lists -> (batch, longest) int64 padded with `pad_id`, and their lengths."""
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    padded = np.full((len(ids), int(lengths.max())), pad_id, dtype=np.int64)
+    for row, x in enumerate(ids):
+        padded[row, : len(x)] = x
+    return padded, lengths

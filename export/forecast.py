@@ -3,27 +3,18 @@ runs equal whole runs in onnxruntime and PyTorch, and describe it in a manifest.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
-from export.common import OPSET, ParityError, architecture, export_info, now
+from contract.manifest import GraphSpec, SeriesPreprocessing, TensorSpec
+from contract.series import scale
+from export.common import architecture, cpu_session, to_onnx
+from export.driver import Exporter, Parity
 from model_src.forecast import Forecaster, StepGraph
-from model_src.manifest import (
-    GraphSpec,
-    Manifest,
-    SeriesPreprocessing,
-    TensorSpec,
-    TrainingInfo,
-    sha256_of,
-)
-from model_src.series import scale
 
 GRAPH_FILE = "step.onnx"
 STATE_NAMES = ("state", "memory", "last", "filled")
@@ -64,19 +55,14 @@ def export_graph(model: Forecaster, path: Path) -> None:
     dynamic |= {
         t.name: {i: a for i, a in enumerate(t.shape) if isinstance(a, str)} for t in outputs
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(
-            StepGraph(model).eval(),
-            example,
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[t.name for t in inputs],
-            output_names=[t.name for t in outputs],
-            dynamic_axes=dynamic,
-        )
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    to_onnx(
+        StepGraph(model).eval(),
+        example,
+        path,
+        input_names=[t.name for t in inputs],
+        output_names=[t.name for t in outputs],
+        dynamic_axes=dynamic,
+    )
 
 
 def torch_runner(model: Forecaster) -> Callable[..., list[np.ndarray]]:
@@ -92,7 +78,7 @@ def torch_runner(model: Forecaster) -> Callable[..., list[np.ndarray]]:
 
 
 def onnx_runner(graph: Path) -> Callable[..., list[np.ndarray]]:
-    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    session = cpu_session(graph)
     names = ["values", "lengths", *STATE_NAMES]
 
     def run(*arrays) -> list[np.ndarray]:
@@ -164,60 +150,38 @@ def _diff(expected: list[np.ndarray], got: list[np.ndarray]) -> float:
     )
 
 
-def write_version(
-    model: Forecaster,
-    checkpoint: dict,
-    folder: Path,
-    name: str,
-    version: int,
-    tolerance: float,
-    description: str = "",
-) -> Manifest:
-    """Fill a version folder: step graph and manifest. Refuses a graph that fails parity."""
-    prep = SeriesPreprocessing(**checkpoint["preprocessing"])
-    graph = folder / GRAPH_FILE
-    export_graph(model, graph)
-    series = scale(np.array(checkpoint["heldout"]["values"]), prep.mean, prep.std)
-    diff = max_chunk_diff(model, graph, series)
-    if not diff <= tolerance:
-        raise ParityError(f"chunked or onnxruntime runs differ by {diff:.3g} (> {tolerance:g})")
-    cfg = checkpoint["config"]
-    inputs, outputs = tensor_specs(model)
-    manifest = Manifest(
-        name=name,
-        version=version,
-        task="forecast",
-        description=description,
-        created_at=now(),
-        architecture=architecture(
-            cfg,
-            embedding_dim=0,
-            bidirectional=False,
-            details={
-                "input": "first differences of the scaled series",
-                "diff_scale": cfg["diff_scale"],
-                "attention_memory": "sliding window of the last `window` top-layer states",
-            },
-        ),
-        graphs={"step": GraphSpec(file=GRAPH_FILE, inputs=inputs, outputs=outputs)},
-        preprocessing=prep,
-        files={GRAPH_FILE: sha256_of(graph)},
-        export=export_info(diff, tolerance),
-        training=TrainingInfo(**checkpoint["training"]),
-    )
-    manifest.write(folder)
-    return manifest
+class ForecastExporter(Exporter):
+    """The forecast task's exporter: the step graph, parity of chunked against whole runs."""
 
+    def __init__(self, checkpoint_path: Path) -> None:
+        from model_src.train_forecast import load_checkpoint
 
-def version_writer(checkpoint_path: Path, args: Any) -> Callable[[Path, int], Manifest]:
-    """For `rnnserve export`: the function that fills one version folder."""
-    from model_src.train_forecast import load_checkpoint
+        self.model, self.checkpoint = load_checkpoint(checkpoint_path)
+        self.preprocessing = SeriesPreprocessing(**self.checkpoint["preprocessing"])
 
-    model, checkpoint = load_checkpoint(checkpoint_path)
+    def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
+        export_graph(self.model, folder / GRAPH_FILE)
+        inputs, outputs = tensor_specs(self.model)
+        return {"step": GraphSpec(file=GRAPH_FILE, inputs=inputs, outputs=outputs)}
 
-    def write(folder: Path, version: int) -> Manifest:
-        return write_version(
-            model, checkpoint, folder, args.name, version, args.tolerance, args.description
-        )
+    def parity(self, folder: Path) -> Parity:
+        prep = self.preprocessing
+        series = scale(np.array(self.checkpoint["heldout"]["values"]), prep.mean, prep.std)
+        diff = max_chunk_diff(self.model, folder / GRAPH_FILE, series)
+        return Parity(diff, what="chunked or onnxruntime runs differ")
 
-    return write
+    def manifest_parts(self) -> dict[str, Any]:
+        cfg = self.checkpoint["config"]
+        return {
+            "architecture": architecture(
+                cfg,
+                embedding_dim=0,
+                bidirectional=False,
+                details={
+                    "input": "first differences of the scaled series",
+                    "diff_scale": cfg["diff_scale"],
+                    "attention_memory": "sliding window of the last `window` top-layer states",
+                },
+            ),
+            "preprocessing": self.preprocessing,
+        }

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from model_src.manifest import version_number
+from contract.manifest import version_number
 
 
 def existing_versions(model_dir: Path) -> list[int]:

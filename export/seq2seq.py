@@ -3,26 +3,16 @@ greedy decode against PyTorch, and describe both in a manifest."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
-from export.common import OPSET, ParityError, architecture, export_info, now
-from model_src.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary, normalize
-from model_src.manifest import (
-    CharPreprocessing,
-    GraphSpec,
-    Manifest,
-    TensorSpec,
-    TrainingInfo,
-    sha256_of,
-)
+from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary, normalize
+from contract.manifest import CharPreprocessing, GraphSpec, TensorSpec
+from export.common import architecture, cpu_session, pad_ids, to_onnx
+from export.driver import Exporter, Parity
 from model_src.seq2seq import Seq2Seq
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
@@ -60,11 +50,7 @@ def graph_specs(state_size: int, memory_size: int, vocab_size: int) -> dict[str,
 
 
 def pad_batch(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(x) for x in ids], dtype=np.int64)
-    chars = np.full((len(ids), int(lengths.max())), PAD_ID, dtype=np.int64)
-    for row, x in enumerate(ids):
-        chars[row, : len(x)] = x
-    return chars, lengths
+    return pad_ids(ids, PAD_ID)
 
 
 def export_graphs(model: Seq2Seq, folder: Path) -> None:
@@ -74,49 +60,37 @@ def export_graphs(model: Seq2Seq, folder: Path) -> None:
     mask = torch.arange(chars.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
     token = torch.full((2,), BOS_ID, dtype=torch.long)
     batch, seq = {0: "batch"}, {0: "batch", 1: "sequence"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(
-            model.encoder,
-            (chars, lengths),
-            str(folder / ENCODER_FILE),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["chars", "lengths"],
-            output_names=["memory", "state"],
-            dynamic_axes={"chars": seq, "lengths": batch, "memory": seq, "state": batch},
-        )
-        torch.onnx.export(
-            model.decoder,
-            (token, state, memory, mask),
-            str(folder / DECODER_FILE),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["token", "state", "memory", "mask"],
-            output_names=["logits", "next_state", "attention"],
-            dynamic_axes={
-                "token": batch,
-                "state": batch,
-                "memory": seq,
-                "mask": seq,
-                "logits": batch,
-                "next_state": batch,
-                "attention": seq,
-            },
-        )
-    for name in (ENCODER_FILE, DECODER_FILE):
-        onnx.checker.check_model(onnx.load(str(folder / name)), full_check=True)
-
-
-def _session(graph: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    to_onnx(
+        model.encoder,
+        (chars, lengths),
+        folder / ENCODER_FILE,
+        input_names=["chars", "lengths"],
+        output_names=["memory", "state"],
+        dynamic_axes={"chars": seq, "lengths": batch, "memory": seq, "state": batch},
+    )
+    to_onnx(
+        model.decoder,
+        (token, state, memory, mask),
+        folder / DECODER_FILE,
+        input_names=["token", "state", "memory", "mask"],
+        output_names=["logits", "next_state", "attention"],
+        dynamic_axes={
+            "token": batch,
+            "state": batch,
+            "memory": seq,
+            "mask": seq,
+            "logits": batch,
+            "next_state": batch,
+            "attention": seq,
+        },
+    )
 
 
 def onnx_greedy(
     folder: Path, ids: list[list[int]], max_len: int
 ) -> tuple[list[list[int]], list[np.ndarray]]:
     """Greedy decode with the two graphs: ids (without </s>) and every step's logits (B, V)."""
-    encoder, decoder = _session(folder / ENCODER_FILE), _session(folder / DECODER_FILE)
+    encoder, decoder = cpu_session(folder / ENCODER_FILE), cpu_session(folder / DECODER_FILE)
     chars, lengths = pad_batch(ids)
     memory, state = encoder.run(None, {"chars": chars, "lengths": lengths})
     mask = np.arange(chars.shape[1])[None, :] < lengths[:, None]
@@ -188,88 +162,67 @@ def exact_match(
     return correct / len(texts)
 
 
-def write_version(
-    model: Seq2Seq,
-    checkpoint: dict,
-    folder: Path,
-    name: str,
-    version: int,
-    tolerance: float,
-    description: str = "",
-) -> Manifest:
-    """Fill a version folder: two graphs, two vocabularies, manifest. Refuses on parity."""
-    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
-    target = CharVocabulary(tuple(checkpoint["output_vocab"]))
-    max_in, max_out = checkpoint["max_input_chars"], checkpoint["max_output_chars"]
-    heldout = checkpoint["heldout"]
-    export_graphs(model, folder)
-    ids = parity_inputs(source, heldout["texts"][:64], max_in)
-    diff, same = greedy_parity(model, folder, ids, max_out)
-    if not diff <= tolerance or not same:
-        raise ParityError(
-            f"onnxruntime's greedy decode differs from PyTorch's: logits by {diff:.3g} "
-            f"(tolerance {tolerance:g}), outputs {'equal' if same else 'different'}"
-        )
-    source.save(folder / INPUT_VOCAB_FILE)
-    target.save(folder / OUTPUT_VOCAB_FILE)
-    metrics = dict(checkpoint["training"]["metrics"])
-    if heldout["texts"]:
-        metrics["test_heldout_locales_exact_match_onnx"] = round(
-            exact_match(folder, source, target, heldout, max_out), 4
-        )
-    cfg = checkpoint["config"]
-    memory_size = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
-    state_size = model.config.state_size
-    files = (ENCODER_FILE, DECODER_FILE, INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE)
-    manifest = Manifest(
-        name=name,
-        version=version,
-        task="seq2seq",
-        description=description,
-        created_at=now(),
-        architecture=architecture(
-            cfg,
-            details={
-                "decoder_hidden_size": cfg["decoder_hidden_size"],
-                "output_embedding_dim": cfg["output_embedding_dim"],
-                "state_size": state_size,
-                "memory_size": memory_size,
-                "max_beam_width": MAX_BEAM_WIDTH,
-            },
-        ),
-        graphs=graph_specs(state_size, memory_size, len(target)),
-        preprocessing=CharPreprocessing(
-            input_vocab_file=INPUT_VOCAB_FILE,
-            output_vocab_file=OUTPUT_VOCAB_FILE,
-            max_input_chars=max_in,
-            max_output_chars=max_out,
-            details={
-                "normalization": "NFKC",
-                "pad_id": PAD_ID,
-                "unk_id": UNK_ID,
-                "bos_id": BOS_ID,
-                "eos_id": EOS_ID,
-            },
-        ),
-        files={f: sha256_of(folder / f) for f in files},
-        export=export_info(diff, tolerance),
-        training=TrainingInfo(**{**checkpoint["training"], "metrics": metrics}),
-    )
-    manifest.write(folder)
-    return manifest
+class Seq2SeqExporter(Exporter):
+    """The seq2seq task's exporter: encoder and decoder-step graphs, greedy-decode parity."""
 
+    def __init__(self, checkpoint_path: Path) -> None:
+        from model_src.train_seq2seq import load_checkpoint
 
-def version_writer(checkpoint_path: Path, args: Any) -> Callable[[Path, int], Manifest]:
-    """For `rnnserve export`: the function that fills one version folder."""
-    if getattr(args, "quantize", None):
-        raise SystemExit("rnnserve export: --quantize is not supported for seq2seq models")
-    from model_src.train_seq2seq import load_checkpoint
+        self.model, self.checkpoint = load_checkpoint(checkpoint_path)
+        self.source = CharVocabulary(tuple(self.checkpoint["input_vocab"]))
+        self.target = CharVocabulary(tuple(self.checkpoint["output_vocab"]))
+        self.max_in = self.checkpoint["max_input_chars"]
+        self.max_out = self.checkpoint["max_output_chars"]
+        cfg = self.checkpoint["config"]
+        self.memory_size = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
 
-    model, checkpoint = load_checkpoint(checkpoint_path)
+    def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
+        export_graphs(self.model, folder)
+        state_size = self.model.config.state_size
+        return graph_specs(state_size, self.memory_size, len(self.target))
 
-    def write(folder: Path, version: int) -> Manifest:
-        return write_version(
-            model, checkpoint, folder, args.name, version, args.tolerance, args.description
-        )
+    def parity(self, folder: Path) -> Parity:
+        ids = parity_inputs(self.source, self.checkpoint["heldout"]["texts"][:64], self.max_in)
+        diff, same = greedy_parity(self.model, folder, ids, self.max_out)
+        what = "onnxruntime's greedy decode differs from PyTorch's: logits"
+        return Parity(diff, what=what, outputs_agree=same)
 
-    return write
+    def write_files(self, folder: Path) -> list[str]:
+        self.source.save(folder / INPUT_VOCAB_FILE)
+        self.target.save(folder / OUTPUT_VOCAB_FILE)
+        return [INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE]
+
+    def extra_metrics(self, folder: Path) -> dict[str, float]:
+        heldout = self.checkpoint["heldout"]
+        if not heldout["texts"]:
+            return {}
+        match = exact_match(folder, self.source, self.target, heldout, self.max_out)
+        return {"test_heldout_locales_exact_match_onnx": round(match, 4)}
+
+    def manifest_parts(self) -> dict[str, Any]:
+        cfg = self.checkpoint["config"]
+        return {
+            "architecture": architecture(
+                cfg,
+                details={
+                    "decoder_hidden_size": cfg["decoder_hidden_size"],
+                    "output_embedding_dim": cfg["output_embedding_dim"],
+                    "state_size": self.model.config.state_size,
+                    "memory_size": self.memory_size,
+                    "max_beam_width": MAX_BEAM_WIDTH,
+                },
+            ),
+            "preprocessing": CharPreprocessing(
+                input_vocab_file=INPUT_VOCAB_FILE,
+                output_vocab_file=OUTPUT_VOCAB_FILE,
+                max_input_chars=self.max_in,
+                max_output_chars=self.max_out,
+                details={
+                    "normalization": "NFKC",
+                    "pad_id": PAD_ID,
+                    "unk_id": UNK_ID,
+                    "bos_id": BOS_ID,
+                    "eos_id": EOS_ID,
+                },
+            ),
+        }

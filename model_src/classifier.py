@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from contract.words import PAD_ID
 from model_src.attention import AdditiveAttention, length_mask
 from model_src.encoder import Cell, RNNEncoder
-from model_src.text import PAD_ID
 
 
 @dataclass

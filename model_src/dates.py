@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from babel import Locale
 from babel.dates import format_date
 
-from model_src.chars import normalize
+from contract.chars import normalize
 
 SOURCE = "Unicode CLDR date formats as shipped by Babel (babel.dates), generated offline"
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)

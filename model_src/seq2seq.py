@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from contract.chars import BOS_ID, EOS_ID, PAD_ID
 from model_src.attention import AdditiveAttention, length_mask
-from model_src.chars import BOS_ID, EOS_ID, PAD_ID
 from model_src.encoder import Cell, RNNEncoder
 
 

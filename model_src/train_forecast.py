@@ -9,20 +9,16 @@ the model reads the whole history up to each forecast origin.
 
 from __future__ import annotations
 
-import argparse
-import copy
-import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from contract.series import mase_scale, scale, seasonal_naive
 from model_src import checkpoints
+from model_src.fit import Loop, Step, Trainer, fit, seed_everything, write_outputs
 from model_src.forecast import ForecastConfig, Forecaster
-from model_src.series import mase_scale, scale, seasonal_naive
 
 CHECKPOINT_FORMAT = "rnnserve-forecast/1"
 DATASET = "Mauna Loa weekly atmospheric CO2 (ppm), 1958-03-29 to 2001-12-29"
@@ -31,7 +27,7 @@ SOURCE = "statsmodels.datasets.co2 (Keeling et al., Scripps Institution of Ocean
 
 @dataclass
 class TrainConfig:
-    out: Path
+    out: Path = field(metadata={"help": "folder for checkpoint.pt and plot"})
     seed: int = 13
     epochs: int = 16
     patience: int = 4
@@ -50,12 +46,6 @@ class TrainConfig:
     max_steps: int = 0  # 0: no limit; tests use a few steps
     threads: int = 0
     series_length: int = 0  # 0: the whole series; tests use a prefix
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load_co2() -> tuple[np.ndarray, list[str]]:
@@ -131,63 +121,41 @@ def train(cfg: TrainConfig) -> Path:
     scaled_train = torch.from_numpy(scale(train_part, mean, std))
     length = min(cfg.sequence_length, train_end)
     rng = np.random.default_rng(cfg.seed)
-    history: dict[str, list[float]] = {"train_loss": [], "val_mae": []}
-    best_mae, best_state, best_epoch, stale, steps = float("inf"), None, 0, 0, 0
-    started = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        bar = tqdm(
-            range(cfg.batches_per_epoch),
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            unit="batch",
-            dynamic_ncols=True,
-            mininterval=1.0,
+
+    def step(_: int) -> Step:
+        starts = rng.integers(0, train_end - length + 1, size=cfg.batch_size)
+        values = torch.stack([scaled_train[s : s + length] for s in starts])  # (B, S)
+        first = min(cfg.period, length - k - 1)
+        positions = torch.from_numpy(
+            np.sort(rng.choice(np.arange(first, length - k), cfg.positions, replace=False))
         )
-        loss_sum = 0.0
-        for _ in bar:
-            starts = rng.integers(0, train_end - length + 1, size=cfg.batch_size)
-            values = torch.stack([scaled_train[s : s + length] for s in starts])  # (B, S)
-            first = min(cfg.period, length - k - 1)
-            positions = torch.from_numpy(
-                np.sort(rng.choice(np.arange(first, length - k), cfg.positions, replace=False))
-            )
-            forecast, _ = model.forward_training(values, positions)  # (B, P, k)
-            target = values.unfold(1, k, 1)[:, positions + 1]  # (B, P, k)
-            loss = ((forecast - target).abs() * diff_scale).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            steps += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            if cfg.max_steps and steps >= cfg.max_steps:
-                break
-        val_mae = float(
-            np.abs(
-                evaluate(model, series, val_origins, mean, std) - targets_at(series, val_origins, k)
-            ).mean()
-        )
-        history["train_loss"].append(loss_sum / (bar.n or 1))
-        history["val_mae"].append(val_mae)
-        tqdm.write(
-            f"epoch {epoch}: train loss {history['train_loss'][-1]:.4f} | "
-            f"validation MAE {val_mae:.4f} ppm"
-        )
-        if val_mae < best_mae:
-            best_mae, best_state, best_epoch, stale = (
-                val_mae,
-                copy.deepcopy(model.state_dict()),
-                epoch,
-                0,
-            )
-        else:
-            stale += 1
-        if stale >= cfg.patience or (cfg.max_steps and steps >= cfg.max_steps):
-            break
-    seconds = time.time() - started
-    model.load_state_dict(best_state)
+        forecast, _ = model.forward_training(values, positions)  # (B, P, k)
+        target = values.unfold(1, k, 1)[:, positions + 1]  # (B, P, k)
+        loss = ((forecast - target).abs() * diff_scale).mean()
+        return Step(loss, {"loss": loss.item()})
+
+    def validate() -> dict[str, float]:
+        forecast = evaluate(model, series, val_origins, mean, std)
+        return {"val_mae": float(np.abs(forecast - targets_at(series, val_origins, k)).mean())}
+
+    fitted = fit(
+        model,
+        optimizer,
+        Loop(
+            cfg.epochs,
+            cfg.patience,
+            monitor="val_mae",
+            higher_is_better=False,
+            max_steps=cfg.max_steps,
+            clip=1.0,
+        ),
+        batches=lambda: range(cfg.batches_per_epoch),
+        total=cfg.batches_per_epoch,
+        step=step,
+        validate=validate,
+        after_step=scheduler.step,
+    )
+    best_mae, best_epoch, seconds = fitted.best, fitted.best_epoch, fitted.seconds
 
     truth = targets_at(series, test_origins, k)
     scale_denominator = mase_scale(train_part, cfg.period)
@@ -218,7 +186,6 @@ def train(cfg: TrainConfig) -> Path:
         f"seasonal naive {naive_seasonal:.4f} (MASE {metrics['seasonal_naive_test_mase']:.3f}); "
         f"last value {naive_last:.4f}; window only {mae_window:.4f} ({seconds:.0f} s)"
     )
-    cfg.out.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "config": config.to_dict(),
@@ -252,39 +219,18 @@ def train(cfg: TrainConfig) -> Path:
             "metrics": metrics,
         },
     }
-    path = cfg.out / "checkpoint.pt"
-    torch.save(checkpoint, path)
     naive_validation = float(
         np.abs(
             seasonal_naive(series, val_origins, k, cfg.period) - targets_at(series, val_origins, k)
         ).mean()
     )
-    plot_history(history, naive_validation, cfg.out / "training_curves.png")
-    print(f"wrote {path} and {cfg.out / 'training_curves.png'}")
-    return path
-
-
-def plot_history(history: dict[str, list[float]], baseline: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = range(1, len(history["train_loss"]) + 1)
-    fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax_loss.plot(epochs, history["train_loss"], marker="o", label="train")
-    ax_loss.set_ylabel("L1, difference units")
-    ax_mae.plot(epochs, history["val_mae"], marker="o", label="validation")
-    ax_mae.axhline(baseline, color="grey", linestyle="--", label="seasonal naive")
-    ax_mae.set_ylabel("MAE, ppm")
-    for ax in (ax_loss, ax_mae):
-        ax.set_xlabel("epoch")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle("CO2 forecaster (GRU + additive attention)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return write_outputs(
+        cfg.out,
+        checkpoint,
+        fitted.history,
+        "CO2 forecaster (GRU + additive attention)",
+        baselines={"mae": naive_validation},
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[Forecaster, dict]:
@@ -293,21 +239,7 @@ def load_checkpoint(path: Path) -> tuple[Forecaster, dict]:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="rnnserve train --task forecast", description=__doc__)
-    p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and plot")
-    for name, field in TrainConfig.__dataclass_fields__.items():
-        if name == "out":
-            continue
-        p.add_argument(
-            f"--{name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
-    return TrainConfig(**vars(p.parse_args(argv)))
-
-
-def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
-
+TRAINER = Trainer(TrainConfig, train, __doc__)
 
 if __name__ == "__main__":
-    main()
+    TRAINER.main()

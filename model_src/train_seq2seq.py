@@ -1,30 +1,27 @@
-"""Train the date normaliser: config -> CLDR data -> seq2seq -> loop (early stop) -> checkpoint."""
+"""Train the date normaliser: config -> CLDR data -> seq2seq -> `fit` (early stop) -> checkpoint."""
 
 from __future__ import annotations
 
-import argparse
-import copy
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
 from model_src import checkpoints, dates
-from model_src.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
+from model_src.fit import Loop, Step, Trainer, fit, length_batches, seed_everything, write_outputs
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
-from model_src.train import plot_history, seed_everything
 
 CHECKPOINT_FORMAT = "rnnserve-seq2seq/1"
 
 
 @dataclass
 class TrainConfig:
-    out: Path
-    cell: str = "gru"
+    out: Path = field(metadata={"help": "folder for checkpoint.pt and plot"})
+    cell: str = field(default="gru", metadata={"choices": ["lstm", "gru"]})
     train_size: int = 30_000
     test_size: int = 2_000
     epochs: int = 4
@@ -40,7 +37,7 @@ class TrainConfig:
     embedding_dim: int = 64
     hidden_size: int = 128
     num_layers: int = 1
-    bidirectional: bool = True
+    bidirectional: bool = field(default=True, metadata={"help": "--no-bidirectional: one way"})
     decoder_hidden_size: int = 160
     output_embedding_dim: int = 32
     attention_size: int = 128
@@ -65,17 +62,8 @@ class Encoded:
         return len(self.ids)
 
     def batches(self, batch_size: int, rng: random.Random | None = None):
-        order = list(range(len(self)))
-        if rng is not None:
-            rng.shuffle(order)
-        window = batch_size * 50
-        for start in range(0, len(order), window):
-            chunk = sorted(order[start : start + window], key=lambda i: len(self.ids[i]))
-            groups = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-            if rng is not None:
-                rng.shuffle(groups)
-            for group in groups:
-                yield group, *self.collate(group)
+        for group in length_batches([len(ids) for ids in self.ids], batch_size, rng):
+            yield group, *self.collate(group)
 
     def collate(self, group: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(self.ids[i]) for i in group])
@@ -136,74 +124,40 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=0)
     rng = random.Random(cfg.seed)
-    history: dict[str, list[float]] = {
-        k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc")
-    }
-    best_acc, best_state, best_epoch, stale, steps = -1.0, None, 0, 0, 0
-    started = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        bar = tqdm(
-            train_set.batches(cfg.batch_size, rng),
-            total=(len(train_set) + cfg.batch_size - 1) // cfg.batch_size,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            unit="batch",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
-        loss_sum, correct, seen = 0.0, 0, 0
-        for _, chars, lengths, targets in bar:
-            logits = model(chars, lengths, targets)  # (B, U - 1, V)
-            gold = targets[:, 1:]
-            loss = nn.functional.cross_entropy(logits.transpose(1, 2), gold, ignore_index=PAD_ID)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            real = gold != PAD_ID
-            n = int(real.sum())
-            loss_sum += loss.item() * n
-            correct += int(((logits.argmax(-1) == gold) & real).sum())
-            seen += n
-            steps += 1
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.4f}", char_acc=f"{correct / seen:.4f}", refresh=False
-            )
-            if cfg.max_steps and steps >= cfg.max_steps:
-                break
-            if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60:
-                break  # a partial epoch: validate it and stop
-        val_loss, val_acc = evaluate(model, val_set, target, cfg.max_output_chars)
-        scheduler.step(val_loss)
-        for key, value in zip(
-            history, (loss_sum / seen, correct / seen, val_loss, val_acc), strict=True
-        ):
-            history[key].append(value)
-        tqdm.write(
-            f"epoch {epoch}: train loss {loss_sum / seen:.4f} char acc {correct / seen:.4f} | "
-            f"validation loss {val_loss:.4f} exact match {val_acc:.4f}"
-        )
-        if val_acc > best_acc:
-            best_acc, best_state, best_epoch, stale = (
-                val_acc,
-                copy.deepcopy(model.state_dict()),
-                epoch,
-                0,
-            )
-        else:
-            stale += 1
-        out_of_time = cfg.max_minutes and time.time() - started > cfg.max_minutes * 60
-        if out_of_time:
-            tqdm.write(f"stopping: the {cfg.max_minutes}-minute budget is spent")
-        if (
-            stale >= cfg.patience
-            or best_acc == 1.0
-            or out_of_time
-            or (cfg.max_steps and steps >= cfg.max_steps)
-        ):
-            break
 
-    model.load_state_dict(best_state)
+    def step(batch: tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]) -> Step:
+        _, chars, lengths, targets = batch
+        logits = model(chars, lengths, targets)  # (B, U - 1, V)
+        gold = targets[:, 1:]
+        loss = nn.functional.cross_entropy(logits.transpose(1, 2), gold, ignore_index=PAD_ID)
+        real = gold != PAD_ID
+        n = int(real.sum())
+        correct = int(((logits.argmax(-1) == gold) & real).sum())
+        return Step(loss, {"loss": loss.item() * n, "char_acc": correct}, n)
+
+    def validate() -> dict[str, float]:
+        val_loss, val_acc = evaluate(model, val_set, target, cfg.max_output_chars)
+        return {"val_loss": val_loss, "val_exact_match": val_acc}
+
+    started = time.time()
+    fitted = fit(
+        model,
+        optimizer,
+        Loop(
+            cfg.epochs,
+            cfg.patience,
+            monitor="val_exact_match",
+            max_steps=cfg.max_steps,
+            max_seconds=cfg.max_minutes * 60,
+            perfect=1.0,
+        ),
+        batches=lambda: train_set.batches(cfg.batch_size, rng),
+        total=(len(train_set) + cfg.batch_size - 1) // cfg.batch_size,
+        step=step,
+        validate=validate,
+        after_epoch=lambda scores: scheduler.step(scores["val_loss"]),
+    )
+    best_acc, best_epoch = fitted.best, fitted.best_epoch
     _, seen_acc = evaluate(model, seen_set, target, cfg.max_output_chars)
     heldout_loss, heldout_acc = evaluate(model, heldout_set, target, cfg.max_output_chars)
     elapsed = time.time() - started
@@ -211,7 +165,6 @@ def train(cfg: TrainConfig) -> Path:
         f"best epoch {best_epoch}: validation exact match {best_acc:.4f}; test exact match "
         f"{seen_acc:.4f} on seen locales, {heldout_acc:.4f} on held-out locales ({elapsed:.0f} s)"
     )
-    cfg.out.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "config": config.to_dict(),
@@ -245,11 +198,7 @@ def train(cfg: TrainConfig) -> Path:
             },
         },
     }
-    path = cfg.out / "checkpoint.pt"
-    torch.save(checkpoint, path)
-    plot_history(history, cfg.out / "training_curves.png", title=f"CLDR dates, {cfg.cell}")
-    print(f"wrote {path} and {cfg.out / 'training_curves.png'}")
-    return path
+    return write_outputs(cfg.out, checkpoint, fitted.history, f"CLDR dates, {cfg.cell}")
 
 
 def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
@@ -258,24 +207,7 @@ def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="rnnserve train --task seq2seq", description=__doc__)
-    p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and plot")
-    p.add_argument("--cell", choices=["lstm", "gru"], default=TrainConfig.cell)
-    p.add_argument("--unidirectional", action="store_true", help="a one-way encoder")
-    for f in fields(TrainConfig):
-        if f.type == "int" and f.name != "out":
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
-    args = vars(p.parse_args(argv))
-    args["bidirectional"] = not args.pop("unidirectional")
-    return TrainConfig(**args)
-
-
-def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
-
+TRAINER = Trainer(TrainConfig, train, __doc__)
 
 if __name__ == "__main__":
-    main()
+    TRAINER.main()

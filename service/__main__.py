@@ -2,6 +2,6 @@
 
 import sys
 
-from service.cli import serve
+from service.cli import main
 
-serve(sys.argv[1:])
+main(["serve", *sys.argv[1:]])

@@ -7,11 +7,12 @@ import os
 import signal
 import sys
 
+from contract import registry
 
-def serve(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(
-        prog="rnnserve serve", description="Serve every model in the repository over HTTP."
-    )
+TRAINING_MODULES = {"torch", "onnx", "tqdm", "matplotlib", "babel", "statsmodels"}
+
+
+def add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-repository", help="folder of <name>/<version>/ artifacts")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -19,10 +20,12 @@ def serve(argv: list[str]) -> None:
     p.add_argument("--providers", choices=["auto", "cpu", "cuda"])
     p.add_argument("--intra-op-threads", type=int)
     p.add_argument("--log-level")
-    args = p.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> None:
     # Flags become RNNSERVE_* variables so every worker process builds the same Settings.
     for key, value in vars(args).items():
-        if value is not None:
+        if key != "command" and value is not None:
             os.environ[f"RNNSERVE_{key.upper()}"] = str(value)
 
     import uvicorn
@@ -49,38 +52,51 @@ def serve(argv: list[str]) -> None:
     )
 
 
-# `rnnserve train --task <task> ...`: the training module of each task (default: classify).
-TRAINERS = {
-    "classify": "model_src.train",
-    "forecast": "model_src.train_forecast",
-    "seq2seq": "model_src.train_seq2seq",
-}
+def train(task: str, argv: list[str]) -> None:
+    """`rnnserve train --task <task> ...`: the task's trainer parses the rest of the flags."""
+    trainer = registry.load(registry.get(task).trainer)
+    trainer.main(argv, prog=f"rnnserve train --task {task}")
 
 
-def train(argv: list[str]) -> None:
-    import importlib
+def export(argv: list[str]) -> None:
+    registry.load("export.__main__:main")(argv)
 
-    task = "classify"
-    if "--task" in argv:
-        i = argv.index("--task")
-        task, argv = argv[i + 1] if i + 1 < len(argv) else "", argv[:i] + argv[i + 2 :]
-    if task not in TRAINERS:
-        sys.exit(f"rnnserve train: --task must be one of {sorted(TRAINERS)}")
-    importlib.import_module(TRAINERS[task]).main(argv)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnnserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_flags(
+        commands.add_parser(
+            "serve",
+            help="serve every model in the repository over HTTP",
+            description="Serve every model in the repository over HTTP.",
+        )
+    )
+    trainable = sorted(name for name, parts in registry.tasks().items() if parts.trainer)
+    # `train` and `export` pass the other flags (and -h) to the task's own parser.
+    train_parser = commands.add_parser("train", help="train a model", add_help=False)
+    train_parser.add_argument("--task", choices=trainable, default="classify")
+    commands.add_parser("export", help="checkpoint -> model repository", add_help=False)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    commands = ("serve", "train", "export")
-    if not argv or argv[0] not in commands:
-        print(f"usage: rnnserve {{{','.join(commands)}}} [options]  (see rnnserve <command> -h)")
-        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    command, rest = argv[0], argv[1:]
-    if command == "serve":
-        serve(rest)
-    elif command == "train":
-        train(rest)
-    else:
-        from export.__main__ import main as export
-
-        export(rest)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "serve":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        serve(args)
+        return
+    try:
+        if args.command == "train":
+            train(args.task, rest)
+        else:
+            export(rest)
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] not in TRAINING_MODULES:
+            raise
+        sys.exit(
+            f"rnnserve {args.command}: {error.name} is not installed here (a serving install); "
+            "install rnnserve[train]"
+        )

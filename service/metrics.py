@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.batching import BatchStats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeStepStats(BatchStats):
+    """One seq2seq decoder step: `size` is its rows (beam rows of every sequence in flight)."""
 
 
 class Metrics:
@@ -48,6 +55,13 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.decode_step_rows = Histogram(
+            "rnnserve_decode_step_rows",
+            "Decoder rows per seq2seq decode step.",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "rnnserve_queue_depth", "Sequences waiting to run.", labels, registry=self.registry
         )
@@ -64,11 +78,13 @@ class Metrics:
         queue_time = self.queue_time.labels(*labels)
         inference_time = self.inference_time.labels(*labels)
         batch_size = self.batch_size.labels(*labels)
+        decode_step_rows = self.decode_step_rows.labels(*labels)
 
         def observe(stats: BatchStats) -> None:
             for seconds in stats.queue_seconds:
                 queue_time.observe(seconds)
             inference_time.observe(stats.run_seconds)
-            batch_size.observe(stats.size)
+            rows = decode_step_rows if isinstance(stats, DecodeStepStats) else batch_size
+            rows.observe(stats.size)
 
         return observe

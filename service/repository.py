@@ -20,13 +20,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from model_src.manifest import MODEL_NAME, Manifest, sha256_of, version_number
+from contract.manifest import MODEL_NAME, Manifest, sha256_of, version_number
 from service.codecs import OutputTensor
 from service.errors import BadRequest, ModelNotReady, NotFound
 from service.metrics import Metrics
-from service.runtime import create_session
+from service.runtime import create_inference_session
 from service.settings import Settings
-from service.tasks import Task, TaskContext, build_task
+from service.tasks import ServingTask, TaskContext, build_task
 
 log = logging.getLogger("rnnserve.repository")
 State = Literal["loading", "ready", "failed", "unloading"]
@@ -52,7 +52,7 @@ class ModelVersion:
     error: str | None = None
     manifest: Manifest | None = None
     provider: str | None = None
-    task: Task | None = None
+    task: ServingTask | None = None
     active: int = 0  # requests that chose this version and have not finished
     _idle: asyncio.Event | None = field(default=None, repr=False)
 
@@ -169,7 +169,7 @@ class ModelRepository:
                     folder=mv.folder,
                     settings=self.settings,
                     limits=self.settings.batching_for(mv.name),
-                    create_session=lambda graph, threads=None: create_session(
+                    create_inference_session=lambda graph, threads=None: create_inference_session(
                         graph, self.settings, threads
                     ),
                     on_batch=self.metrics.batch_observer(*labels),

@@ -28,7 +28,7 @@ def providers_for(choice: str) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
-def create_session(
+def create_inference_session(
     graph: Path, settings: Settings, threads: int | None = None
 ) -> tuple[ort.InferenceSession, str]:
     """A session and the provider it really got (CUDA can fall back to CPU silently)."""

@@ -86,6 +86,17 @@ def tiny_repository(tiny_checkpoints, tmp_path_factory) -> Path:
     return repository
 
 
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll `condition()` every 10 ms; TimeoutError naming `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.01)
+
+
 def wait_ready(client, timeout: float = 60.0) -> None:
     import time
 

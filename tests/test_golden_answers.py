@@ -35,26 +35,75 @@ REQUESTS: list[tuple[str, str, object]] = [
         for m in ("sst2-lstm", "sst2-gru", "sst2-lstm-int8")
     ],
     ("POST", "/v1/models/sst2-lstm:predict", {"instances": ["great " * 300]}),
-    ("POST", "/v1/models/sst2-lstm:predict", {"instances": ["great " * 300], "parameters": {"truncate": True}}),  # fmt: skip
+    (
+        "POST",
+        "/v1/models/sst2-lstm:predict",
+        {"instances": ["great " * 300], "parameters": {"truncate": True}},
+    ),
     ("POST", "/v1/models/sst2-lstm:predict", {"instances": [3]}),
     ("POST", "/v1/models/sst2-lstm:predict", {"instances": ["ok"], "parameters": {"nope": 1}}),
     ("POST", "/v1/models/nope:predict", {"instances": ["ok"]}),
     ("POST", "/v1/models/sst2-lstm/versions/1:predict", {"instances": TEXTS[:2]}),
-    ("POST", "/v2/models/sst2-lstm/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": TEXTS[:2]}]}),  # fmt: skip
-    ("POST", "/v2/models/sst2-gru/infer", {"inputs": [{"name": "tokens", "datatype": "INT64", "shape": [2, 3], "data": [5, 6, 7, 8, 9, 10]}]}),  # fmt: skip
+    (
+        "POST",
+        "/v2/models/sst2-lstm/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": TEXTS[:2]}]},
+    ),
+    (
+        "POST",
+        "/v2/models/sst2-gru/infer",
+        {
+            "inputs": [
+                {
+                    "name": "tokens",
+                    "datatype": "INT64",
+                    "shape": [2, 3],
+                    "data": [5, 6, 7, 8, 9, 10],
+                }
+            ]
+        },
+    ),
     ("POST", "/v1/models/dates:predict", {"instances": DATES}),
-    ("POST", "/v1/models/dates:predict", {"instances": DATES[:2], "parameters": {"attention": True}}),  # fmt: skip
-    ("POST", "/v1/models/dates:predict", {"instances": DATES[:3], "parameters": {"beam_width": 3}}),  # fmt: skip
-    ("POST", "/v1/models/dates:predict", {"instances": DATES[:1], "parameters": {"max_output_chars": 4}}),  # fmt: skip
+    (
+        "POST",
+        "/v1/models/dates:predict",
+        {"instances": DATES[:2], "parameters": {"attention": True}},
+    ),
+    (
+        "POST",
+        "/v1/models/dates:predict",
+        {"instances": DATES[:3], "parameters": {"beam_width": 3}},
+    ),
+    (
+        "POST",
+        "/v1/models/dates:predict",
+        {"instances": DATES[:1], "parameters": {"max_output_chars": 4}},
+    ),
     ("POST", "/v1/models/dates:predict", {"instances": [""]}),
-    ("POST", "/v2/models/dates/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": DATES[:2]}]}),  # fmt: skip
+    (
+        "POST",
+        "/v2/models/dates/infer",
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": DATES[:2]}]},
+    ),
     ("POST", "/v1/models/co2-gru:predict", {"instances": [SERIES, SERIES[:20]]}),
-    ("POST", "/v1/models/co2-gru:predict", {"instances": [SERIES[:50]], "parameters": {"attention": True}}),  # fmt: skip
+    (
+        "POST",
+        "/v1/models/co2-gru:predict",
+        {"instances": [SERIES[:50]], "parameters": {"attention": True}},
+    ),
     ("POST", "/v1/models/co2-gru:predict", {"instances": [[1.0, "x"]]}),
-    ("POST", "/v2/models/co2-gru/infer", {"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 30], "data": SERIES[:30]}]}),  # fmt: skip
+    (
+        "POST",
+        "/v2/models/co2-gru/infer",
+        {"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 30], "data": SERIES[:30]}]},
+    ),
     ("POST", "/v1/models/co2-gru/sessions", None),
     ("POST", "/v1/models/co2-gru/sessions/{sid}:step", {"values": SERIES[:40]}),
-    ("POST", "/v1/models/co2-gru/sessions/{sid}:step", {"values": SERIES[40:41], "parameters": {"attention": True}}),  # fmt: skip
+    (
+        "POST",
+        "/v1/models/co2-gru/sessions/{sid}:step",
+        {"values": SERIES[40:41], "parameters": {"attention": True}},
+    ),
     ("POST", "/v1/models/co2-gru/sessions/{sid}:step", {"values": []}),
     ("POST", "/v1/models/dates/sessions", None),
     ("DELETE", "/v1/models/co2-gru/sessions/{sid}", None),
@@ -80,8 +129,11 @@ def answers() -> list[dict[str, object]]:
                 sid = response.json()["session_id"]
             content = response.content.replace(sid.encode(), b"<id>") if sid else response.content
             out.append(
-                {"request": f"{method} {path}", "status": response.status_code,
-                 "body": content.decode()}  # fmt: skip
+                {
+                    "request": f"{method} {path}",
+                    "status": response.status_code,
+                    "body": content.decode(),
+                }
             )
     return out
 

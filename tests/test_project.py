@@ -12,7 +12,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_default_models_are_small_and_complete():
-    from model_src.manifest import Manifest
+    from contract.manifest import Manifest
 
     names = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
     assert {"sst2-lstm", "sst2-gru", "sst2-lstm-int8", "dates", "co2-gru"} <= set(names)

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from bench.payloads import WORDS
-from model_src.manifest import Manifest
-from model_src.text import Vocabulary, tokenize
+from contract.manifest import Manifest
+from contract.words import Vocabulary, tokenize
 from tests.conftest import DEFAULT_MODELS
 from tests.live_server import live_server
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from model_src.manifest import version_number
+from contract.manifest import version_number
 from service.errors import ClientGone, NotFound, ServiceError
 from service.logs import note
 from service.repository import ModelRepository, ModelVersion

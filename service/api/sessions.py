@@ -102,7 +102,7 @@ def _serving(request: Request, session: Session, store: SessionStore) -> None:
 
 
 @router.post("", status_code=201, response_model=SessionCreated)
-async def create_session(name: str, request: Request) -> SessionCreated:
+async def open_session(name: str, request: Request) -> SessionCreated:
     repository: ModelRepository = request.app.state.repository
     mv = repository.get(name)
     task = _forecaster(mv)

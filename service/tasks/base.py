@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import BaseModel, ValidationError
 
-from model_src.manifest import Manifest
+from contract.manifest import Manifest
 from service.batching import BatchStats
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
@@ -29,11 +29,11 @@ class TaskContext:
     folder: Path
     settings: Settings
     limits: BatchingSettings
-    create_session: Callable[..., tuple[ort.InferenceSession, str]]  # (graph, threads=None)
+    create_inference_session: Callable[..., tuple[ort.InferenceSession, str]]  # (graph, threads)
     on_batch: Callable[[BatchStats], None]
 
 
-class Task(Protocol):
+class ServingTask(Protocol):
     """One loaded model version's pre-processing, batching and post-processing."""
 
     provider: str  # the execution provider its sessions really got

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_src.text import PAD_ID, Vocabulary, tokenize
+from contract.words import PAD_ID, Vocabulary, tokenize
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
@@ -77,11 +77,11 @@ class ClassifyTask:
         self.max_tokens = min(prep.max_tokens, cap or prep.max_tokens)
         self.labels = manifest.labels
         graph = ctx.folder / manifest.graphs["model"].file
-        self.session, self.provider = ctx.create_session(graph)
+        self.session, self.provider = ctx.create_inference_session(graph)
         # A batch of one or two is fastest on one thread (no pool to wake between runs);
         # more threads pay off only on bigger batches. Measured in bench/README.md.
         self.small_session = (
-            ctx.create_session(graph, threads=1)[0]
+            ctx.create_inference_session(graph, threads=1)[0]
             if self.provider == "CPUExecutionProvider"
             else self.session
         )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_src.series import check_values, scale, unscale
+from contract.series import check_values, scale, unscale
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
@@ -72,7 +72,9 @@ class ForecastTask:
         self.max_values = prep.max_values
         specs = {t.name: t for t in manifest.graphs["step"].inputs}
         self.layers, _, self.hidden = specs["state"].shape
-        self.session, self.provider = ctx.create_session(ctx.folder / manifest.graphs["step"].file)
+        self.session, self.provider = ctx.create_inference_session(
+            ctx.folder / manifest.graphs["step"].file
+        )
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
         self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)

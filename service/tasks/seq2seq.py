@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_src.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
-from service.batching import BatchStats
+from contract.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
 from service.codecs import OutputTensor
 from service.errors import BadRequest, DeadlineExceeded, ModelNotReady, Overloaded, Unprocessable
+from service.metrics import DecodeStepStats
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
@@ -98,10 +98,10 @@ class Seq2SeqTask:
         self.max_beam = int(
             manifest.architecture.details.get("max_beam_width", DEFAULT_MAX_BEAM_WIDTH)
         )
-        self.encoder, self.provider = ctx.create_session(
+        self.encoder, self.provider = ctx.create_inference_session(
             ctx.folder / manifest.graphs["encoder"].file
         )
-        self.decoder, _ = ctx.create_session(ctx.folder / manifest.graphs["decoder"].file)
+        self.decoder, _ = ctx.create_inference_session(ctx.folder / manifest.graphs["decoder"].file)
         self.limits = ctx.limits
         self.max_rows = max(ctx.limits.max_batch_size, self.max_beam)
         self.step_batching = step_batching
@@ -254,7 +254,9 @@ class Seq2SeqTask:
                         seq.future.set_result(seq.result)
                 self._active = [s for s in self._active if s.result is None]
                 self.on_batch(
-                    BatchStats(rows, [started - s.enqueued for s in admitted], finished - started)
+                    DecodeStepStats(
+                        rows, [started - s.enqueued for s in admitted], finished - started
+                    )
                 )
         finally:
             self._loop_task = None

@@ -6,12 +6,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from contract.manifest import Manifest, sha256_of
+from contract.words import Vocabulary, tokenize
 from export.__main__ import main as export
-from export.classifier import max_abs_diff, pad_batch, write_version
+from export.classifier import ClassifierExporter, max_abs_diff, pad_batch
 from export.common import ParityError
+from export.driver import Options, write_version
 from export.publish import publish
-from model_src.manifest import Manifest, sha256_of
-from model_src.text import Vocabulary, tokenize
 from model_src.train import load_checkpoint
 
 
@@ -65,13 +66,13 @@ def test_next_version_is_chosen_automatically_and_nothing_half_written_remains(
 
 
 def test_export_above_the_tolerance_is_refused(tiny_checkpoints, tmp_path: Path):
-    model, checkpoint = load_checkpoint(tiny_checkpoints["lstm"])
-    with pytest.raises(ParityError):
+    exporter = ClassifierExporter(tiny_checkpoints["lstm"])
+    with pytest.raises(ParityError, match="onnxruntime differs from PyTorch by"):
         publish(
             tmp_path,
             "strict",
             lambda folder, version: write_version(
-                model, checkpoint, folder, "strict", version, tolerance=-1.0
+                "classify", exporter, folder, "strict", version, Options(tolerance=-1.0)
             ),
         )
     assert list((tmp_path / "strict").iterdir()) == []  # the staging folder is gone

@@ -7,6 +7,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from contract.manifest import Manifest
+from contract.series import scale
 from export.forecast import (
     GRAPH_FILE,
     onnx_runner,
@@ -15,8 +17,6 @@ from export.forecast import (
     run_chunks,
     torch_runner,
 )
-from model_src.manifest import Manifest
-from model_src.series import scale
 from tests.forecast_helpers import (
     HORIZON,
     MAX_VALUES,

@@ -1,16 +1,16 @@
 """Seq2seq export: two graphs, a greedy decode equal to PyTorch's, a valid manifest."""
 
 import json
-from argparse import Namespace
 
 import numpy as np
 import pytest
 import torch
 
+from contract.chars import CharVocabulary
+from contract.manifest import Manifest, sha256_of
 from export.common import ParityError
-from export.seq2seq import onnx_greedy, pad_batch, parity_inputs, version_writer
-from model_src.chars import CharVocabulary
-from model_src.manifest import Manifest, sha256_of
+from export.driver import Options, write_version
+from export.seq2seq import Seq2SeqExporter, onnx_greedy, pad_batch, parity_inputs
 from model_src.train_seq2seq import load_checkpoint
 from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_repository
 
@@ -48,8 +48,7 @@ def test_manifest_describes_both_graphs_vocabularies_and_heldout_metrics():
 
 
 def test_export_refuses_a_decode_beyond_the_tolerance(tmp_path):
-    args = Namespace(name="refused", tolerance=-1.0, description="", quantize=None)
-    write = version_writer(tiny_seq2seq_checkpoint("gru"), args)
+    exporter = Seq2SeqExporter(tiny_seq2seq_checkpoint("gru"))
     with pytest.raises(ParityError, match="differs from PyTorch"):
-        write(tmp_path, 1)
+        write_version("seq2seq", exporter, tmp_path, "refused", 1, Options(tolerance=-1.0))
     assert not np.any([p.name == "manifest.json" for p in tmp_path.iterdir()])

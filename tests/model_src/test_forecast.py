@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from contract.series import check_values, mase_scale, scale, seasonal_naive, unscale
 from model_src.forecast import ForecastConfig, Forecaster
-from model_src.series import check_values, mase_scale, scale, seasonal_naive, unscale
 from tests.forecast_helpers import HORIZON, WINDOW, tiny_forecast_checkpoint
 
 

@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 import torch
 
+from contract.chars import BOS_ID, EOS_ID, UNK_ID, CharVocabulary, normalize
 from model_src import dates
 from model_src.attention import length_mask
-from model_src.chars import BOS_ID, EOS_ID, UNK_ID, CharVocabulary, normalize
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 from tests.seq2seq_helpers import tiny_seq2seq_checkpoint
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from model_src.text import PAD, UNK, UNK_ID, Vocabulary, tokenize
+from contract.words import PAD, UNK, UNK_ID, Vocabulary, tokenize
 
 
 def test_tokenize_splits_like_sst2():

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_src.text import UNK_ID, Vocabulary, tokenize
+from contract.words import UNK_ID, Vocabulary, tokenize
 
 VOCAB = Vocabulary.build([["good", "bad", "film", ",", "n't", "'s"]], min_freq=1)
 

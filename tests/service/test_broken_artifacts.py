@@ -8,11 +8,12 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_version, wait_ready
+from tests.conftest import copy_version, wait_ready, wait_until
 
 BROKEN = {
     "corrupt-onnx": "InvalidProtobuf",
     "bad-manifest": "ValidationError",
+    "unknown-task": "task 'juggling' is not served by this version of rnnserve",
     "bad-sha": "vocab.txt does not match the sha256 in the manifest",
     "no-manifest": "FileNotFoundError",
 }
@@ -23,10 +24,12 @@ def break_version(folder: Path, kind: str) -> None:
     if kind == "corrupt-onnx":
         # Garbage whose sha256 is recorded, so only onnxruntime can notice.
         (folder / "model.onnx").write_bytes(b"not an onnx graph" * 100)
-        from model_src.manifest import sha256_of
+        from contract.manifest import sha256_of
 
         manifest["files"]["model.onnx"] = sha256_of(folder / "model.onnx")
     elif kind == "bad-manifest":
+        manifest["schema_version"] = 99
+    elif kind == "unknown-task":
         manifest["task"] = "juggling"
     elif kind == "bad-sha":
         with (folder / "vocab.txt").open("a") as f:
@@ -53,8 +56,7 @@ def broken(request, tiny_repository, tmp_path_factory):
         )
     )
     with TestClient(app) as client:
-        while not app.state.repository.loaded:
-            pass
+        wait_until(lambda: app.state.repository.loaded, "the repository's first scan")
         yield client, request.param, repository
 
 
@@ -75,7 +77,9 @@ def test_a_broken_version_is_reported_with_its_error(broken, name):
 
 def test_the_good_model_keeps_serving_and_the_server_stays_live(broken):
     client, strict, _ = broken
-    assert client.post("/v1/models/good:predict", json={"instances": ["great"]}).status_code == 200
+    response = client.post("/v1/models/good:predict", json={"instances": ["great"]})
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["label"] in ("negative", "positive")
     assert client.get("/v2/health/live").status_code == 200
     ready = client.get("/v2/health/ready")
     if strict:

@@ -143,7 +143,9 @@ from service.settings import Settings
 
 app = create_app(Settings(model_repository=sys.argv[1], providers="cpu"))
 with TestClient(app) as client:
+    deadline = time.monotonic() + 60
     while client.get("/v2/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "not ready within 60 s"
         time.sleep(0.05)
     model = "/v1/models/tiny-forecast"
     session = client.post(model + "/sessions").json()["session_id"]

@@ -14,7 +14,9 @@ from service.settings import Settings
 app = create_app(Settings(model_repository=sys.argv[1], providers="cpu"))
 with TestClient(app) as client:
     import time
+    deadline = time.monotonic() + 60
     while client.get("/v2/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "not ready within 60 s"
         time.sleep(0.05)
     body = client.post("/v1/models/tiny-lstm:predict", json={"instances": ["great"]}).json()
     assert body["predictions"][0]["label"] in ("negative", "positive"), body

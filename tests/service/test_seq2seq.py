@@ -1,13 +1,14 @@
 """The seq2seq task in process: predict, attention, V2 BYTES, bad input, step-level batching."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
-from model_src.manifest import Manifest
+from contract.manifest import Manifest
 from service.errors import DeadlineExceeded, Overloaded
-from service.runtime import create_session
+from service.runtime import create_inference_session
 from service.settings import BatchingSettings, Settings
 from service.tasks.base import TaskContext
 from service.tasks.seq2seq import Seq2SeqTask
@@ -43,7 +44,7 @@ def make_task(repository, step_batching=True, **limits) -> Seq2SeqTask:
             folder=folder,
             settings=settings,
             limits=BatchingSettings(**limits),
-            create_session=lambda graph: create_session(graph, settings),
+            create_inference_session=lambda graph: create_inference_session(graph, settings),
             on_batch=lambda stats: None,
         ),
         step_batching=step_batching,
@@ -83,7 +84,7 @@ def test_beam_search_is_a_parameter(client):
 def test_service_beam_search_equals_pytorch_beam_search(repository):
     import torch
 
-    from model_src.chars import CharVocabulary
+    from contract.chars import CharVocabulary
     from model_src.train_seq2seq import load_checkpoint
     from tests.seq2seq_helpers import tiny_seq2seq_checkpoint
 
@@ -169,6 +170,14 @@ def test_concurrent_requests_of_different_lengths_equal_decoding_each_alone(repo
     task.close()
 
 
+async def decoding(task, timeout: float = 30.0) -> None:
+    """Return once the task's decode loop holds a sequence; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not task._active:
+        assert time.monotonic() < deadline, "the decode did not start"
+        await asyncio.sleep(0.001)
+
+
 def test_short_request_joining_mid_decode_finishes_before_the_long_one(repository):
     task = make_task(repository)
 
@@ -176,8 +185,7 @@ def test_short_request_joining_mid_decode_finishes_before_the_long_one(repositor
         long = asyncio.ensure_future(
             task.predict([TEXTS[3]], {"beam_width": 8, "max_output_chars": 14}, timeout=30)
         )
-        while not task._active:  # the long decode has started
-            await asyncio.sleep(0.001)
+        await decoding(task)  # the long decode has started
         short = await task.predict([TEXTS[0]], {"max_output_chars": 1}, timeout=30)
         assert not long.done()
         return short, await long
@@ -207,8 +215,7 @@ def test_cancelled_requests_leave_the_batch(repository):
 
     async def main():
         gone = asyncio.ensure_future(task.predict(TEXTS, {"beam_width": 8}, timeout=30))
-        while not task._active:
-            await asyncio.sleep(0.001)
+        await decoding(task)
         gone.cancel()
         kept = await task.predict(TEXTS[:1], {}, timeout=30)
         await task.drain()
@@ -217,6 +224,20 @@ def test_cancelled_requests_leave_the_batch(repository):
     assert asyncio.run(main())[0]["output"] == task.decode_alone(TEXTS[:1])[0].text
     assert not task._active
     task.close()
+
+
+def test_decode_steps_are_counted_as_decoder_rows_not_as_batches(client):
+    def count(metric: str) -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(f'{metric}_count{{model="tiny-dates"'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = count("rnnserve_decode_step_rows")
+    response = predict(client, {"instances": TEXTS[:2], "parameters": {"max_output_chars": 3}})
+    assert [len(p["output"]) <= 3 for p in response.json()["predictions"]] == [True, True]
+    assert 1 <= count("rnnserve_decode_step_rows") - before <= 4  # one per step, at most 3 + 1
+    assert count("rnnserve_batch_size") == 0
 
 
 NO_TORCH = """
@@ -231,6 +252,7 @@ with TestClient(create_app(Settings(model_repository=sys.argv[1], providers="cpu
     wait_ready(client)
     body = client.post("/v1/models/tiny-dates:predict", json={"instances": ["1 May 2026"]})
     assert body.status_code == 200, body.text
+    assert isinstance(body.json()["predictions"][0]["output"], str), body.text
 assert not any(n == "torch" or n.startswith("torch.") for n in sys.modules if sys.modules[n])
 """
 

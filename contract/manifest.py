@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-Task = Literal["classify", "seq2seq", "forecast"]
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a key of contract.registry
 DType = Literal["int64", "int32", "float32", "float64", "bool", "string"]
 
 
@@ -126,7 +125,7 @@ class Manifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
     version: int = Field(gt=0)
-    task: Task
+    task: str = Field(description="the task's name in the registry, e.g. classify, seq2seq")
     description: str = ""
     created_at: str
     architecture: Architecture
@@ -142,6 +141,13 @@ class Manifest(_Strict):
     def _valid_name(cls, value: str) -> str:
         if not MODEL_NAME.match(value):
             raise ValueError(f"model name {value!r} must match {MODEL_NAME.pattern}")
+        return value
+
+    @field_validator("task")
+    @classmethod
+    def _valid_task(cls, value: str) -> str:
+        if not TASK_NAME.match(value):
+            raise ValueError(f"task name {value!r} must match {TASK_NAME.pattern}")
         return value
 
     @field_validator("files")

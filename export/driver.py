@@ -1,0 +1,158 @@
+"""The one export pipeline for every task: graphs -> onnx.checker -> parity -> optional int8
+-> manifest, into a version folder that `publish` renames into place atomically.
+
+A task's exporter supplies only what differs: its graphs, its parity check, its held-out
+quality (for int8), its extra files and its part of the manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import onnx
+
+from contract.manifest import GraphSpec, Manifest, TrainingInfo, sha256_of
+from export.common import ParityError, export_info, now
+
+QUANTIZATIONS = ("int8",)
+
+
+class Unsupported(ValueError):
+    """An export option this task's exporter does not offer."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """`rnnserve export`'s flags; each means the same for every task."""
+
+    tolerance: float = 1e-4  # largest PyTorch-vs-onnxruntime difference accepted
+    description: str = ""
+    quantize: str | None = None  # "int8": dynamically quantised weights
+    max_accuracy_drop: float = 0.01  # refuse an int8 graph that loses more held-out quality
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How far onnxruntime is from PyTorch, and whether their decoded outputs agree."""
+
+    max_abs_diff: float
+    what: str = "onnxruntime differs from PyTorch"
+    outputs_agree: bool = True
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A held-out metric (higher is better) of the graphs as the service runs them."""
+
+    metric: str  # its key in the manifest's training metrics, e.g. "dev_accuracy"
+    value: float
+
+
+class TaskExporter(Protocol):
+    """A task's export part in the registry, built from a checkpoint path."""
+
+    checkpoint: dict[str, Any]
+    quantizable: bool  # whether int8 quantisation is offered
+
+    def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
+        """Write the ONNX graphs into the folder; their specs by role."""
+
+    def parity(self, folder: Path) -> Parity: ...
+
+    def quality(self, folder: Path) -> Quality:
+        """Held-out quality of the graphs in the folder (called only where quantizable)."""
+
+    def write_files(self, folder: Path) -> list[str]:
+        """Write the other files the service reads (vocabularies...); their names."""
+
+    def extra_metrics(self, folder: Path) -> dict[str, float]:
+        """Held-out metrics measured on the exported graphs, for the manifest."""
+
+    def manifest_parts(self) -> dict[str, Any]:
+        """The manifest's task-specific fields: architecture, preprocessing, labels."""
+
+
+class Exporter:
+    """Defaults for a task exporter: no int8, no extra files, no extra metrics."""
+
+    quantizable = False
+
+    def write_files(self, folder: Path) -> list[str]:
+        return []
+
+    def extra_metrics(self, folder: Path) -> dict[str, float]:
+        return {}
+
+
+def check_options(task: str, exporter: type[TaskExporter], options: Options) -> None:
+    """Refuse, with one message for every task, an option its exporter does not offer."""
+    if options.quantize is not None and not exporter.quantizable:
+        raise Unsupported(f"--quantize {options.quantize} is not supported for {task} models")
+
+
+def write_version(
+    task: str, exporter: TaskExporter, folder: Path, name: str, version: int, options: Options
+) -> Manifest:
+    """Fill a version folder: graphs, files, manifest. Refuses a graph that fails parity."""
+    check_options(task, type(exporter), options)
+    graphs = exporter.export_graphs(folder)
+    for spec in graphs.values():
+        onnx.checker.check_model(onnx.load(str(folder / spec.file)), full_check=True)
+    parity = checked_parity(exporter, folder, options.tolerance)
+    metrics = dict(exporter.checkpoint["training"]["metrics"])
+    accuracy_change = None
+    if options.quantize == "int8":
+        before = exporter.quality(folder)
+        for spec in graphs.values():
+            quantize_int8(folder / spec.file)
+        after = exporter.quality(folder)
+        accuracy_change = round(after.value - before.value, 4)
+        if -accuracy_change > options.max_accuracy_drop:
+            raise ParityError(
+                f"int8 loses {-accuracy_change:.2%} {before.metric.replace('_', ' ')} "
+                f"(> {options.max_accuracy_drop:.2%})"
+            )
+        metrics[f"{before.metric}_fp32"] = round(before.value, 4)
+        metrics[after.metric] = round(after.value, 4)
+        parity = exporter.parity(folder)
+    files = [spec.file for spec in graphs.values()] + exporter.write_files(folder)
+    metrics.update(exporter.extra_metrics(folder))
+    manifest = Manifest(
+        name=name,
+        version=version,
+        task=task,
+        description=options.description,
+        created_at=now(),
+        graphs=graphs,
+        files={f: sha256_of(folder / f) for f in files},
+        export=export_info(
+            parity.max_abs_diff,
+            options.tolerance,
+            quantized=options.quantize,
+            accuracy_change=accuracy_change,
+        ),
+        training=TrainingInfo(**{**exporter.checkpoint["training"], "metrics": metrics}),
+        **exporter.manifest_parts(),
+    )
+    manifest.write(folder)
+    return manifest
+
+
+def checked_parity(exporter: TaskExporter, folder: Path, tolerance: float) -> Parity:
+    parity = exporter.parity(folder)
+    if not parity.max_abs_diff <= tolerance or not parity.outputs_agree:
+        agree = "" if parity.outputs_agree else ", and the outputs differ"
+        raise ParityError(f"{parity.what} by {parity.max_abs_diff:.3g} (> {tolerance:g}){agree}")
+    return parity
+
+
+def quantize_int8(graph: Path) -> None:
+    """Dynamic int8 quantisation in place: weights stored as int8, activations per run."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = graph.with_suffix(".fp32.onnx")
+    graph.rename(fp32)
+    quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
+    fp32.unlink()

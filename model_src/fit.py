@@ -1,0 +1,219 @@
+"""The one training loop: epochs, early stopping on validation, best weights, progress, curves.
+
+A task's trainer supplies its data (batches), its loss and metrics (`step`, `validate`) and
+the model; `fit` does the rest the same way for every task.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model_src.flags import parse_config
+
+Batch = TypeVar("Batch")
+Config = TypeVar("Config")
+
+
+@dataclass
+class Loop:
+    """How long to train and which validation metric picks the best epoch."""
+
+    epochs: int
+    patience: int
+    monitor: str  # a key of `validate()`'s result
+    higher_is_better: bool = True
+    max_steps: int = 0  # 0: no limit; tests use a few steps
+    max_seconds: float = 0  # stop (mid-epoch) after this long; 0: no limit, reproducible
+    clip: float = 5.0  # gradient norm
+    perfect: float | None = None  # stop once the monitored metric reaches this
+
+
+@dataclass
+class Step:
+    """One batch's loss, and sums of its running metrics over `weight` items (e.g. examples)."""
+
+    loss: torch.Tensor
+    sums: dict[str, float]
+    weight: float = 1.0
+
+
+@dataclass
+class Fitted:
+    best_epoch: int
+    best: float  # the monitored metric at the best epoch
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loop: Loop,
+    batches: Callable[[], Iterable[Batch]],
+    total: int,
+    step: Callable[[Batch], Step],
+    validate: Callable[[], dict[str, float]],
+    after_step: Callable[[], None] | None = None,
+    after_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> Fitted:
+    """Train until `loop.epochs`, patience or a budget runs out; load the best epoch's weights.
+
+    `batches()` gives one epoch's batches (about `total` of them); running metrics are named
+    train_<key> in the history, and `validate()`'s keys as they are.
+    """
+    better = (lambda a, b: a > b) if loop.higher_is_better else (lambda a, b: a < b)
+    history: dict[str, list[float]] = {}
+    best = -float("inf") if loop.higher_is_better else float("inf")
+    best_state, best_epoch, stale, steps = None, 0, 0, 0
+    started = time.time()
+
+    def out_of_time() -> bool:
+        return bool(loop.max_seconds) and time.time() - started > loop.max_seconds
+
+    for epoch in range(1, loop.epochs + 1):
+        model.train()
+        bar = tqdm(
+            batches(),
+            total=total,
+            desc=f"epoch {epoch}/{loop.epochs}",
+            unit="batch",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        sums: dict[str, float] = {}
+        seen = 0.0
+        for batch in bar:
+            result = step(batch)
+            optimizer.zero_grad()
+            result.loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), loop.clip)
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            for key, value in result.sums.items():
+                sums[key] = sums.get(key, 0.0) + value
+            seen += result.weight
+            steps += 1
+            bar.set_postfix({k: f"{v / seen:.4f}" for k, v in sums.items()}, refresh=False)
+            if (loop.max_steps and steps >= loop.max_steps) or out_of_time():
+                break
+        scores = {f"train_{k}": v / (seen or 1) for k, v in sums.items()} | validate()
+        if after_epoch is not None:
+            after_epoch(scores)
+        for key, value in scores.items():
+            history.setdefault(key, []).append(value)
+        tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        if better(scores[loop.monitor], best):
+            best, best_state, best_epoch, stale = (
+                scores[loop.monitor],
+                copy.deepcopy(model.state_dict()),
+                epoch,
+                0,
+            )
+        else:
+            stale += 1
+        if out_of_time():
+            tqdm.write(f"stopping: the {loop.max_seconds:g}-second budget is spent")
+        if (
+            stale >= loop.patience
+            or (loop.perfect is not None and best == loop.perfect)
+            or (loop.max_steps and steps >= loop.max_steps)
+            or out_of_time()
+        ):
+            break
+    model.load_state_dict(best_state)
+    return Fitted(best_epoch, best, time.time() - started, history)
+
+
+def write_outputs(
+    out: Path,
+    checkpoint: dict[str, Any],
+    history: dict[str, list[float]],
+    title: str,
+    baselines: dict[str, float] | None = None,
+) -> Path:
+    """checkpoint.pt and training_curves.png into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "checkpoint.pt"
+    torch.save(checkpoint, path)
+    plot_history(history, out / "training_curves.png", title, baselines or {})
+    print(f"wrote {path} and {out / 'training_curves.png'}")
+    return path
+
+
+def plot_history(
+    history: dict[str, list[float]], path: Path, title: str, baselines: dict[str, float]
+) -> None:
+    """One panel per metric (train_x and val_x share panel x), a dashed line per baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, list[str]] = {}
+    for key in history:
+        panels.setdefault(key.split("_", 1)[-1], []).append(key)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for ax, (metric, keys) in zip(axes[0], panels.items(), strict=True):
+        for key in keys:
+            epochs = range(1, len(history[key]) + 1)
+            label = "train" if key.startswith("train_") else "validation"
+            ax.plot(epochs, history[key], marker="o", label=label)
+        if metric in baselines:
+            ax.axhline(baselines[metric], color="grey", linestyle="--", label="baseline")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class Trainer(Generic[Config]):
+    """A task's training part in the registry: its config (one flag per field) and `train`."""
+
+    config: type[Config]
+    train: Callable[[Config], Path]
+    description: str = ""
+
+    def main(self, argv: list[str] | None = None, prog: str = "rnnserve train") -> Path:
+        return self.train(parse_config(self.config, argv, prog, self.description))
+
+
+def length_batches(
+    lengths: list[int], batch_size: int, rng: random.Random | None = None
+) -> Iterable[list[int]]:
+    """Indices in batches of similar length (little padding), in a random order given `rng`.
+
+    Sorting happens within windows of 50 batches, so the order stays random overall.
+    """
+    order = list(range(len(lengths)))
+    if rng is not None:
+        rng.shuffle(order)
+    window = batch_size * 50
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        groups = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        if rng is not None:
+            rng.shuffle(groups)
+        yield from groups
