@@ -19,10 +19,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from model_src import checkpoints
 from model_src.flags import parse_config
 
 Batch = TypeVar("Batch")
 Config = TypeVar("Config")
+Model = TypeVar("Model", bound=nn.Module)
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Loop:
     max_seconds: float = 0  # stop (mid-epoch) after this long; 0: no limit, reproducible
     clip: float = 5.0  # gradient norm
     perfect: float | None = None  # stop once the monitored metric reaches this
+    batches_per_epoch: int | None = None  # for the progress bar
+
+    @classmethod
+    def of(cls, cfg: Any, monitor: str, **options: Any) -> Loop:
+        """The loop a trainer config asks for (its epochs, patience and max_steps)."""
+        return cls(cfg.epochs, cfg.patience, monitor, max_steps=cfg.max_steps, **options)
 
 
 @dataclass
@@ -67,7 +75,6 @@ def fit(
     optimizer: torch.optim.Optimizer,
     loop: Loop,
     batches: Callable[[], Iterable[Batch]],
-    total: int,
     step: Callable[[Batch], Step],
     validate: Callable[[], dict[str, float]],
     after_step: Callable[[], None] | None = None,
@@ -75,8 +82,8 @@ def fit(
 ) -> Fitted:
     """Train until `loop.epochs`, patience or a budget runs out; load the best epoch's weights.
 
-    `batches()` gives one epoch's batches (about `total` of them); running metrics are named
-    train_<key> in the history, and `validate()`'s keys as they are.
+    `batches()` gives one epoch's batches; running metrics are named train_<key> in the
+    history, and `validate()`'s keys as they are.
     """
     better = (lambda a, b: a > b) if loop.higher_is_better else (lambda a, b: a < b)
     history: dict[str, list[float]] = {}
@@ -91,7 +98,7 @@ def fit(
         model.train()
         bar = tqdm(
             batches(),
-            total=total,
+            total=loop.batches_per_epoch,
             desc=f"epoch {epoch}/{loop.epochs}",
             unit="batch",
             dynamic_ncols=True,
@@ -189,15 +196,21 @@ def plot_history(
 
 
 @dataclass(frozen=True)
-class Trainer(Generic[Config]):
-    """A task's training part in the registry: its config (one flag per field) and `train`."""
+class Trainer(Generic[Config, Model]):
+    """A task's training part in the registry: its config (one flag per field), `train`, and
+    how its checkpoints (of `checkpoint_format`) become a model again."""
 
     config: type[Config]
     train: Callable[[Config], Path]
+    checkpoint_format: str
+    build: Callable[[dict], Model]  # model config dict -> model
     description: str = ""
 
     def main(self, argv: list[str] | None = None, prog: str = "rnnserve train") -> Path:
         return self.train(parse_config(self.config, argv, prog, self.description))
+
+    def load_checkpoint(self, path: Path) -> tuple[Model, dict]:
+        return checkpoints.load_checkpoint(path, self.checkpoint_format, self.build)
 
 
 def length_batches(

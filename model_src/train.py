@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from contract.words import PAD_ID, Vocabulary, tokenize
-from model_src import checkpoints
 from model_src.classifier import ClassifierConfig, TextClassifier
 from model_src.data import Example, load_splits
 from model_src.fit import Loop, Step, Trainer, fit, length_batches, seed_everything, write_outputs
@@ -134,15 +134,10 @@ def train(cfg: TrainConfig) -> Path:
         val_loss, val_acc = evaluate(model, val_set)
         return {"val_loss": val_loss, "val_acc": val_acc}
 
-    fitted = fit(
-        model,
-        torch.optim.Adam(model.parameters(), lr=cfg.lr),
-        Loop(cfg.epochs, cfg.patience, monitor="val_acc", max_steps=cfg.max_steps),
-        batches=lambda: train_set.batches(cfg.batch_size, rng),
-        total=(len(train_set) + cfg.batch_size - 1) // cfg.batch_size,
-        step=step,
-        validate=validate,
-    )
+    batches = partial(train_set.batches, cfg.batch_size, rng)
+    loop = Loop.of(cfg, "val_acc", batches_per_epoch=-(-len(train_set) // cfg.batch_size))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    fitted = fit(model, optimizer, loop, batches, step, validate)
     test_loss, test_acc = evaluate(model, test_set)
     print(
         f"best epoch {fitted.best_epoch}: validation acc {fitted.best:.4f}, {splits.test_name} "
@@ -183,13 +178,10 @@ def train(cfg: TrainConfig) -> Path:
     return write_outputs(cfg.out, checkpoint, fitted.history, f"{cfg.dataset} {cfg.cell}")
 
 
-def load_checkpoint(path: Path) -> tuple[TextClassifier, dict]:
-    return checkpoints.load_checkpoint(
-        path, CHECKPOINT_FORMAT, lambda config: TextClassifier(ClassifierConfig(**config))
-    )
-
-
-TRAINER = Trainer(TrainConfig, train, __doc__)
+TRAINER = Trainer(
+    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: TextClassifier(ClassifierConfig(**c)), __doc__
+)
+load_checkpoint = TRAINER.load_checkpoint
 
 if __name__ == "__main__":
     TRAINER.main()

@@ -10,13 +10,13 @@ the model reads the whole history up to each forecast origin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from contract.series import mase_scale, scale, seasonal_naive
-from model_src import checkpoints
 from model_src.fit import Loop, Step, Trainer, fit, seed_everything, write_outputs
 from model_src.forecast import ForecastConfig, Forecaster
 
@@ -138,23 +138,11 @@ def train(cfg: TrainConfig) -> Path:
         forecast = evaluate(model, series, val_origins, mean, std)
         return {"val_mae": float(np.abs(forecast - targets_at(series, val_origins, k)).mean())}
 
-    fitted = fit(
-        model,
-        optimizer,
-        Loop(
-            cfg.epochs,
-            cfg.patience,
-            monitor="val_mae",
-            higher_is_better=False,
-            max_steps=cfg.max_steps,
-            clip=1.0,
-        ),
-        batches=lambda: range(cfg.batches_per_epoch),
-        total=cfg.batches_per_epoch,
-        step=step,
-        validate=validate,
-        after_step=scheduler.step,
+    loop = Loop.of(
+        cfg, "val_mae", higher_is_better=False, clip=1.0, batches_per_epoch=cfg.batches_per_epoch
     )
+    batches = partial(range, cfg.batches_per_epoch)
+    fitted = fit(model, optimizer, loop, batches, step, validate, after_step=scheduler.step)
     best_mae, best_epoch, seconds = fitted.best, fitted.best_epoch, fitted.seconds
 
     truth = targets_at(series, test_origins, k)
@@ -233,13 +221,10 @@ def train(cfg: TrainConfig) -> Path:
     )
 
 
-def load_checkpoint(path: Path) -> tuple[Forecaster, dict]:
-    return checkpoints.load_checkpoint(
-        path, CHECKPOINT_FORMAT, lambda config: Forecaster(ForecastConfig(**config))
-    )
-
-
-TRAINER = Trainer(TrainConfig, train, __doc__)
+TRAINER = Trainer(
+    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: Forecaster(ForecastConfig(**c)), __doc__
+)
+load_checkpoint = TRAINER.load_checkpoint
 
 if __name__ == "__main__":
     TRAINER.main()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
-from model_src import checkpoints, dates
+from model_src import dates
 from model_src.fit import Loop, Step, Trainer, fit, length_batches, seed_everything, write_outputs
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -139,24 +140,19 @@ def train(cfg: TrainConfig) -> Path:
         val_loss, val_acc = evaluate(model, val_set, target, cfg.max_output_chars)
         return {"val_loss": val_loss, "val_exact_match": val_acc}
 
-    started = time.time()
-    fitted = fit(
-        model,
-        optimizer,
-        Loop(
-            cfg.epochs,
-            cfg.patience,
-            monitor="val_exact_match",
-            max_steps=cfg.max_steps,
-            max_seconds=cfg.max_minutes * 60,
-            perfect=1.0,
-        ),
-        batches=lambda: train_set.batches(cfg.batch_size, rng),
-        total=(len(train_set) + cfg.batch_size - 1) // cfg.batch_size,
-        step=step,
-        validate=validate,
-        after_epoch=lambda scores: scheduler.step(scores["val_loss"]),
+    def after_epoch(scores: dict[str, float]) -> None:
+        scheduler.step(scores["val_loss"])
+
+    batches = partial(train_set.batches, cfg.batch_size, rng)
+    loop = Loop.of(
+        cfg,
+        "val_exact_match",
+        max_seconds=cfg.max_minutes * 60,
+        perfect=1.0,
+        batches_per_epoch=-(-len(train_set) // cfg.batch_size),
     )
+    started = time.time()
+    fitted = fit(model, optimizer, loop, batches, step, validate, after_epoch=after_epoch)
     best_acc, best_epoch = fitted.best, fitted.best_epoch
     _, seen_acc = evaluate(model, seen_set, target, cfg.max_output_chars)
     heldout_loss, heldout_acc = evaluate(model, heldout_set, target, cfg.max_output_chars)
@@ -201,13 +197,10 @@ def train(cfg: TrainConfig) -> Path:
     return write_outputs(cfg.out, checkpoint, fitted.history, f"CLDR dates, {cfg.cell}")
 
 
-def load_checkpoint(path: Path) -> tuple[Seq2Seq, dict]:
-    return checkpoints.load_checkpoint(
-        path, CHECKPOINT_FORMAT, lambda config: Seq2Seq(Seq2SeqConfig(**config))
-    )
-
-
-TRAINER = Trainer(TrainConfig, train, __doc__)
+TRAINER = Trainer(
+    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: Seq2Seq(Seq2SeqConfig(**c)), __doc__
+)
+load_checkpoint = TRAINER.load_checkpoint
 
 if __name__ == "__main__":
     TRAINER.main()

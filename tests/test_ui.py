@@ -72,6 +72,18 @@ def test_the_page_files_are_served_and_nothing_else(app_client):
     assert "/" not in app_client.get("/openapi.json").json()["paths"]
 
 
+def test_each_task_presentation_is_served_where_the_registry_says(app_client):
+    for task in ("classify", "seq2seq", "forecast"):
+        response = app_client.get(f"/ui/tasks/{task}.js")
+        assert response.status_code == 200, task
+        assert response.headers["content-type"] == ASSETS["app.js"]
+        assert response.content == (UI_DIR / "tasks" / f"{task}.js").read_bytes()
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    response = app_client.get("/ui/tasks/juggling.js")
+    assert response.status_code == 404
+    assert response.json() == {"error": "task 'juggling' has no presentation on this page"}
+
+
 def test_the_page_fetches_nothing_from_outside():
     files = sorted(p for p in UI_DIR.rglob("*") if p.is_file())
     assert {p.name for p in files} >= {"index.html", *ASSETS}
@@ -90,9 +102,9 @@ def test_the_page_fetches_nothing_from_outside():
 def test_the_page_files_are_packaged():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = config["tool"]["setuptools"]["package-data"]["service"]
-    for path in UI_DIR.iterdir():
+    for path in UI_DIR.rglob("*"):
         if path.is_file():
-            name = f"ui/{path.name}"
+            name = f"ui/{path.relative_to(UI_DIR)}"
             assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not packaged"
 
 

@@ -1,15 +1,14 @@
 // rnnserve's page: lists the models and lets a person try each one, showing the attention.
 // Plain JavaScript, no framework, no build step. It uses only the public V1 API:
 //   GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}:predict.
-// Each task ("classify", "seq2seq", "forecast") is one entry of TASKS: how to read the input
-// a person types, some examples, and how to draw a prediction. A task without an entry still
-// works: the input is sent as typed (or as JSON) and the prediction is shown as JSON.
+// Each task is presented by its own module, ui/tasks/<task>.js, which the server finds in the
+// task registry: how to read the input a person types, some examples, and how to draw a
+// prediction. A task without one still works: the input is sent as typed (or as JSON) and
+// the prediction is shown as JSON.
+
+import { ApiError, el, errorBox, formatNumber, isNumber, percent } from "./page.js";
 
 const API = "v1/models"; // relative: works at /, at /ui and behind a path prefix
-// The SVG namespace, as the HTML parser assigns it (so no address is spelled out here).
-const SVG = new DOMParser()
-  .parseFromString("<svg></svg>", "text/html")
-  .querySelector("svg").namespaceURI;
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -32,82 +31,7 @@ const els = {
 
 const state = { models: new Map(), selected: null, request: null, pollTimer: null };
 
-// ---------------------------------------------------------------- small helpers
-
-/** Create an element: el("p", {class: "x", text: "hi"}, child, ...). */
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  setAttrs(node, attrs);
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) {
-      node.append(child instanceof Node ? child : String(child));
-    }
-  }
-  return node;
-}
-
-function svg(tag, attrs = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  setAttrs(node, attrs);
-  for (const child of children.flat()) if (child) node.append(child);
-  return node;
-}
-
-function setAttrs(node, attrs) {
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "text") node.textContent = value;
-    else if (key === "vars") {
-      for (const [name, v] of Object.entries(value)) node.style.setProperty(name, v);
-    } else node.setAttribute(key, value === true ? "" : value);
-  }
-}
-
-const isNumber = (x) => typeof x === "number" && Number.isFinite(x);
-
-function percent(x, digits = 1) {
-  return isNumber(x) ? `${(x * 100).toFixed(digits)} %` : "?";
-}
-
-/** A probability as a percentage that never rounds a near-certainty to 100 % or 0 %. */
-function probability(x) {
-  if (isNumber(x) && x > 0.999 && x < 1) return ">99.9 %";
-  if (isNumber(x) && x < 0.001 && x > 0) return "<0.1 %";
-  return percent(x);
-}
-
-function formatNumber(x) {
-  if (!isNumber(x)) return String(x);
-  if (Number.isInteger(x)) return x.toLocaleString("en");
-  const abs = Math.abs(x);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return x.toExponential(2);
-  return String(Number(x.toPrecision(4)));
-}
-
-/** A weight from an attention entry: a number, or a [token, weight] pair. */
-function weightOf(entry) {
-  if (isNumber(entry)) return entry;
-  if (Array.isArray(entry) && isNumber(entry[entry.length - 1])) return entry[entry.length - 1];
-  if (entry && typeof entry === "object" && isNumber(entry.weight)) return entry.weight;
-  return 0;
-}
-
-/** Weights scaled so the largest is 1: the most attended item is shaded fully. */
-function normalise(weights) {
-  const max = Math.max(0, ...weights.filter(isNumber));
-  return weights.map((w) => (max > 0 && isNumber(w) ? Math.max(0, w) / max : 0));
-}
-
-const shownChar = (c) => (c === " " ? "␣" : c === "\t" ? "⇥" : c === "\n" ? "↵" : c);
-
-function errorBox(message) {
-  return el("p", { class: "error", role: "alert", text: message });
-}
-
 // ---------------------------------------------------------------- the API
-
-class ApiError extends Error {}
-
 async function api(path, options = {}) {
   let response;
   try {
@@ -134,59 +58,17 @@ const modelPath = (name) => `${API}/${encodeURIComponent(name)}`;
 
 // ---------------------------------------------------------------- tasks
 
-// Series to pick, as long as the model's window (48 values when its manifest does not say).
-const SERIES_EXAMPLES = {
-  seasonal: (i) => 10 + 4 * Math.sin((2 * Math.PI * i) / 12) + 0.08 * i,
-  trend: (i) => 3 + 0.5 * i + 1.5 * Math.sin(i * 1.7) * Math.cos(i * 0.45),
-  steps: (i) => [2, 2, 2, 6, 6, 6, 4, 4, 4][i % 9],
-};
+// Each task's presentation, loaded once: task name -> module (or FALLBACK_TASK).
+const presentations = new Map();
 
-function seriesExamples(model) {
-  const pre = model?.manifest?.preprocessing || {};
-  let length = Math.max(48, isNumber(pre.window) ? pre.window : 0);
-  if (isNumber(pre.max_values)) length = Math.min(length, pre.max_values);
-  return Object.entries(SERIES_EXAMPLES).map(([name, value]) => ({
-    name,
-    value: Array.from({ length }, (_, i) => Number(value(i).toFixed(2))).join(", "),
-  }));
+async function loadPresentation(task) {
+  if (!task || presentations.has(task)) return;
+  try {
+    presentations.set(task, (await import(`./tasks/${encodeURIComponent(task)}.js`)).default);
+  } catch {
+    presentations.set(task, FALLBACK_TASK);
+  }
 }
-
-const TASKS = {
-  classify: {
-    name: "text classifier",
-    label: "Text to classify",
-    placeholder: "a gripping, beautifully acted film",
-    examples: [
-      "a gripping, beautifully acted film",
-      "dull and far too long",
-      "not bad at all, though the ending drags",
-    ],
-    parse: (text) => {
-      if (!text.trim()) throw new ApiError("Type a text first.");
-      return text;
-    },
-    render: renderClassification,
-  },
-  seq2seq: {
-    name: "date normaliser",
-    label: "Date, written any way",
-    placeholder: "22 November 2026",
-    examples: ["22 November 2026", "nov 22, 26", "Sunday 22/11/2026", "11.22.2026"],
-    parse: (text) => {
-      if (!text.trim()) throw new ApiError("Type a date first.");
-      return text.trim();
-    },
-    render: renderSequence,
-  },
-  forecast: {
-    name: "forecaster",
-    label: "Series: numbers, oldest first, separated by commas or spaces",
-    placeholder: "12, 14, 13, 17, 19, 18, 22",
-    examples: seriesExamples,
-    parse: parseSeries,
-    render: renderForecast,
-  },
-};
 
 const FALLBACK_TASK = {
   name: "model",
@@ -208,22 +90,7 @@ const FALLBACK_TASK = {
   render: renderRaw,
 };
 
-const taskOf = (model) => TASKS[model?.task] || FALLBACK_TASK;
-
-function parseSeries(text) {
-  const parts = text
-    .trim()
-    .split(/[\s,;]+/)
-    .filter(Boolean);
-  if (!parts.length) throw new ApiError("Type or pick a series first.");
-  return parts.map((part, i) => {
-    const value = Number(part);
-    if (!Number.isFinite(value)) {
-      throw new ApiError(`Value ${i + 1} (“${part}”) is not a number.`);
-    }
-    return value;
-  });
-}
+const taskOf = (model) => presentations.get(model?.task) || FALLBACK_TASK;
 
 // ---------------------------------------------------------------- models list
 
@@ -239,6 +106,7 @@ async function loadModels() {
         api(modelPath(name)).catch((error) => ({ name, task: null, loadError: error.message })),
       ),
     );
+    await Promise.all(details.map((d) => loadPresentation(d.task)));
     state.models = new Map(details.map((d) => [d.name, d]));
     renderModels();
     fillModelSelect();
@@ -455,7 +323,7 @@ function selectModel(name, { keepResult = false } = {}) {
   const task = taskOf(model);
   els.instanceLabel.textContent = task.label;
   els.instance.placeholder = task.placeholder;
-  els.instance.rows = model?.task === "forecast" ? 4 : 3;
+  els.instance.rows = task.rows ?? 3;
   els.modelSummary.textContent = model
     ? `${model.name}, version ${model.default_version}: a ${task.name}` +
       (model.manifest?.description ? ` (${model.manifest.description})` : "") +
@@ -538,307 +406,6 @@ async function predict() {
 }
 
 // ---------------------------------------------------------------- renderers
-
-function renderClassification(view, prediction) {
-  const probabilities = Object.entries(prediction.probabilities || {}).filter(([, p]) =>
-    isNumber(p),
-  );
-  const top = prediction.probabilities?.[prediction.label];
-  view.append(
-    el(
-      "p",
-      { class: "answer" },
-      el("span", { class: "answer-label", text: "Label " }),
-      el("strong", { class: "label", "data-label": prediction.label, text: prediction.label }),
-      isNumber(top) ? el("span", { class: "confidence", text: ` ${probability(top)}` }) : null,
-    ),
-  );
-  if (prediction.truncated) {
-    view.append(
-      el("p", { class: "note", text: "The text was cut to the model's maximum length." }),
-    );
-  }
-
-  view.append(el("h3", { text: "Probabilities" }));
-  const bars = el("ul", { class: "bars" });
-  for (const [label, p] of probabilities.sort((a, b) => b[1] - a[1])) {
-    bars.append(
-      el(
-        "li",
-        {
-          class: `bar${label === prediction.label ? " chosen" : ""}`,
-          "data-label": label,
-          "data-value": p,
-        },
-        el("span", { class: "bar-name", text: label }),
-        el(
-          "span",
-          { class: "bar-track", "aria-hidden": "true" },
-          el("span", { class: "bar-fill", vars: { "--p": String(Math.min(1, Math.max(0, p))) } }),
-        ),
-        el("span", { class: "bar-value", text: probability(p) }),
-      ),
-    );
-  }
-  view.append(bars);
-
-  const attention = Array.isArray(prediction.attention) ? prediction.attention : [];
-  if (!attention.length) return;
-  view.append(el("h3", { text: "Attention over the tokens" }));
-  const tokens = attention.map((entry) =>
-    Array.isArray(entry) ? String(entry[0]) : String(entry),
-  );
-  const weights = attention.map(weightOf);
-  view.append(tokenStrip(tokens, weights));
-  const ranked = tokens
-    .map((t, i) => [t, weights[i]])
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 3);
-  view.append(
-    el("p", {
-      class: "help",
-      text:
-        "Darker tokens weighed more in the answer. Most attention: " +
-        ranked.map(([t, w]) => `“${t}” ${percent(w, 0)}`).join(", ") +
-        ".",
-    }),
-  );
-}
-
-function tokenStrip(tokens, weights) {
-  const shade = normalise(weights);
-  return el(
-    "p",
-    { class: "tokens" },
-    tokens.map((token, i) =>
-      el("span", {
-        class: `token${shade[i] > 0.55 ? " strong" : ""}`,
-        "data-weight": weights[i],
-        title: `attention ${percent(weights[i])}`,
-        vars: { "--w": shade[i].toFixed(3) },
-        text: token,
-      }),
-    ),
-  );
-}
-
-function renderSequence(view, prediction, instance) {
-  const output = String(prediction.output ?? prediction.text ?? "");
-  view.append(
-    el(
-      "p",
-      { class: "answer" },
-      el("span", { class: "answer-label", text: "Output " }),
-      el("strong", { class: "output", text: output }),
-    ),
-  );
-  const matrix = Array.isArray(prediction.attention) ? prediction.attention : [];
-  if (!matrix.length) return;
-  const outputs = Array.isArray(prediction.output_chars)
-    ? prediction.output_chars.map(String)
-    : [...output];
-  // Rows are output characters; a row is a list of weights, or [output char, weights].
-  const rows = matrix.map((row, i) => {
-    if (Array.isArray(row) && row.length === 2 && Array.isArray(row[1])) {
-      return { label: String(row[0]), weights: row[1].map(weightOf) };
-    }
-    const weights = Array.isArray(row) ? row.map(weightOf) : [];
-    return { label: i < outputs.length ? outputs[i] : "end", weights };
-  });
-  // The server sends the characters it really read (after normalisation) and wrote.
-  const inputs = Array.isArray(prediction.input_chars)
-    ? prediction.input_chars.map(String)
-    : [...String(instance)];
-  const width = Math.max(...rows.map((r) => r.weights.length));
-  const columns = Array.from({ length: width }, (_, j) => (j < inputs.length ? inputs[j] : "end"));
-
-  view.append(el("h3", { text: "Alignment: output characters by input characters" }));
-  const table = el(
-    "table",
-    { class: "heatmap" },
-    el("caption", {
-      class: "sr",
-      text: "Attention of each output character (rows) over the input characters (columns)",
-    }),
-    el(
-      "thead",
-      {},
-      el(
-        "tr",
-        {},
-        el("td", {}),
-        columns.map((c) => el("th", { scope: "col", title: c, text: shownChar(c) })),
-      ),
-    ),
-    el(
-      "tbody",
-      {},
-      rows.map((row) => {
-        const shade = normalise(row.weights);
-        return el(
-          "tr",
-          {},
-          el("th", { scope: "row", text: shownChar(row.label) }),
-          columns.map((_, j) =>
-            el(
-              "td",
-              {
-                title: `${row.label} ← ${columns[j]}: ${percent(row.weights[j] ?? 0)}`,
-                vars: { "--w": (shade[j] ?? 0).toFixed(3) },
-              },
-              el("span", { class: "sr", text: percent(row.weights[j] ?? 0, 0) }),
-            ),
-          ),
-        );
-      }),
-    ),
-  );
-  view.append(
-    el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Heatmap" }, table),
-    el("p", {
-      class: "help",
-      "aria-hidden": "true",
-      text: "Each row is one output character; darker cells are the input characters it attended to.",
-    }),
-  );
-}
-
-function renderForecast(view, prediction, history) {
-  const forecast = (Array.isArray(prediction.forecast) ? prediction.forecast : [])
-    .map(Number)
-    .filter(Number.isFinite);
-  const attention = historyWeights(prediction.attention, history.length);
-  view.append(
-    el(
-      "p",
-      { class: "answer" },
-      el("span", { class: "answer-label", text: "Forecast " }),
-      el("strong", { class: "output", text: forecast.map(formatNumber).join(", ") }),
-    ),
-  );
-  view.append(el("h3", { text: "History, forecast and attention" }));
-  // Drawn at the width it is shown at, so its text keeps its size on a phone.
-  const width = Math.round(Math.min(720, Math.max(300, els.form.clientWidth || 640)));
-  view.append(seriesChart(history, forecast, attention, width));
-  view.append(
-    el(
-      "p",
-      { class: "legend help" },
-      el("span", { class: "key key-history" }),
-      " history ",
-      el("span", { class: "key key-forecast" }),
-      " forecast ",
-      el("span", { class: "key key-attention" }),
-      " attention (darker: weighed more)",
-    ),
-  );
-}
-
-/** One weight per history value: from a list of weights (or [value, weight] pairs), or from
- * a matrix with one row per forecast step (averaged); at most as long as the history. */
-function historyWeights(attention, length) {
-  if (!Array.isArray(attention) || !attention.length) return [];
-  const isMatrix = attention.every((row) => Array.isArray(row) && row.length > 2);
-  let weights = attention.map(weightOf);
-  if (isMatrix) {
-    const width = Math.max(...attention.map((row) => row.length));
-    weights = Array.from({ length: width }, (_, j) => {
-      const column = attention.map((row) => row[j]).filter(isNumber);
-      return column.length ? column.reduce((a, b) => a + b, 0) / attention.length : 0;
-    });
-  }
-  return weights.slice(-length);
-}
-
-function seriesChart(history, forecast, attention, W = 640) {
-  const H = Math.round(Math.max(180, W * 0.38));
-  const pad = { left: 44, right: 12, top: 12, bottom: 24 };
-  const n = history.length + forecast.length;
-  const values = [...history, ...forecast].filter(isNumber);
-  let lo = Math.min(...values);
-  let hi = Math.max(...values);
-  if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
-  const margin = (hi - lo) * 0.08;
-  lo -= margin;
-  hi += margin;
-  const step = (W - pad.left - pad.right) / Math.max(1, n - 1);
-  const x = (i) => pad.left + i * step;
-  const y = (v) => pad.top + ((hi - v) / (hi - lo)) * (H - pad.top - pad.bottom);
-  const points = (list, offset) =>
-    list.map((v, i) => `${x(i + offset).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-
-  // The attention covers the history, or its last part when the model reads a window.
-  const offset = Math.max(0, history.length - attention.length);
-  const shade = normalise(attention);
-  const top = attention.length ? attention.indexOf(Math.max(...attention)) + offset : -1;
-
-  const title = svg("title", {});
-  title.textContent = "History and forecast";
-  const desc = svg("desc", {});
-  desc.textContent =
-    `${history.length} values of history and ${forecast.length} forecast. ` +
-    (top >= 0
-      ? `The model attended most to value ${top + 1} (${formatNumber(history[top])}).`
-      : "");
-  const chart = svg(
-    "svg",
-    {
-      viewBox: `0 0 ${W} ${H}`,
-      class: "chart",
-      role: "img",
-      "aria-labelledby": "chart-title chart-desc",
-    },
-    title,
-    desc,
-  );
-  title.id = "chart-title";
-  desc.id = "chart-desc";
-  const bandWidth = Math.max(1, step);
-  attention.forEach((_, i) => {
-    chart.append(
-      svg("rect", {
-        class: "attention",
-        x: (x(i + offset) - bandWidth / 2).toFixed(1),
-        y: pad.top,
-        width: bandWidth.toFixed(1),
-        height: H - pad.top - pad.bottom,
-        "fill-opacity": (0.08 + 0.6 * shade[i]).toFixed(3),
-      }),
-    );
-  });
-  for (const v of [lo + margin, hi - margin]) {
-    chart.append(
-      svg("line", { class: "grid", x1: pad.left, x2: W - pad.right, y1: y(v), y2: y(v) }),
-    );
-    const label = svg("text", {
-      class: "axis",
-      x: pad.left - 6,
-      y: y(v) + 4,
-      "text-anchor": "end",
-    });
-    label.textContent = formatNumber(Number(v.toPrecision(3)));
-    chart.append(label);
-  }
-  if (forecast.length && history.length) {
-    const now = x(history.length - 1);
-    chart.append(svg("line", { class: "now", x1: now, x2: now, y1: pad.top, y2: H - pad.bottom }));
-    const label = svg("text", { class: "axis", x: now + 4, y: H - 8 });
-    label.textContent = "now";
-    chart.append(label);
-  }
-  chart.append(svg("polyline", { class: "history", points: points(history, 0) }));
-  if (forecast.length) {
-    const joined = history.length ? [history[history.length - 1], ...forecast] : forecast;
-    chart.append(
-      svg("polyline", {
-        class: "forecast",
-        points: points(joined, history.length ? history.length - 1 : 0),
-      }),
-    );
-  }
-  return el("div", { class: "chart-box" }, chart);
-}
-
 function renderRaw(view, prediction) {
   view.append(el("h3", { text: "Prediction" }));
   view.append(el("pre", { class: "raw", text: JSON.stringify(prediction, null, 2) }));

@@ -1,0 +1,82 @@
+"""The `rnnserve` command: subcommands, each task's flags, a clear word where torch is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from tests.conftest import ROOT
+
+NO_TORCH = """
+import sys
+sys.modules["torch"] = None  # the serving image: any `import torch` raises ImportError
+from service.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--task=seq2seq", "--out", "never"],
+        ["train", "--data", "x", "--out", "never"],
+        ["export", "checkpoint.pt", "--name", "x"],
+    ],
+)
+def test_train_and_export_without_torch_say_what_to_install(argv):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("install rnnserve[train]"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("task_flag", [["--task=seq2seq"], ["--task", "seq2seq"]])
+def test_train_hands_the_other_flags_to_the_tasks_trainer(task_flag, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["train", *task_flag, "-h"])
+    assert exit.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: rnnserve train --task seq2seq")
+    assert "--max-output-chars" in usage and "--no-bidirectional" in usage
+
+
+def test_an_unknown_task_is_refused_with_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--task=juggling"])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --task: invalid choice: 'juggling'" in error
+    assert all(task in error.rsplit("choose from", 1)[1] for task in ("classify", "seq2seq"))
+
+
+def test_serve_refuses_flags_it_does_not_know(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", "--epochs", "3"])
+    assert exit.value.code == 2 and "unrecognized arguments: --epochs 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["forecast", "seq2seq"])
+def test_quantize_is_refused_alike_for_every_task_that_does_not_offer_it(
+    task, tmp_path: Path, capsys
+):
+    from tests.forecast_helpers import tiny_forecast_checkpoint
+    from tests.seq2seq_helpers import tiny_seq2seq_checkpoint
+
+    checkpoint = tiny_forecast_checkpoint() if task == "forecast" else tiny_seq2seq_checkpoint()
+    argv = ["export", str(checkpoint), "--name", "q", "--repository", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--quantize", "int8"])
+    assert exit.value.code == 2
+    assert f"--quantize int8 is not supported for {task} models" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # refused before any work
