@@ -59,8 +59,20 @@ def test_versioned_route_serves_that_version(client):
 
 
 def test_unknown_words_map_to_the_unknown_token(client):
-    response = predict(client, {"instances": ["zxqv blorp 🙂"]})
-    assert response.status_code == 200
+    body = {"instances": ["zxqv blorp 🙂", "qwfp ☃ arst"], "parameters": {"attention": True}}
+    unseen, other = predict(client, body).json()["predictions"]
+    assert [token for token, _ in unseen["attention"]] == ["zxqv", "blorp", "🙂"]  # as typed
+    # Both read as three <unk> ids: the same answer, the same weights, as the ids sent alone.
+    assert other["probabilities"] == unseen["probabilities"]
+    assert [w for _, w in other["attention"]] == [w for _, w in unseen["attention"]]
+    unk = client.post(
+        "/v2/models/tiny-lstm/infer",
+        json={
+            "inputs": [{"name": "tokens", "datatype": "INT64", "shape": [1, 3], "data": [1, 1, 1]}]
+        },
+    ).json()
+    probabilities = next(o for o in unk["outputs"] if o["name"] == "probabilities")["data"]
+    assert probabilities == pytest.approx(list(unseen["probabilities"].values()), abs=1e-6)
 
 
 def test_long_text_is_refused_unless_truncation_is_asked(client):
@@ -120,6 +132,7 @@ def test_a_body_that_is_not_json_says_so(client):
 def test_a_body_without_content_type_is_read_as_json(client):
     response = client.post("/v1/models/tiny-lstm:predict", content=b'{"instances": ["great"]}')
     assert response.status_code == 200
+    assert response.json()["predictions"][0]["label"] == "positive"
 
 
 def test_an_oversized_body_is_refused_with_413(client):

@@ -115,7 +115,11 @@ def test_v2_metadata_names_bytes_in_and_out(client):
 
 
 def test_unseen_characters_map_to_unk_instead_of_failing(client):
-    assert predict(client, {"instances": ["☃ 22 ✈ 2026 🙂"]}).status_code == 200
+    body = {"instances": ["☃ 22 ✈ 2026 🙂", "✈ 22 🙂 2026 ☃"], "parameters": {"attention": True}}
+    first, second = predict(client, body).json()["predictions"]
+    assert first["input_chars"][0] == "☃" and second["input_chars"][0] == "✈"  # as typed
+    # Every unseen character reads as <unk>: the two inputs decode alike.
+    assert first["output"] == second["output"] and first["attention"] == second["attention"]
 
 
 BAD_INPUTS = [
