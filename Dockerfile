@@ -27,6 +27,7 @@ print('\n'.join(p['project']['dependencies']))" > requirements.txt \
     && pip install --no-cache-dir --no-compile --requirement requirements.txt
 
 COPY README.md ./
+COPY contract ./contract
 COPY model_src ./model_src
 COPY export ./export
 COPY service ./service

@@ -20,8 +20,8 @@ with TestClient(app) as client:
         time.sleep(0.05)
     body = client.post("/v1/models/tiny-lstm:predict", json={"instances": ["great"]}).json()
     assert body["predictions"][0]["label"] in ("negative", "positive"), body
-assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules
-               if sys.modules[name] is not None)
+loaded = {name.split(".")[0] for name in sys.modules if sys.modules[name] is not None}
+assert not loaded & {"torch", "model_src", "export"}, loaded & {"torch", "model_src", "export"}
 print("served without torch")
 """
 
@@ -37,8 +37,13 @@ def test_service_serves_without_torch(tiny_repository: Path):
     assert "served without torch" in result.stdout
 
 
-def test_no_service_module_imports_torch():
-    service = Path(__file__).resolve().parents[2] / "service"
-    for path in service.rglob("*.py"):
-        for line in path.read_text().splitlines():
-            assert not line.lstrip().startswith(("import torch", "from torch")), path
+def test_neither_service_nor_contract_imports_torch_or_training_code():
+    """The static side of the import-linter contracts (`make lint`), also under `pytest`."""
+    root = Path(__file__).resolve().parents[2]
+    forbidden = ("torch", "model_src", "export")
+    for package in ("service", "contract"):
+        for path in (root / package).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                words = line.split()
+                if words[:1] in (["import"], ["from"]) and len(words) > 1:
+                    assert words[1].split(".")[0] not in forbidden, f"{path}: {line}"
