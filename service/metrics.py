@@ -53,6 +53,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.disconnects = Counter(
+            "rnnserve_client_disconnects",
+            "Clients that hung up before their answer, by what the server was doing.",
+            ("stage",),
+            registry=self.registry,
+        )
         self._queue_depths: Callable[[], Iterable[tuple[str, str, int]]] = list
         self.registry.register(_QueueDepth(lambda: self._queue_depths()))
         self.ready = Gauge(

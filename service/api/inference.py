@@ -36,6 +36,8 @@ async def infer(
         status = 200
     except ServiceError as error:
         status = error.status_code
+        if isinstance(error, ClientGone):
+            metrics.disconnects.labels("waiting for the model").inc()
         raise
     finally:
         mv.release()
