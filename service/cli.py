@@ -29,11 +29,20 @@ def serve(args: argparse.Namespace) -> None:
             os.environ[f"RNNSERVE_{key.upper()}"] = str(value)
 
     import uvicorn
+    from pydantic import ValidationError
 
     from service.logs import log_config
-    from service.settings import Settings
+    from service.settings import Settings, explain_invalid
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        sys.exit(f"rnnserve serve: {explain_invalid(error)}")
+    if not settings.model_repository.is_dir():
+        sys.exit(
+            f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
+            f"{settings.model_repository} is not a folder"
+        )
     # A SIGTERM is a requested stop: uvicorn handles it while serving (stop accepting, finish
     # what it holds, up to graceful_shutdown_s), then re-raises it; exit 0 rather than die of it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

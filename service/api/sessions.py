@@ -23,7 +23,8 @@ from service.api.inference import infer
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
 from service.errors import Unprocessable
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 from service.schemas import ErrorBody
 from service.sessions import Session, SessionSettings, SessionStore
 from service.tasks.base import parse_parameters
