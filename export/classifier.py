@@ -81,9 +81,9 @@ class ClassifierExporter(Exporter):
     quantizable = True
 
     def __init__(self, checkpoint_path: Path) -> None:
-        from model_src.train import load_checkpoint
+        from model_src.train import TRAINER
 
-        self.model, self.checkpoint = load_checkpoint(checkpoint_path)
+        self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
         self.vocab = Vocabulary(tuple(self.checkpoint["vocab"]))
         self.max_tokens = self.checkpoint["max_tokens"]
 

@@ -154,9 +154,9 @@ class ForecastExporter(Exporter):
     """The forecast task's exporter: the step graph, parity of chunked against whole runs."""
 
     def __init__(self, checkpoint_path: Path) -> None:
-        from model_src.train_forecast import load_checkpoint
+        from model_src.train_forecast import TRAINER
 
-        self.model, self.checkpoint = load_checkpoint(checkpoint_path)
+        self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
         self.preprocessing = SeriesPreprocessing(**self.checkpoint["preprocessing"])
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:

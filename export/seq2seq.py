@@ -166,9 +166,9 @@ class Seq2SeqExporter(Exporter):
     """The seq2seq task's exporter: encoder and decoder-step graphs, greedy-decode parity."""
 
     def __init__(self, checkpoint_path: Path) -> None:
-        from model_src.train_seq2seq import load_checkpoint
+        from model_src.train_seq2seq import TRAINER
 
-        self.model, self.checkpoint = load_checkpoint(checkpoint_path)
+        self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
         self.source = CharVocabulary(tuple(self.checkpoint["input_vocab"]))
         self.target = CharVocabulary(tuple(self.checkpoint["output_vocab"]))
         self.max_in = self.checkpoint["max_input_chars"]

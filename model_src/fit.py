@@ -27,6 +27,21 @@ Config = TypeVar("Config")
 Model = TypeVar("Model", bound=nn.Module)
 
 
+@dataclass(kw_only=True)
+class FitConfig:
+    """What every trainer's config holds besides its own: seed, step budget, threads."""
+
+    seed: int = 13
+    max_steps: int = 0  # 0: no limit; tests use a few steps
+    threads: int = 0  # torch's intra-op threads; 0: its default
+
+    def start(self) -> None:
+        """Seed every generator and set the threads: a run is reproducible from its config."""
+        seed_everything(self.seed)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+
 @dataclass
 class Loop:
     """How long to train and which validation metric picks the best epoch."""
@@ -203,30 +218,14 @@ class Trainer(Generic[Config, Model]):
     config: type[Config]
     train: Callable[[Config], Path]
     checkpoint_format: str
-    build: Callable[[dict], Model]  # model config dict -> model
+    model: Callable[[Any], Model]  # the model class, built from an instance of...
+    model_config: Callable[..., Any]  # ...its config class, from the checkpoint's "config"
     description: str = ""
 
     def main(self, argv: list[str] | None = None, prog: str = "rnnserve train") -> Path:
         return self.train(parse_config(self.config, argv, prog, self.description))
 
     def load_checkpoint(self, path: Path) -> tuple[Model, dict]:
-        return checkpoints.load_checkpoint(path, self.checkpoint_format, self.build)
-
-
-def length_batches(
-    lengths: list[int], batch_size: int, rng: random.Random | None = None
-) -> Iterable[list[int]]:
-    """Indices in batches of similar length (little padding), in a random order given `rng`.
-
-    Sorting happens within windows of 50 batches, so the order stays random overall.
-    """
-    order = list(range(len(lengths)))
-    if rng is not None:
-        rng.shuffle(order)
-    window = batch_size * 50
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        groups = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-        if rng is not None:
-            rng.shuffle(groups)
-        yield from groups
+        return checkpoints.load_checkpoint(
+            path, self.checkpoint_format, lambda config: self.model(self.model_config(**config))
+        )

@@ -13,13 +13,13 @@ from torch import nn
 from contract.words import PAD_ID, Vocabulary, tokenize
 from model_src.classifier import ClassifierConfig, TextClassifier
 from model_src.data import Example, load_splits
-from model_src.fit import Loop, Step, Trainer, fit, length_batches, seed_everything, write_outputs
+from model_src.fit import FitConfig, Loop, Step, Trainer, fit, length_batches, write_outputs
 
 CHECKPOINT_FORMAT = "rnnserve-classifier/1"
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(FitConfig):
     data: Path = field(
         metadata={"help": "folder with train.* and dev.* (SST-2 layout) or one CSV/TSV/JSONL file"}
     )
@@ -34,12 +34,9 @@ class TrainConfig:
     patience: int = 2
     batch_size: int = 64
     lr: float = 2e-3
-    seed: int = 13
     max_tokens: int = 256
     min_freq: int = 2
     max_vocab: int = 20_000
-    max_steps: int = 0  # 0: no limit; tests use a few steps
-    threads: int = 0
     embedding_dim: int = 128
     hidden_size: int = 128
     num_layers: int = 1
@@ -88,9 +85,7 @@ def evaluate(model: TextClassifier, data: Encoded, batch_size: int = 256) -> tup
 
 def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg.start()
     splits = load_splits(cfg.data, cfg.seed)
     labels = cfg.labels or sorted({e.label for e in splits.train})
     label_names = labels
@@ -178,10 +173,7 @@ def train(cfg: TrainConfig) -> Path:
     return write_outputs(cfg.out, checkpoint, fitted.history, f"{cfg.dataset} {cfg.cell}")
 
 
-TRAINER = Trainer(
-    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: TextClassifier(ClassifierConfig(**c)), __doc__
-)
-load_checkpoint = TRAINER.load_checkpoint
+TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, TextClassifier, ClassifierConfig, __doc__)
 
 if __name__ == "__main__":
     TRAINER.main()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from contract.series import mase_scale, scale, seasonal_naive
-from model_src.fit import Loop, Step, Trainer, fit, seed_everything, write_outputs
+from model_src.fit import FitConfig, Loop, Step, Trainer, fit, write_outputs
 from model_src.forecast import ForecastConfig, Forecaster
 
 CHECKPOINT_FORMAT = "rnnserve-forecast/1"
@@ -25,10 +25,9 @@ DATASET = "Mauna Loa weekly atmospheric CO2 (ppm), 1958-03-29 to 2001-12-29"
 SOURCE = "statsmodels.datasets.co2 (Keeling et al., Scripps Institution of Oceanography)"
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(FitConfig):
     out: Path = field(metadata={"help": "folder for checkpoint.pt and plot"})
-    seed: int = 13
     epochs: int = 16
     patience: int = 4
     batches_per_epoch: int = 30
@@ -43,8 +42,6 @@ class TrainConfig:
     horizon: int = 13
     period: int = 52  # the seasonal-naive baseline's season, in steps
     max_values: int = 4096
-    max_steps: int = 0  # 0: no limit; tests use a few steps
-    threads: int = 0
     series_length: int = 0  # 0: the whole series; tests use a prefix
 
 
@@ -86,9 +83,7 @@ def targets_at(series: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndar
 
 def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation MAE, write checkpoint.pt and training_curves.png."""
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg.start()
     series, dates = load_co2()
     if cfg.series_length:
         series, dates = series[: cfg.series_length], dates[: cfg.series_length]
@@ -221,10 +216,7 @@ def train(cfg: TrainConfig) -> Path:
     )
 
 
-TRAINER = Trainer(
-    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: Forecaster(ForecastConfig(**c)), __doc__
-)
-load_checkpoint = TRAINER.load_checkpoint
+TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, Forecaster, ForecastConfig, __doc__)
 
 if __name__ == "__main__":
     TRAINER.main()

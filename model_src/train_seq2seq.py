@@ -13,14 +13,14 @@ from torch import nn
 
 from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
 from model_src import dates
-from model_src.fit import Loop, Step, Trainer, fit, length_batches, seed_everything, write_outputs
+from model_src.fit import FitConfig, Loop, Step, Trainer, fit, length_batches, write_outputs
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 
 CHECKPOINT_FORMAT = "rnnserve-seq2seq/1"
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(FitConfig):
     out: Path = field(metadata={"help": "folder for checkpoint.pt and plot"})
     cell: str = field(default="gru", metadata={"choices": ["lstm", "gru"]})
     train_size: int = 30_000
@@ -29,12 +29,9 @@ class TrainConfig:
     patience: int = 2
     batch_size: int = 64
     lr: float = 3e-3
-    seed: int = 13
     max_input_chars: int = 64
     max_output_chars: int = 16
-    max_steps: int = 0  # 0: no limit; tests use a few steps
     max_minutes: int = 0  # stop (mid-epoch) after this long; 0: no limit, reproducible
-    threads: int = 0
     embedding_dim: int = 64
     hidden_size: int = 128
     num_layers: int = 1
@@ -101,9 +98,7 @@ def evaluate(
 
 def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg.start()
     splits = dates.build_splits(cfg.train_size, cfg.test_size, cfg.seed)
     source = CharVocabulary.build(e.text for e in splits.train)
     target = CharVocabulary.build(e.target for e in splits.train)
@@ -197,10 +192,7 @@ def train(cfg: TrainConfig) -> Path:
     return write_outputs(cfg.out, checkpoint, fitted.history, f"CLDR dates, {cfg.cell}")
 
 
-TRAINER = Trainer(
-    TrainConfig, train, CHECKPOINT_FORMAT, lambda c: Seq2Seq(Seq2SeqConfig(**c)), __doc__
-)
-load_checkpoint = TRAINER.load_checkpoint
+TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, Seq2Seq, Seq2SeqConfig, __doc__)
 
 if __name__ == "__main__":
     TRAINER.main()

@@ -13,7 +13,7 @@ from export.classifier import ClassifierExporter, max_abs_diff, pad_batch
 from export.common import ParityError
 from export.driver import Options, write_version
 from export.publish import publish
-from model_src.train import load_checkpoint
+from model_src.train import TRAINER
 
 
 def test_export_publishes_a_valid_version(tiny_repository: Path):
@@ -36,7 +36,7 @@ def test_graph_has_dynamic_batch_and_sequence_axes(tiny_repository: Path):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell):
-    model, checkpoint = load_checkpoint(tiny_checkpoints[cell])
+    model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints[cell])
     vocab = Vocabulary(tuple(checkpoint["vocab"]))
     texts = ["great", "the film is a dull film , what a bore", "moving .", "a " * 30]
     ids = [vocab.encode(tokenize(t)) for t in texts]

@@ -28,9 +28,9 @@ from tests.forecast_helpers import (
 
 @pytest.fixture(scope="module")
 def exported():
-    from model_src.train_forecast import load_checkpoint
+    from model_src.train_forecast import TRAINER
 
-    model, checkpoint = load_checkpoint(tiny_forecast_checkpoint())
+    model, checkpoint = TRAINER.load_checkpoint(tiny_forecast_checkpoint())
     folder = tiny_forecast_repository() / "tiny-forecast" / "1"
     prep = checkpoint["preprocessing"]
     series = scale(np.array(checkpoint["heldout"]["values"][:150]), prep["mean"], prep["std"])

@@ -11,14 +11,14 @@ from contract.manifest import Manifest, sha256_of
 from export.common import ParityError
 from export.driver import Options, write_version
 from export.seq2seq import Seq2SeqExporter, onnx_greedy, pad_batch, parity_inputs
-from model_src.train_seq2seq import load_checkpoint
+from model_src.train_seq2seq import TRAINER
 from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_repository
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_onnx_greedy_decode_equals_pytorch_on_mixed_lengths(cell):
     folder = tiny_seq2seq_repository(cell) / "tiny-dates" / "1"
-    model, checkpoint = load_checkpoint(tiny_seq2seq_checkpoint(cell))
+    model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint(cell))
     source = CharVocabulary(tuple(checkpoint["input_vocab"]))
     ids = parity_inputs(source, checkpoint["heldout"]["texts"][:16], 48)
     assert len({len(x) for x in ids}) > 3

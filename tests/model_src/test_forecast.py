@@ -118,11 +118,11 @@ def test_series_helpers():
 
 
 def test_training_writes_a_checkpoint_with_metrics_and_curves():
-    from model_src.train_forecast import load_checkpoint
+    from model_src.train_forecast import TRAINER
 
     path = tiny_forecast_checkpoint()
     assert (path.parent / "training_curves.png").stat().st_size > 0
-    model, checkpoint = load_checkpoint(path)
+    model, checkpoint = TRAINER.load_checkpoint(path)
     assert model.config.window == WINDOW and model.config.horizon == HORIZON
     metrics = checkpoint["training"]["metrics"]
     for key in ("test_mae", "test_mase", "seasonal_naive_test_mae", "seasonal_naive_test_mase"):

@@ -89,9 +89,9 @@ def sequence_logprob(model: Seq2Seq, ids: list[int], chars, lengths) -> float:
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_beam_of_one_is_greedy_and_beam_scores_are_log_probabilities(cell):
-    from model_src.train_seq2seq import load_checkpoint
+    from model_src.train_seq2seq import TRAINER
 
-    model, checkpoint = load_checkpoint(tiny_seq2seq_checkpoint(cell))
+    model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint(cell))
     source = CharVocabulary(tuple(checkpoint["input_vocab"]))
     for text in ["22 novembre 2026", "Nov 22, '26", "2026/11/22"]:
         chars, lengths = batch([source.encode(text)])

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import torch
 
-from model_src.train import load_checkpoint
+from model_src.train import TRAINER
 
 
 def test_training_writes_a_safe_checkpoint_and_a_plot(tiny_checkpoints: dict[str, Path]):
@@ -16,6 +16,6 @@ def test_training_writes_a_safe_checkpoint_and_a_plot(tiny_checkpoints: dict[str
 
 def test_tiny_models_learn_the_tiny_task(tiny_checkpoints: dict[str, Path]):
     for path in tiny_checkpoints.values():
-        model, checkpoint = load_checkpoint(path)
+        model, checkpoint = TRAINER.load_checkpoint(path)
         assert checkpoint["training"]["metrics"]["dev_accuracy"] >= 0.9
         assert not model.training

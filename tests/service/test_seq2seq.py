@@ -85,10 +85,10 @@ def test_service_beam_search_equals_pytorch_beam_search(repository):
     import torch
 
     from contract.chars import CharVocabulary
-    from model_src.train_seq2seq import load_checkpoint
+    from model_src.train_seq2seq import TRAINER
     from tests.seq2seq_helpers import tiny_seq2seq_checkpoint
 
-    model, checkpoint = load_checkpoint(tiny_seq2seq_checkpoint("gru"))
+    model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint("gru"))
     source = CharVocabulary(tuple(checkpoint["input_vocab"]))
     target = CharVocabulary(tuple(checkpoint["output_vocab"]))
     served = make_task(repository).decode_alone(TEXTS, width=3)
