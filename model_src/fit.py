@@ -229,3 +229,22 @@ class Trainer(Generic[Config, Model]):
         return checkpoints.load_checkpoint(
             path, self.checkpoint_format, lambda config: self.model(self.model_config(**config))
         )
+
+
+def length_batches(
+    lengths: list[int], batch_size: int, rng: random.Random | None = None
+) -> Iterable[list[int]]:
+    """Indices in batches of similar length (little padding), in a random order given `rng`.
+
+    Sorting happens within windows of 50 batches, so the order stays random overall.
+    """
+    order = list(range(len(lengths)))
+    if rng is not None:
+        rng.shuffle(order)
+    window = batch_size * 50
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        groups = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        if rng is not None:
+            rng.shuffle(groups)
+        yield from groups
