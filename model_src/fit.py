@@ -169,19 +169,24 @@ def write_outputs(
     checkpoint: dict[str, Any],
     history: dict[str, list[float]],
     title: str,
-    baselines: dict[str, float] | None = None,
+    ylabels: dict[str, str] | None = None,
+    baselines: dict[str, tuple[str, float]] | None = None,
 ) -> Path:
     """checkpoint.pt and training_curves.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "checkpoint.pt"
     torch.save(checkpoint, path)
-    plot_history(history, out / "training_curves.png", title, baselines or {})
+    plot_history(history, out / "training_curves.png", title, ylabels or {}, baselines or {})
     print(f"wrote {path} and {out / 'training_curves.png'}")
     return path
 
 
 def plot_history(
-    history: dict[str, list[float]], path: Path, title: str, baselines: dict[str, float]
+    history: dict[str, list[float]],
+    path: Path,
+    title: str,
+    ylabels: dict[str, str],
+    baselines: dict[str, tuple[str, float]],
 ) -> None:
     """One panel per metric (train_x and val_x share panel x), a dashed line per baseline."""
     import matplotlib
@@ -199,9 +204,10 @@ def plot_history(
             label = "train" if key.startswith("train_") else "validation"
             ax.plot(epochs, history[key], marker="o", label=label)
         if metric in baselines:
-            ax.axhline(baselines[metric], color="grey", linestyle="--", label="baseline")
+            name, value = baselines[metric]
+            ax.axhline(value, color="grey", linestyle="--", label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(ylabels.get(metric, metric.replace("_", " ")))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)

@@ -170,7 +170,8 @@ def train(cfg: TrainConfig) -> Path:
             },
         },
     }
-    return write_outputs(cfg.out, checkpoint, fitted.history, f"{cfg.dataset} {cfg.cell}")
+    ylabels = {"loss": "cross-entropy", "acc": "accuracy"}
+    return write_outputs(cfg.out, checkpoint, fitted.history, f"{cfg.dataset} {cfg.cell}", ylabels)
 
 
 TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, TextClassifier, ClassifierConfig, __doc__)

@@ -212,7 +212,8 @@ def train(cfg: TrainConfig) -> Path:
         checkpoint,
         fitted.history,
         "CO2 forecaster (GRU + additive attention)",
-        baselines={"mae": naive_validation},
+        ylabels={"loss": "L1, difference units", "mae": "MAE, ppm"},
+        baselines={"mae": ("seasonal naive", naive_validation)},
     )
 
 
