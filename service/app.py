@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             polling.cancel()
             await asyncio.gather(polling, return_exceptions=True)
             await repository.close()
+            if getattr(app.state, "sessions", None) is not None:
+                await app.state.sessions.close()  # the session store's connections
 
     app = FastAPI(
         title="rnnserve",

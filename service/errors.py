@@ -34,6 +34,12 @@ class Gone(ServiceError):
     status_code = 410
 
 
+class Conflict(ServiceError):
+    """The request assumed a state the resource is no longer in."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

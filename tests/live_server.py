@@ -27,9 +27,10 @@ class ServerURL(str):
 
 
 @contextmanager
-def live_server(repository: Path, timeout: float = 120.0, **settings: str):
-    """Start `python -m service`, wait until ready, yield its base URL, then stop it."""
-    port = free_port()
+def live_server(repository: Path, timeout: float = 120.0, port: int = 0, **settings: str):
+    """Start `python -m service`, wait until ready, yield its base URL, then stop it.
+    `port` 0: a free one."""
+    port = port or free_port()
     env = {
         **os.environ,
         "RNNSERVE_MODEL_REPOSITORY": str(repository),
