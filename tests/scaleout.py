@@ -50,9 +50,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """An empty, non-persistent redis-server in a temporary folder; yields its redis:// URL."""
-    port = free_port()
+def redis_server(port: int = 0) -> Iterator[str]:
+    """An empty, non-persistent redis-server in a temporary folder; yields its redis:// URL.
+    `port` 0: a free one."""
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="rnnserve-redis-") as folder:
         process = subprocess.Popen(
             [
