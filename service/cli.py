@@ -58,10 +58,11 @@ def serve(argv: list[str]) -> None:
 def _several_workers(settings: Settings) -> None:
     """Worker processes share what must agree: sessions in Redis, metrics in files."""
     if settings.session_store == "memory":
-        sys.exit(
+        print(
             f"rnnserve serve: {settings.workers} workers cannot share streaming sessions kept in "
-            "memory (a step reaching another worker would not find its session); set "
-            "RNNSERVE_SESSION_STORE=redis://host:port/db, or serve with --workers 1"
+            "memory, so session routes will answer 501; set RNNSERVE_SESSION_STORE=redis://"
+            "host:port/db to keep sessions, or serve with --workers 1",
+            file=sys.stderr,
         )
     # prometheus_client's multiprocess mode: every worker writes its series to files in one
     # folder and /metrics reads them all. Series of workers from an earlier run must not count.

@@ -40,6 +40,12 @@ class Conflict(ServiceError):
     status_code = 409
 
 
+class Unsupported(ServiceError):
+    """The server's configuration cannot offer this (and retrying will not change that)."""
+
+    status_code = 501
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

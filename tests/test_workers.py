@@ -1,11 +1,7 @@
 """A real server with two worker processes answers as one: metrics of both, the same models and
-readiness, sessions in Redis, repository control refused; memory sessions refused at start."""
+readiness, sessions in Redis, repository control refused; memory sessions refused, and why."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import httpx
 import numpy as np
@@ -91,11 +87,10 @@ def test_repository_control_is_refused_with_the_reason(server):
     assert fresh(server, "GET", f"{MODEL}").status_code == 200  # still served
 
 
-def test_several_workers_with_memory_sessions_refuse_to_start():
-    env = {**os.environ, "RNNSERVE_WORKERS": "2", "RNNSERVE_MODEL_REPOSITORY": "models"}
-    env.pop("RNNSERVE_SESSION_STORE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode != 0
-    assert "RNNSERVE_SESSION_STORE=redis://" in done.stderr
+def test_several_workers_with_memory_sessions_serve_predictions_and_refuse_sessions():
+    with live_server(tiny_forecast_repository(), workers="2") as url:
+        refused = fresh(url, "POST", f"{MODEL}/sessions")
+        assert refused.status_code == 501
+        assert "RNNSERVE_SESSION_STORE=redis://" in refused.json()["error"]
+        predicted = fresh(url, "POST", f"{MODEL}:predict", json={"instances": [co2_like(8)]})
+        assert predicted.status_code == 200 and predicted.json()["predictions"][0]["forecast"]

@@ -25,7 +25,7 @@ from service.api.body import parse_body
 from service.api.inference import infer
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
-from service.errors import Conflict, Overloaded, Unprocessable
+from service.errors import Conflict, Overloaded, Unprocessable, Unsupported
 from service.repository import ModelRepository, ModelVersion
 from service.schemas import ErrorBody
 from service.sessions import MemorySessions, Session, SessionBackend, SessionSettings, SessionStore
@@ -33,7 +33,7 @@ from service.tasks.base import parse_parameters
 from service.tasks.forecast import ForecastParameters, ForecastTask
 
 MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same session, in a row
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 410, 413, 415, 422, 503, 504)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504)}
 router = APIRouter(prefix="/v1/models/{name}/sessions", tags=["sessions"], responses=ERRORS)
 
 
@@ -93,6 +93,12 @@ def store_of(request: Request) -> SessionBackend:
         limits = SessionSettings(
             session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
         )
+        if settings.session_store == "memory" and settings.workers > 1:
+            raise Unsupported(
+                f"streaming sessions are off: this server runs {settings.workers} worker "
+                "processes and keeps sessions in memory, where a step reaching another worker "
+                "would not find its session (the operator sets RNNSERVE_SESSION_STORE=redis://...)"
+            )
         if settings.session_store == "memory":
             store = MemorySessions(SessionStore(limits, registry=state.metrics.registry))
         else:
