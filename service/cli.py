@@ -66,12 +66,15 @@ def _several_workers(settings: Settings) -> None:
         )
     # prometheus_client's multiprocess mode: every worker writes its series to files in one
     # folder and /metrics reads them all. Series of workers from an earlier run must not count.
+    import atexit
+    import shutil
     import tempfile
     from pathlib import Path
 
-    folder = Path(
-        os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="rnnserve-")
-    )
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given or tempfile.mkdtemp(prefix="rnnserve-metrics-"))
+    if not given:  # ours: removed at exit
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.glob("*.db"), *folder.glob("ready-*")]:
         stale.unlink()

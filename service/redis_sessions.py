@@ -17,6 +17,7 @@ common case costs two round trips.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,12 +26,14 @@ from typing import Any
 import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.errors import Gone, NotFound, ServiceError
 from service.sessions import Session, SessionSettings, _iso, why
 from service.tasks.forecast import StreamState
 
+log = logging.getLogger("rnnserve")
 PREFIX = "rnnserve:"
 REMEMBER_S = 3600.0  # how long a gone id is told apart from one never issued, past its TTL
 
@@ -239,4 +242,10 @@ class RedisSessions:
             raise SessionStoreUnavailable(
                 f"the session store does not answer ({type(error).__name__}); sessions are "
                 "unavailable until it does, predictions are not affected; retry later"
+            ) from None
+        except RedisError as error:  # it answers, but refuses: out of memory, read-only...
+            log.error("the session store refused a command: %s", error)
+            raise SessionStoreUnavailable(
+                "the session store refused the command (the server log says why); sessions are "
+                "unavailable until it accepts them, predictions are not affected; retry later"
             ) from None

@@ -266,3 +266,16 @@ def test_sessions_answer_again_once_redis_is_back():
             assert down.status_code == 503, down.text
         with redis_server(port):
             assert client.post(f"{MODEL}/sessions").status_code == 201
+
+
+def test_a_store_that_refuses_writes_is_503_and_logged(two_apps, db, caplog):
+    a, _ = two_apps
+    db.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # read-only: writes refused
+    try:
+        response = a.post(f"{MODEL}/sessions")
+    finally:
+        db.execute_command("REPLICAOF", "NO", "ONE")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert "refused" in response.json()["error"]
+    assert any("refused a command" in r.getMessage() for r in caplog.records)
+    assert a.post(f"{MODEL}/sessions").status_code == 201
