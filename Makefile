@@ -13,7 +13,7 @@ IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check
+.PHONY: serve test browser scaleout lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,10 +88,15 @@ models: $(VENV)/.all
 		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
-bench: $(VENV)/.all wrk
+bench: $(VENV)/.all wrk scaleout
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.seq2seq
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
+	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
+
+# Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
+replicas: $(VENV)/.all scaleout
+	$(BIN)/python -m bench.replicas --out bench/results/replicas.json
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all
