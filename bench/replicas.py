@@ -47,7 +47,7 @@ class Figures:
     restarts: int = 0
     lost_sessions: int = 0
     mismatches: int = 0
-    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
     seconds: float = 0.0
     served_by: dict[str, int] = field(default_factory=dict)  # steps answered per instance
 
@@ -225,7 +225,7 @@ def run(
             diff = float(
                 np.max(np.abs(np.subtract(mine, theirs)) / np.maximum(1.0, np.abs(theirs)))
             )
-            figures.max_abs_diff = max(figures.max_abs_diff, diff)
+            figures.max_rel_diff = max(figures.max_rel_diff, diff)
             figures.mismatches += diff > 1e-5
     return figures, got, want
 
