@@ -1,36 +1,62 @@
 """Dynamic batching: a bounded queue per model version, dispatched at once when the model is idle.
 
-No HTTP here. `Batcher.submit` queues one validated item and awaits its result. A batch starts
-as soon as a run slot is free and the model is idle; while other batches run, a free slot waits
-until `max_batch_size` items are queued or the oldest has waited `max_batch_delay_ms`. A full
-queue refuses at once (`Overloaded`); an item whose caller stopped waiting (timeout or
-disconnect) is dropped before it runs.
+No HTTP here. `AdmissionQueue` is what every scheduler shares: a bounded FIFO of waiting
+items, each with its caller's future and deadline; a full queue refuses at once
+(`Overloaded`), and an item whose caller stopped waiting (timeout or disconnect) is dropped
+before it runs. `Batcher` runs many queued items per call: a batch starts as soon as a run slot
+is free and the model is idle; while other batches run, a free slot waits until
+`max_batch_size` items are queued or the oldest has waited `max_batch_delay_ms`. Whatever a
+run does, every caller of a batch gets an answer (a result or an error) and the next batch is
+dispatched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from service.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from service.errors import (
+    DeadlineExceeded,
+    InternalError,
+    ModelNotReady,
+    Overloaded,
+    ServiceError,
+)
 from service.logs import note
 from service.settings import BatchingSettings
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+log = logging.getLogger("rnnserve.batching")
 
 
-@dataclass(slots=True)
-class _Pending:
-    item: Any
+@dataclass(slots=True, eq=False)
+class Waiting(Generic[Item]):
+    """One queued item and the future its caller awaits."""
+
+    item: Item
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     ran: tuple[int, float, float] | None = None  # batch size, queue and run seconds
+
+    @property
+    def abandoned(self) -> bool:
+        """Answered already, or its caller timed out or went away: never run it."""
+        return self.future.done()
+
+    def resolve(self, result: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +66,74 @@ class BatchStats:
     size: int
     queue_seconds: list[float]
     run_seconds: float
+
+
+class AdmissionQueue(Generic[Item]):
+    """A bounded FIFO of items waiting to run, with one deadline per request.
+
+    `wake` is called whenever items join, so the owner can start work at once.
+    """
+
+    def __init__(self, max_size: int, wake: Callable[[], None]) -> None:
+        self.max_size = max_size
+        self._wake = wake
+        self._queue: deque[Waiting[Item]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __iter__(self) -> Iterator[Waiting[Item]]:
+        return iter(self._queue)
+
+    async def submit(self, items: list[Item], timeout: float) -> list[Any]:
+        """Queue the items of one request together and wait for all their results.
+
+        Raises Overloaded (nothing queued) if they do not all fit, DeadlineExceeded after
+        `timeout`; either way none of them runs once the caller has given up.
+        """
+        if len(items) > self.max_size - len(self._queue):
+            raise Overloaded(f"the queue is full ({self.max_size} waiting); retry shortly")
+        loop = asyncio.get_running_loop()
+        waiting = [Waiting(item, loop.create_future()) for item in items]
+        self._queue.extend(waiting)
+        self._wake()
+        futures = [w.future for w in waiting]
+        deadline = loop.call_later(timeout, _expire, futures, timeout)
+        try:
+            if len(futures) == 1:
+                results = [await futures[0]]
+            else:
+                results = list(await asyncio.gather(*futures))
+            _note_batches(waiting)
+            return results
+        finally:
+            deadline.cancel()
+            for future in futures:
+                future.cancel()  # a no-op when done; drops the rest if one failed or we left
+
+    def head(self) -> Waiting[Item] | None:
+        """The oldest item whose caller still waits (abandoned ones are dropped)."""
+        while self._queue and self._queue[0].abandoned:
+            self._queue.popleft()
+        return self._queue[0] if self._queue else None
+
+    def popleft(self) -> Waiting[Item]:
+        return self._queue.popleft()
+
+    def take(self, n: int) -> list[Waiting[Item]]:
+        """Up to `n` oldest items whose callers still wait."""
+        batch: list[Waiting[Item]] = []
+        while self._queue and len(batch) < n:
+            waiting = self._queue.popleft()
+            if not waiting.abandoned:
+                batch.append(waiting)
+        return batch
+
+    def close(self, error: BaseException) -> None:
+        """Answer whoever still waits with `error`; nothing more is woken."""
+        self._wake = _ignore
+        while self._queue:
+            self._queue.popleft().fail(error)
 
 
 class Batcher(Generic[Item, Result]):
@@ -54,7 +148,7 @@ class Batcher(Generic[Item, Result]):
         self._run = run
         self.limits = limits
         self._on_batch = on_batch
-        self._queue: deque[_Pending] = deque()
+        self.queue: AdmissionQueue[Item] = AdmissionQueue(limits.max_queue_size, self._dispatch)
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(
@@ -64,47 +158,16 @@ class Batcher(Generic[Item, Result]):
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     @property
     def in_flight(self) -> int:
         """Items queued plus batches running."""
-        return len(self._queue) + self._running
+        return len(self.queue) + self._running
 
     async def submit(self, items: list[Item], timeout: float) -> list[Result]:
-        """Queue the items of one request together and wait for all their results.
-
-        Raises Overloaded (nothing queued) if they do not all fit, DeadlineExceeded after
-        `timeout`; either way none of them runs once the caller has given up.
-        """
-        free = self.limits.max_queue_size - len(self._queue)
-        if len(items) > free:
-            raise Overloaded(
-                f"the queue is full ({self.limits.max_queue_size} waiting); retry shortly"
-            )
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in items]
-        pending = [_Pending(item, f) for item, f in zip(items, futures, strict=True)]
-        self._queue.extend(pending)
-        self._dispatch()
-        deadline = loop.call_later(timeout, _expire, futures, timeout)
-        try:
-            if len(futures) == 1:
-                results = [await futures[0]]
-            else:
-                results = list(await asyncio.gather(*futures))
-            ran = [p.ran for p in pending if p.ran is not None]
-            if ran:
-                note(
-                    batch_size=max(r[0] for r in ran),
-                    queue_ms=round(max(r[1] for r in ran) * 1000, 3),
-                    inference_ms=round(max(r[2] for r in ran) * 1000, 3),
-                )
-            return results
-        finally:
-            deadline.cancel()
-            for future in futures:
-                future.cancel()  # a no-op when done; drops the rest if one failed or we left
+        """See `AdmissionQueue.submit`."""
+        return await self.queue.submit(items, timeout)
 
     async def drain(self) -> None:
         """Wait until nothing is queued or running (for unloading a version)."""
@@ -114,70 +177,106 @@ class Batcher(Generic[Item, Result]):
             self._idle = None
 
     def close(self) -> None:
+        """Free the worker thread and everything the run function holds."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.queue.close(ModelNotReady("the model was unloaded"))
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._run = _closed
+        self._on_batch = None
 
     def _dispatch(self) -> None:
         """Start every batch that may start now; arm a timer for one that must wait."""
         limits = self.limits
-        while self._queue and self._running < limits.max_concurrent_batches:
-            while self._queue and self._queue[0].future.done():
-                self._queue.popleft()  # its caller timed out or went away: never run it
-            if not self._queue:
+        while self._running < limits.max_concurrent_batches:
+            head = self.queue.head()
+            if head is None:
                 break
-            if self._running and len(self._queue) < limits.max_batch_size:
-                wait = self._queue[0].enqueued + limits.max_batch_delay_ms / 1000
-                wait -= time.perf_counter()
+            if self._running and len(self.queue) < limits.max_batch_size:
+                wait = head.enqueued + limits.max_batch_delay_ms / 1000 - time.perf_counter()
                 if wait > 0:
                     if self._timer is None:
                         self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
                     return
-            self._start(self._take(limits.max_batch_size))
+            self._start(self.queue.take(limits.max_batch_size))
         self._notify_idle()
 
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch()
 
-    def _take(self, n: int) -> list[_Pending]:
-        batch: list[_Pending] = []
-        while self._queue and len(batch) < n:
-            pending = self._queue.popleft()
-            if not pending.future.done():
-                batch.append(pending)
-        return batch
-
-    def _start(self, batch: list[_Pending]) -> None:
+    def _start(self, batch: list[Waiting[Item]]) -> None:
         if not batch:
             return
         self._running += 1
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, self._run, [p.item for p in batch])
+        work = loop.run_in_executor(self._executor, self._run, [w.item for w in batch])
         work.add_done_callback(lambda done: self._finish(batch, started, done))
 
-    def _finish(self, batch: list[_Pending], started: float, done: asyncio.Future) -> None:
+    def _finish(self, batch: list[Waiting[Item]], started: float, done: asyncio.Future) -> None:
+        """Answer every caller of the batch, whatever happened, then dispatch the next."""
         self._running -= 1
-        finished = time.perf_counter()
-        error = ModelNotReady("the model was unloaded") if done.cancelled() else done.exception()
-        for pending in batch:
-            pending.ran = (len(batch), started - pending.enqueued, finished - started)
-        if error is None:
-            for pending, result in zip(batch, done.result(), strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(result)
-        else:
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-        if self._on_batch is not None:
-            self._on_batch(
-                BatchStats(len(batch), [started - p.enqueued for p in batch], finished - started)
-            )
-        self._dispatch()
+        try:
+            finished = time.perf_counter()
+            for waiting in batch:
+                waiting.ran = (len(batch), started - waiting.enqueued, finished - started)
+            for waiting, result in zip(batch, _results(done, len(batch)), strict=True):
+                waiting.resolve(result)
+            if self._on_batch is not None:
+                queued = [started - w.enqueued for w in batch]
+                self._on_batch(BatchStats(len(batch), queued, finished - started))
+        except Exception as error:
+            for waiting in batch:
+                waiting.fail(_for_callers(error, len(batch)))
+        finally:
+            self._dispatch()
 
     def _notify_idle(self) -> None:
         if self._idle is not None and not self.in_flight:
             self._idle.set()
+
+
+def _results(done: asyncio.Future, expected: int) -> Sequence[Any]:
+    """A run's results, or the error that stands for them."""
+    if done.cancelled():
+        raise ModelNotReady("the model was unloaded")
+    error = done.exception()
+    if error is not None:
+        raise error
+    results = done.result()
+    if len(results) != expected:
+        raise InternalError(f"the model returned {len(results)} results for {expected} inputs")
+    return results
+
+
+def _for_callers(error: Exception, size: int) -> ServiceError:
+    """What the callers of a failed batch are told; a fault of ours is logged here, once."""
+    if isinstance(error, ServiceError) and not isinstance(error, InternalError):
+        return error  # the request's fault, or an unload: nothing for the log
+    log.error("a batch of %d failed", size, exc_info=error)
+    if isinstance(error, InternalError):
+        return error
+    return InternalError(f"the model failed on this batch ({type(error).__name__}); see the log")
+
+
+def _ignore() -> None:
+    pass
+
+
+def _closed(items: list[Any]) -> Sequence[Any]:
+    raise ModelNotReady("the model was unloaded")
+
+
+def _note_batches(waiting: list[Waiting]) -> None:
+    ran = [w.ran for w in waiting if w.ran is not None]
+    if ran:
+        note(
+            batch_size=max(r[0] for r in ran),
+            queue_ms=round(max(r[1] for r in ran) * 1000, 3),
+            inference_ms=round(max(r[2] for r in ran) * 1000, 3),
+        )
 
 
 def _expire(futures: list[asyncio.Future], timeout: float) -> None:

@@ -30,11 +30,20 @@ def serve(argv: list[str]) -> None:
             os.environ[f"RNNSERVE_{key.upper()}"] = str(value)
 
     import uvicorn
+    from pydantic import ValidationError
 
     from service.logs import log_config
-    from service.settings import Settings
+    from service.settings import Settings, explain_invalid
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        sys.exit(f"rnnserve serve: {explain_invalid(error)}")
+    if not settings.model_repository.is_dir():
+        sys.exit(
+            f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
+            f"{settings.model_repository} is not a folder"
+        )
     if settings.workers > 1:
         _several_workers(settings)
     # A SIGTERM is a requested stop: uvicorn handles it while serving (stop accepting, finish

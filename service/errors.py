@@ -14,6 +14,12 @@ class ServiceError(Exception):
         self.message = message
 
 
+class InternalError(ServiceError):
+    """A fault of the server or the model, not of the request."""
+
+    status_code = 500
+
+
 class BadRequest(ServiceError):
     status_code = 400
 

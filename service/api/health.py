@@ -23,12 +23,12 @@ async def live() -> FastJSONResponse:
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> FastJSONResponse:
     """200 once every model has loaded and answered a warm-up inference, else 503 and why."""
-    reasons = request.app.state.repository.not_ready() or workers.not_ready(
-        request.app.state.settings
-    )
+    repository = request.app.state.repository
+    reasons = repository.not_ready() or workers.not_ready(request.app.state.settings)
     if reasons:
         return FastJSONResponse({"ready": False, "error": "; ".join(reasons)}, status_code=503)
-    return FastJSONResponse({"ready": True})
+    problems = repository.problems()  # failed versions of models that serve all the same
+    return FastJSONResponse({"ready": True, "problems": problems} if problems else {"ready": True})
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from model_src.manifest import version_number
 from service.errors import ClientGone, NotFound, ServiceError
 from service.logs import note
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ async def infer(
         status = 200
     except ServiceError as error:
         status = error.status_code
+        if isinstance(error, ClientGone):
+            metrics.disconnects.labels("waiting for the model").inc()
         raise
     finally:
         mv.release()

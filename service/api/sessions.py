@@ -26,7 +26,8 @@ from service.api.inference import infer
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
 from service.errors import Conflict, Overloaded, Unprocessable, Unsupported
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 from service.schemas import ErrorBody
 from service.sessions import MemorySessions, Session, SessionBackend, SessionSettings, SessionStore
 from service.tasks.base import parse_parameters

@@ -14,7 +14,7 @@ from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
 from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
-from service.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from service.errors import BadRequest, Conflict, PayloadTooLarge
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -22,7 +22,8 @@ from service.protocol import (
     RepositoryModel,
     ServerMetadata,
 )
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 from service.schemas import ErrorBody
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
@@ -40,15 +41,9 @@ async def server_metadata() -> ServerMetadata:
 
 
 def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
-    """The version a metadata call is about: the one named, else the highest ready one."""
-    versions = _repository(request).versions_of(name)
-    if version is not None:
-        mv = versions.get(parse_version(name, version))
-        if mv is None:
-            raise NotFound(f"model {name!r} has no version {version}")
-        return mv
-    ready = [v for v, mv in versions.items() if mv.state == "ready"]
-    return versions[max(ready or versions)]
+    """The version a metadata call is about: the one named, else the default one."""
+    number = None if version is None else parse_version(name, version)
+    return _repository(request).shown(name, number)
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
@@ -73,8 +68,7 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
     """200 when the model (version) serves; 400 with the reason when it does not."""
     mv = _shown(request, name, version)
     if mv.state != "ready":
-        error = f"{name} version {mv.version} is {mv.state}" + (f": {mv.error}" if mv.error else "")
-        return FastJSONResponse({"error": error}, status_code=400)
+        return FastJSONResponse({"error": mv.describe()}, status_code=400)
     return FastJSONResponse({"name": name, "ready": True})
 
 

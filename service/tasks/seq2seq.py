@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +28,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_src.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
-from service.batching import BatchStats
+from service.batching import AdmissionQueue, BatchStats, Waiting
 from service.codecs import OutputTensor
-from service.errors import BadRequest, DeadlineExceeded, ModelNotReady, Overloaded, Unprocessable
+from service.errors import BadRequest, InternalError, ModelNotReady, Unprocessable
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
 TEXT, OUTPUT = "text", "output"
 DEFAULT_MAX_BEAM_WIDTH = 8
 _serial = itertools.count()
+log = logging.getLogger("rnnserve.seq2seq")
 
 
 class Seq2SeqParameters(BaseModel):
@@ -65,8 +66,6 @@ class Sequence:
     ids: np.ndarray  # (T,) int64
     width: int
     max_len: int
-    future: asyncio.Future | None = None
-    enqueued: float = field(default_factory=time.perf_counter)
     serial: int = field(default_factory=lambda: next(_serial))
     memory: np.ndarray | None = None  # (T, E)
     state: np.ndarray | None = None  # (k, S)
@@ -77,10 +76,6 @@ class Sequence:
     last: np.ndarray | None = None  # (k,) the tokens the next step reads
     steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # greedy: token, weights
     result: Decoded | None = None
-
-    @property
-    def abandoned(self) -> bool:
-        return self.future is not None and self.future.done()
 
 
 class Seq2SeqTask:
@@ -106,8 +101,10 @@ class Seq2SeqTask:
         self.max_rows = max(ctx.limits.max_batch_size, self.max_beam)
         self.step_batching = step_batching
         self.on_batch = ctx.on_batch
-        self._pending: deque[Sequence] = deque()
-        self._active: list[Sequence] = []
+        self._pending: AdmissionQueue[Sequence] = AdmissionQueue(
+            ctx.limits.max_queue_size, self._wake
+        )
+        self._active: list[Waiting[Sequence]] = []
         self._loop_task: asyncio.Task | None = None
         self._idle: asyncio.Event | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
@@ -186,27 +183,13 @@ class Seq2SeqTask:
         return prediction
 
     async def submit(self, sequences: list[Sequence], timeout: float) -> list[Decoded]:
-        """Queue the sequences of one request and wait for all of them (Overloaded if they
-        do not all fit, DeadlineExceeded after `timeout`); they leave the decode once the
-        caller has given up."""
-        if len(sequences) > self.limits.max_queue_size - len(self._pending):
-            raise Overloaded(
-                f"the queue is full ({self.limits.max_queue_size} waiting); retry shortly"
-            )
-        loop = asyncio.get_running_loop()
-        for seq in sequences:
-            seq.future = loop.create_future()
-        self._pending.extend(sequences)
+        """Queue the sequences of one request and wait for all of them (see
+        `AdmissionQueue.submit`); they leave the decode once the caller has given up."""
+        return await self._pending.submit(sequences, timeout)
+
+    def _wake(self) -> None:
         if self._loop_task is None:
-            self._loop_task = loop.create_task(self._decode_loop())
-        futures = [s.future for s in sequences]
-        deadline = loop.call_later(timeout, _expire, futures, timeout)
-        try:
-            return list(await asyncio.gather(*futures))
-        finally:
-            deadline.cancel()
-            for future in futures:
-                future.cancel()  # a no-op when done; abandons the rest otherwise
+            self._loop_task = asyncio.get_running_loop().create_task(self._decode_loop())
 
     async def drain(self) -> None:
         while self._pending or self._active:
@@ -215,10 +198,15 @@ class Seq2SeqTask:
             self._idle = None
 
     def close(self) -> None:
+        """Answer whoever still waits and free the worker thread and the sessions."""
+        gone = ModelNotReady("the model was unloaded")
+        self._pending.close(gone)
+        for waiting in self._active:
+            waiting.fail(gone)
+        self._active = []
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for seq in [*self._pending, *self._active]:
-            if seq.future is not None and not seq.future.done():
-                seq.future.set_exception(ModelNotReady("the model was unloaded"))
+        self.encoder = self.decoder = None
+        self._memory = self._mask = None
 
     def warm_up(self) -> None:
         self.decode_alone(["22 novembre 2026"], width=1)
@@ -226,64 +214,59 @@ class Seq2SeqTask:
     # -- the decode loop ------------------------------------------------------------------
 
     async def _decode_loop(self) -> None:
+        """Step every sequence in flight until none is left; every caller gets an answer."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                self._active = [s for s in self._active if not s.abandoned]
-                while self._pending and self._pending[0].abandoned:
-                    self._pending.popleft()
+                self._active = [w for w in self._active if not w.abandoned]
                 admitted = self._admit()
                 if not self._active and not admitted:
                     break
+                batch = self._active + admitted
                 started = time.perf_counter()
-                rows = sum(s.width for s in self._active + admitted)
                 try:
-                    done = await loop.run_in_executor(
-                        self._executor, self.step, admitted, self._active + admitted
-                    )
-                except Exception as error:  # the session failed: fail these, keep serving
-                    for seq in self._active + admitted:
-                        if not seq.abandoned:
-                            seq.future.set_exception(error)
+                    newcomers, rows = [w.item for w in admitted], [w.item for w in batch]
+                    await loop.run_in_executor(self._executor, self.step, newcomers, rows)
+                    finished = time.perf_counter()
+                    for waiting in batch:
+                        if waiting.item.result is not None:
+                            waiting.resolve(waiting.item.result)
+                    self._active = [w for w in batch if w.item.result is None]
+                    width = sum(s.width for s in rows)
+                    queued = [started - w.enqueued for w in admitted]
+                    self.on_batch(BatchStats(width, queued, finished - started))
+                except Exception as error:  # fail these, keep serving the others
+                    answer = error if isinstance(error, ModelNotReady) else _logged(error)
+                    for waiting in batch:
+                        waiting.fail(answer)
                     self._active = []
-                    continue
-                self._active += admitted
-                finished = time.perf_counter()
-                for seq in done:
-                    if not seq.abandoned:
-                        seq.future.set_result(seq.result)
-                self._active = [s for s in self._active if s.result is None]
-                self.on_batch(
-                    BatchStats(rows, [started - s.enqueued for s in admitted], finished - started)
-                )
         finally:
             self._loop_task = None
             if self._idle is not None:
                 self._idle.set()
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self) -> list[Waiting[Sequence]]:
         """Pending sequences that fit in the step batch.
 
         While others decode, newcomers wait up to `max_batch_delay_ms` for company (or
         until they would fill half the free rows): every admission costs an encoder run.
         With step batching off, nothing joins a running decode: each request is alone.
         """
-        rows = sum(s.width for s in self._active)
-        if self._active and self._pending:
+        rows = sum(w.item.width for w in self._active)
+        head = self._pending.head()
+        if self._active and head is not None:
             if not self.step_batching:
                 return []
-            waited_ms = (time.perf_counter() - self._pending[0].enqueued) * 1000
-            waiting = sum(s.width for s in self._pending)
+            waited_ms = (time.perf_counter() - head.enqueued) * 1000
+            waiting = sum(w.item.width for w in self._pending)
             if waited_ms < self.limits.max_batch_delay_ms and waiting < (self.max_rows - rows) / 2:
                 return []
-        admitted: list[Sequence] = []
-        while self._pending and rows + self._pending[0].width <= self.max_rows:
+        admitted: list[Waiting[Sequence]] = []
+        while (head := self._pending.head()) and rows + head.item.width <= self.max_rows:
             if not self.step_batching and admitted:
                 break
-            seq = self._pending.popleft()
-            if not seq.abandoned:
-                admitted.append(seq)
-                rows += seq.width
+            admitted.append(self._pending.popleft())
+            rows += head.item.width
         return admitted
 
     def decode_alone(
@@ -396,8 +379,7 @@ class Seq2SeqTask:
         s.memory = s.state = s.alignment = None  # free them: the result is all that is needed
 
 
-def _expire(futures: list[asyncio.Future], timeout: float) -> None:
-    error = DeadlineExceeded(f"no result within the {timeout:g} s request timeout")
-    for future in futures:
-        if not future.done():
-            future.set_exception(error)
+def _logged(error: Exception) -> InternalError:
+    """A decode step failed: a fault of ours, logged once; its callers get a 500."""
+    log.error("a decode step failed", exc_info=error)
+    return InternalError(f"decoding failed ({type(error).__name__}); see the log")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from service.batching import Batcher
-from service.errors import DeadlineExceeded, Overloaded
+from service.errors import DeadlineExceeded, InternalError, Overloaded
 from service.settings import BatchingSettings
 from service.tasks.classify import length_groups
 
@@ -119,7 +119,7 @@ def test_a_failing_run_fails_only_its_own_batch():
 
     async def scenario():
         batcher = Batcher(flaky, limits())
-        with pytest.raises(RuntimeError):
+        with pytest.raises(InternalError, match="RuntimeError"):
             await batcher.submit([-1], timeout=5)
         return await batcher.submit([5], timeout=5)
 
@@ -138,3 +138,49 @@ def test_length_groups_bound_padding_waste():
 def test_length_groups_respect_the_batch_size():
     groups = length_groups([5] * 10, max_batch=4, max_waste=0.5)
     assert [len(g) for g in groups] == [4, 4, 2]
+
+
+def test_a_run_with_the_wrong_number_of_results_answers_every_caller_and_goes_on():
+    def short(items):
+        return items[:-1] if -1 in items else items  # one result short for a batch with -1
+
+    async def scenario():
+        batcher = Batcher(short, limits())
+        failed = await asyncio.gather(
+            batcher.submit([-1], timeout=5), batcher.submit([7], timeout=5), return_exceptions=True
+        )
+        after = await batcher.submit([5], timeout=5)
+        return failed, after, batcher.in_flight
+
+    failed, after, in_flight = asyncio.run(scenario())
+    assert isinstance(failed[0], InternalError)
+    assert "returned 0 results for 1 inputs" in failed[0].message
+    assert after == [5] and in_flight == 0
+
+
+def test_a_failing_batch_observer_still_answers_and_dispatches():
+    def observer(stats):
+        raise ValueError("metrics broke")
+
+    async def scenario():
+        batcher = Batcher(SlowModel(), limits(), on_batch=observer)
+        first = await asyncio.wait_for(batcher.submit([1], timeout=5), 1)
+        second = await asyncio.wait_for(batcher.submit([2], timeout=5), 1)
+        return first, second, batcher.in_flight
+
+    assert asyncio.run(scenario()) == ([2], [4], 0)
+
+
+def test_closing_answers_whoever_still_waits():
+    async def scenario():
+        model = SlowModel()
+        model.release.clear()
+        batcher = Batcher(model, limits(max_batch_size=1))
+        waiting = [asyncio.ensure_future(batcher.submit([i], timeout=5)) for i in range(3)]
+        await asyncio.sleep(0.05)  # one runs (hung), two queue
+        batcher.close()
+        model.release.set()
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+    assert [type(a).__name__ for a in answers[1:]] == ["ModelNotReady", "ModelNotReady"]

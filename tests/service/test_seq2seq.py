@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model_src.manifest import Manifest
-from service.errors import DeadlineExceeded, Overloaded
+from service.errors import DeadlineExceeded, InternalError, Overloaded
 from service.runtime import create_session
 from service.settings import BatchingSettings, Settings
 from service.tasks.base import TaskContext
@@ -216,6 +216,29 @@ def test_cancelled_requests_leave_the_batch(repository):
 
     assert asyncio.run(main())[0]["output"] == task.decode_alone(TEXTS[:1])[0].text
     assert not task._active
+    task.close()
+
+
+def test_a_failing_step_answers_its_callers_and_the_decode_goes_on(repository):
+    task = make_task(repository)
+    step, failures = task.step, [RuntimeError("the session broke")]
+
+    def step_that_fails_once(admitted, active):
+        if failures:
+            raise failures.pop()
+        return step(admitted, active)
+
+    task.step = step_that_fails_once
+
+    async def main():
+        failed = await asyncio.gather(task.predict(TEXTS[:2], {}, 30), return_exceptions=True)
+        kept = await task.predict(TEXTS[:1], {}, timeout=30)
+        return failed[0], kept
+
+    failed, kept = asyncio.run(main())
+    assert isinstance(failed, InternalError) and "RuntimeError" in failed.message
+    assert kept[0]["output"] == task.decode_alone(TEXTS[:1])[0].text
+    assert task.queue_depth == 0 and not task._active
     task.close()
 
 
