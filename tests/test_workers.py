@@ -3,6 +3,8 @@ readiness, sessions in Redis, repository control refused; memory sessions refuse
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import numpy as np
 import pytest
@@ -16,14 +18,28 @@ MODEL = "/v1/models/tiny-forecast"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
+    """Two workers; their metrics folder is given, holding leftovers of an earlier run: a
+    series file that cannot be read and the ready mark of a live process (pid 1)."""
     if not have_redis():
         pytest.skip(f"needs {MISSING}")
-    with (
-        redis_server() as store,
-        live_server(tiny_forecast_repository(), workers="2", session_store=store) as url,
-    ):
-        yield url
+    folder = tmp_path_factory.mktemp("multiproc")
+    (folder / "counter_4242.db").write_bytes(b"not a series file")
+    (folder / "ready-1").touch()
+    saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        with (
+            redis_server() as store,
+            live_server(tiny_forecast_repository(), workers="2", session_store=store) as url,
+        ):
+            url.folder = folder
+            yield url
+    finally:
+        if saved is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR")
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
 
 
 def fresh(url: str, method: str, path: str, **kwargs) -> httpx.Response:
@@ -51,6 +67,12 @@ def test_metrics_report_the_series_of_every_worker(server):
     ready = samples(text, "rnnserve_model_ready")
     pids = {key.split('pid="')[1].split('"')[0] for key in ready}
     assert len(pids) == 2 and set(ready.values()) == {1.0}  # each worker's own gauge
+
+
+def test_leftovers_of_an_earlier_run_are_cleared_at_start(server):
+    assert not (server.folder / "counter_4242.db").exists()  # else /metrics could not read it
+    marks = sorted(p.name for p in server.folder.glob("ready-*"))
+    assert len(marks) == 2 and "ready-1" not in marks  # one per live worker, none stale
 
 
 def test_workers_agree_on_readiness_and_models(server):

@@ -303,3 +303,23 @@ def test_steps_of_many_sessions_run_as_one_batch_and_each_gets_its_own_answer(cl
         for size, got in zip(chunks[session], forecasts, strict=True):
             end += size
             np.testing.assert_allclose(got, predict(client, histories[session][:end]), rtol=1e-6)
+
+
+def test_a_retried_step_is_answered_again_not_applied_twice(client):
+    session = new_session(client)
+    series = co2_like(12, seed=9)
+    first = step_expecting(client, session, series[:8], 0)
+    assert first.status_code == 200
+    again = step_expecting(client, session, series[:8], 0)  # as if the first answer was lost
+    assert again.json() == first.json()
+    assert client.get(f"{MODEL}/sessions/{session}").json()["steps"] == 8
+    stale = step_expecting(client, session, series[8:], 0)  # not that step: other values
+    assert stale.status_code == 409 and "8 values" in stale.json()["error"]
+    after = step_expecting(client, session, series[8:], 8).json()["forecast"]
+    np.testing.assert_allclose(after, predict(client, series), rtol=1e-6)
+
+
+def step_expecting(client, session: str, values, steps: int):
+    return client.post(
+        f"{MODEL}/sessions/{session}:step", json={"values": values, "expect_steps": steps}
+    )
