@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -38,7 +38,7 @@ PREFIX = "rnnserve:"
 REMEMBER_S = 3600.0  # how long a gone id is told apart from one never issued, past its TTL
 
 # KEYS: lru. ARGV: prefix, id, model, version, state, state_bytes, ttl_ms, max, remember_ms.
-# Returns the number of sessions it evicted.
+# Returns {sessions it evicted, sessions open now}.
 CREATE = """
 local lru, prefix, ttl, remember = KEYS[1], ARGV[1], tonumber(ARGV[7]), tonumber(ARGV[9])
 local t = redis.call('TIME')
@@ -60,7 +60,7 @@ redis.call('HSET', key, 'model', ARGV[3], 'version', ARGV[4], 'steps', 0, 'state
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', lru, now, ARGV[2])
 redis.call('SET', prefix .. 'gone:' .. ARGV[2], ARGV[3] .. '\\nexpired', 'PX', ttl + remember)
-return evicted
+return {evicted, redis.call('ZCARD', lru)}
 """
 
 # KEYS: lru. ARGV: prefix, id, steps read, values added, state, last, ttl_ms, remember_ms.
@@ -123,16 +123,21 @@ class RedisSessions:
         self._create = self.client.register_script(CREATE)
         self._commit = self.client.register_script(COMMIT)
         self._close = self.client.register_script(CLOSE)
-        self._closed = (
-            Counter(
+        self._closed: Counter | None = None
+        self._open: Gauge | None = None
+        if registry is not None:
+            self._closed = Counter(
                 "rnnserve_sessions_closed",
                 "Sessions closed, by reason.",
                 ("reason",),
                 registry=registry,
             )
-            if registry is not None
-            else None
-        )
+            self._open = Gauge(
+                "rnnserve_sessions",
+                "Open streaming sessions in the shared store (as of this process's last create).",
+                registry=registry,
+                multiprocess_mode="mostrecent",
+            )
 
     @property
     def ttl_s(self) -> float:
@@ -151,9 +156,10 @@ class RedisSessions:
         args = [self.prefix, session.id, model, version, state.to_bytes(), state_bytes]
         args += [self._ttl_ms, self.settings.max_sessions, self._remember_ms]
         async with self._guard():
-            evicted = await self._create(keys=[self.lru], args=args)
-        if evicted and self._closed is not None:
+            evicted, count = await self._create(keys=[self.lru], args=args)
+        if self._closed is not None and self._open is not None:
             self._closed.labels("evicted").inc(evicted)
+            self._open.set(count)
         return session
 
     async def get(self, model: str, session_id: str) -> Session:

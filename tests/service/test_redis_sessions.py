@@ -115,6 +115,9 @@ def test_the_stored_session_holds_binary_state_not_json(two_apps, db):
     info = a.get(f"{MODEL}/sessions/{session}").json()
     assert len(stored[b"state"]) == StreamState.HEADER.size + info["state_bytes"] - 12
     assert StreamState.from_bytes(stored[b"state"]).filled == 10
+    new_session(a)
+    metrics = a.get("/metrics").text
+    assert "rnnserve_sessions 2.0" in metrics.splitlines()  # both, in the shared store
 
 
 # -- shared between apps ---------------------------------------------------------------------------
