@@ -3,7 +3,8 @@ revision, measured in alternation so that both see the same machine.
 
 `python -m bench.ab --before REV [--rounds 3] [--seconds 8]` checks REV out into a temporary
 git worktree, serves `sst2-lstm` from both trees (each its own `python -m service`), and
-interleaves wrk runs at c=1 and c=64. It prints each round and the after/before ratio of the
+interleaves wrk runs at c=1 and c=64, which of the two goes first alternating from round to
+round. It prints each round and the after/before ratio of the
 medians. For refactors that must not cost speed.
 """
 
@@ -80,7 +81,8 @@ def main() -> None:
                     wrk(url, PATH, bodies, 16, 2)  # warm up
                 for round_ in range(args.rounds):
                     for c in (1, 64):
-                        for label, url in (("before", old), ("after", new)):
+                        pair = [("before", old), ("after", new)]
+                        for label, url in pair if round_ % 2 == 0 else pair[::-1]:
                             stats = wrk(url, PATH, bodies, c, args.seconds)
                             results.setdefault((label, c), []).append(stats)
                             print(
