@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__
+from service import __version__, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
@@ -38,12 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Models load in the background: /v2/health/live answers while they warm up.
         polling = asyncio.create_task(repository.poll())
+        announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
         try:
             yield
         finally:
             polling.cancel()
-            await asyncio.gather(polling, return_exceptions=True)
+            announcing.cancel()
+            await asyncio.gather(polling, announcing, return_exceptions=True)
             await repository.close()
+            if getattr(app.state, "sessions", None) is not None:
+                await app.state.sessions.close()  # the session store's connections
 
     app = FastAPI(
         title="rnnserve",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from contract.manifest import MODEL_NAME
@@ -240,8 +241,14 @@ class ModelRepository(Registry):
 def _return_freed_memory() -> None:
     """Give the heap that a retired version's sessions used back to the system (glibc keeps
     freed memory in its arenas otherwise, and resident memory would only grow)."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        libc = ctypes.CDLL(libc_name)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None

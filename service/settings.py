@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(10.0, gt=0)
     session_ttl_s: float = Field(600.0, gt=0, description="idle seconds before a session expires")
     max_sessions: int = Field(4096, ge=1, description="sessions kept; the least recent goes")
+    session_store: str = Field(
+        "memory",
+        pattern=r"^(memory|rediss?://\S+)$",
+        description="where streaming sessions live: memory (this process) or redis://host:port/db "
+        "(shared by every worker and replica)",
+    )
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
     )

@@ -29,12 +29,17 @@ class ServerURL(str):
 
 @contextmanager
 def live_server(
-    repository: Path, timeout: float = 120.0, log_file: Path | None = None, **settings: str
+    repository: Path,
+    timeout: float = 120.0,
+    log_file: Path | None = None,
+    port: int = 0,
+    **settings: str,
 ):
     """Start `python -m service`, wait until ready, yield its base URL, then stop it.
 
-    With `log_file`, the server's log (stderr) goes there instead of the test's output."""
-    port = free_port()
+    With `log_file`, the server's log (stderr) goes there instead of the test's output.
+    `port` 0: a free one."""
+    port = port or free_port()
     env = {
         **os.environ,
         "RNNSERVE_MODEL_REPOSITORY": str(repository),

@@ -14,7 +14,7 @@ from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
 from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
-from service.errors import BadRequest, PayloadTooLarge
+from service.errors import BadRequest, Conflict, PayloadTooLarge
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -143,14 +143,27 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
     return [index[key] for key in sorted(index)]
 
 
+def _one_worker(request: Request) -> None:
+    """Load and unload change the worker that answers, not its siblings: refused with several."""
+    workers = request.app.state.settings.workers
+    if workers > 1:
+        raise Conflict(
+            f"this server runs {workers} worker processes and a load or unload would change only "
+            "the one that answers; change the model repository on disk instead (every worker "
+            "polls it), or run one worker per server"
+        )
+
+
 @router.post("/repository/models/{name}/load")
 async def repository_load(request: Request, name: str) -> FastJSONResponse:
+    _one_worker(request)
     versions = await _repository(request).load_model(name)
     return FastJSONResponse({"name": name, "versions": [str(v) for v in versions]})
 
 
 @router.post("/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> FastJSONResponse:
+    _one_worker(request)
     await _repository(request).unload_model(name)
     return FastJSONResponse({"name": name, "unloaded": True})
 
