@@ -7,13 +7,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a key of contract.registry
-DType = Literal["int64", "int32", "float32", "float64", "bool", "string"]
+DType = Literal[
+    "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8",
+    "float64", "float32", "float16", "bool", "string",
+]  # fmt: skip
+# Where a version's graphs came from: `rnnserve train`, a user's nn.Module, or an ONNX file.
+Origin = Literal["trained", "module", "onnx"]
 
 
 class _Strict(BaseModel):
@@ -52,6 +57,8 @@ class Architecture(_Strict):
 
 
 class TextPreprocessing(_Strict):
+    """Word tokens (contract.words.tokenize) looked up in a vocabulary file, a token a line."""
+
     kind: Literal["words"] = "words"
     lowercase: bool = True
     vocab_file: str
@@ -63,6 +70,28 @@ class TextPreprocessing(_Strict):
     @field_validator("vocab_file")
     @classmethod
     def _plain_vocab_name(cls, value: str) -> str:
+        return _plain_name(value)
+
+
+class CharTokensPreprocessing(TextPreprocessing):
+    """Each character (after NFKC) one token, looked up in a vocabulary file (classify)."""
+
+    kind: Literal["chars"] = "chars"  # type: ignore[assignment]
+    lowercase: bool = False
+
+
+class TokenizerPreprocessing(_Strict):
+    """A Hugging Face `tokenizer.json`, run with the `tokenizers` library (no torch)."""
+
+    kind: Literal["hf_tokenizer"] = "hf_tokenizer"
+    tokenizer_file: str
+    vocab_size: int
+    pad_id: int
+    max_tokens: int = Field(gt=0, description="longest input the service accepts, in tokens")
+
+    @field_validator("tokenizer_file")
+    @classmethod
+    def _plain_tokenizer_name(cls, value: str) -> str:
         return _plain_name(value)
 
 
@@ -95,17 +124,24 @@ class SeriesPreprocessing(_Strict):
 
 
 Preprocessing = Annotated[
-    TextPreprocessing | CharPreprocessing | SeriesPreprocessing, Field(discriminator="kind")
+    TextPreprocessing
+    | CharTokensPreprocessing
+    | TokenizerPreprocessing
+    | CharPreprocessing
+    | SeriesPreprocessing,
+    Field(discriminator="kind"),
 ]
 
 
 class ExportInfo(_Strict):
     opset: int
-    torch_version: str
+    torch_version: str | None = Field(description="None for a graph made elsewhere")
     onnx_version: str
     onnxruntime_version: str
-    parity_max_abs_diff: float = Field(description="largest |PyTorch - onnxruntime| output")
-    parity_tolerance: float = Field(description="the fp32 graph was refused above this")
+    parity_max_abs_diff: float | None = Field(
+        description="largest |PyTorch - onnxruntime| output; None without a PyTorch model"
+    )
+    parity_tolerance: float | None = Field(description="the fp32 graph was refused above this")
     quantized: Literal["int8"] | None = None
     accuracy_change: float | None = Field(
         None, description="held-out accuracy of the quantised graph minus the fp32 graph's"
@@ -126,15 +162,20 @@ class Manifest(_Strict):
     name: str
     version: int = Field(gt=0)
     task: str = Field(description="the task's name in the registry, e.g. classify, seq2seq")
+    origin: Origin = Field(
+        "trained",
+        description="trained: by rnnserve train; module: a user's nn.Module; onnx: a graph "
+        "made elsewhere. Only trained models must say their architecture and training.",
+    )
     description: str = ""
     created_at: str
-    architecture: Architecture
+    architecture: Architecture | None = None
     graphs: dict[str, GraphSpec] = Field(description="role -> graph; classify has 'model'")
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None = None
     labels: list[str] = Field(default_factory=list, description="class names (classify)")
     files: dict[str, str] = Field(description="file name -> sha256 of every file but this one")
     export: ExportInfo
-    training: TrainingInfo
+    training: TrainingInfo | None = None
 
     @field_validator("name")
     @classmethod
@@ -156,6 +197,26 @@ class Manifest(_Strict):
         for name in value:
             _plain_name(name)
         return value
+
+    @model_validator(mode="after")
+    def _facts_of_origin(self) -> Manifest:
+        """A trained model says how it was built; a user's module how it reads its input;
+        only an ONNX graph made elsewhere (task `tensor`) may say neither."""
+        required = {
+            "trained": ("architecture", "preprocessing", "training"),
+            "module": ("preprocessing",),
+            "onnx": (),
+        }[self.origin]
+        missing = [field for field in required if getattr(self, field) is None]
+        if missing:
+            raise ValueError(f"a model of origin {self.origin!r} needs {', '.join(missing)}")
+        if (self.origin == "onnx") != (self.task == "tensor"):
+            raise ValueError("task 'tensor' is for ONNX graphs made elsewhere (origin 'onnx')")
+        if self.origin != "onnx" and (
+            self.export.torch_version is None or self.export.parity_max_abs_diff is None
+        ):
+            raise ValueError("a graph exported from PyTorch records its torch version and parity")
+        return self
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:

@@ -27,6 +27,7 @@ class TaskParts:
     serving: str  # service: a class built from a TaskContext, keeping the serving protocol
     trainer: str | None = None  # model_src: a `fit.Trainer` (`rnnserve train --task <name>`)
     exporter: str | None = None  # export: a `driver.TaskExporter` class
+    module_exporter: str | None = None  # export: the same for a user's nn.Module (export.api)
     checkpoint_format: str | None = None  # the "format" its trainer writes in checkpoints
     page: str | None = None  # the page: "package:file.js" that presents its predictions
 
@@ -37,6 +38,7 @@ BUILTIN = (
         serving="service.tasks.classify:ClassifyTask",
         trainer="model_src.train:TRAINER",
         exporter="export.classifier:ClassifierExporter",
+        module_exporter="export.user_classifier:UserClassifierExporter",
         checkpoint_format="rnnserve-classifier/1",
         page="service.ui:tasks/classify.js",
     ),
@@ -55,6 +57,12 @@ BUILTIN = (
         exporter="export.forecast:ForecastExporter",
         checkpoint_format="rnnserve-forecast/1",
         page="service.ui:tasks/forecast.js",
+    ),
+    TaskParts(
+        name="tensor",  # any ONNX graph made elsewhere: tensors in, tensors out
+        serving="service.tasks.tensor:TensorTask",
+        exporter="export.tensor:TensorExporter",
+        page="service.ui:tasks/tensor.js",
     ),
 )
 

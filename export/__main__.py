@@ -1,12 +1,16 @@
-"""`rnnserve export` / `python -m export`: checkpoint -> models/<name>/<version>/.
+"""`rnnserve export` / `python -m export`: checkpoint, a user's module or an ONNX graph ->
+models/<name>/<version>/.
 
-One command for every task: the checkpoint's `format` names the task in the registry, whose
-exporter supplies the graphs; the driver verifies them and `publish` puts them in place.
+One command for every task: a checkpoint's `format` names the task in the registry, whose
+exporter supplies the graphs; `--task classify --module FILE.py:CALLABLE` exports a user's
+module and `--task tensor --onnx model.onnx` any ONNX graph (through export.api); the driver
+verifies them and `publish` puts them in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -19,7 +23,9 @@ from export.publish import publish
 
 def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
-    p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by rnnserve train")
+    p.add_argument(
+        "checkpoint", type=Path, nargs="?", help="checkpoint.pt written by rnnserve train"
+    )
     p.add_argument("--name", required=True, help=f"model name, {MODEL_NAME.pattern}")
     p.add_argument("--repository", type=Path, default=Path("models"))
     p.add_argument(
@@ -36,7 +42,60 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
         default=Options.max_accuracy_drop,
         help="refuse a quantised graph that loses more held-out accuracy",
     )
+    own = p.add_argument_group("your own model (instead of a checkpoint)")
+    own.add_argument("--task", choices=["classify", "tensor"], help="what the model does")
+    own.add_argument("--module", help="FILE.py:CALLABLE or package.module:CALLABLE -> nn.Module")
+    own.add_argument("--config", type=Path, help="JSON object: keyword arguments of CALLABLE")
+    own.add_argument("--weights", type=Path, help="the module's state_dict (torch.save)")
+    own.add_argument("--vocab", type=Path, help="vocabulary file, one token a line in id order")
+    own.add_argument("--labels", help="class names in logit order, comma-separated")
+    own.add_argument(
+        "--tokenizer", default="words", help="words, chars, or a Hugging Face tokenizer.json"
+    )
+    own.add_argument("--lowercase", action="store_true", help="lowercase text before tokens")
+    own.add_argument("--pad-token", default="<pad>", help="the vocabulary's padding token")
+    own.add_argument("--unk-token", default="<unk>", help="the vocabulary's unknown token")
+    own.add_argument("--max-tokens", type=int, default=256, help="longest input served")
+    own.add_argument("--eval-data", type=Path, help="label<TAB>text lines: int8's accuracy check")
+    own.add_argument("--onnx", type=Path, help="an ONNX graph made elsewhere (--task tensor)")
     return p
+
+
+def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path:
+    """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
+    from export import api
+    from export.common import ParityError
+    from export.user_module import ContractError, build_module
+
+    if args.checkpoint is not None:
+        p.error("give a checkpoint, or --task with --module or --onnx, not both")
+    try:
+        if args.task == "tensor":
+            if args.onnx is None or args.module is not None:
+                p.error("--task tensor takes --onnx model.onnx (and no --module)")
+            return api.publish_onnx(
+                args.onnx, name=args.name, repository=args.repository,
+                description=args.description,
+            )  # fmt: skip
+        if args.module is None or args.labels is None or args.onnx is not None:
+            p.error("--task classify takes --module, --labels and --vocab or --tokenizer FILE")
+        module = build_module(args.module, args.config, args.weights)
+        return api.publish_classifier(
+            module,
+            labels=[label.strip() for label in args.labels.split(",")],
+            name=args.name,
+            vocab=args.vocab,
+            tokenizer=args.tokenizer,
+            repository=args.repository,
+            lowercase=args.lowercase,
+            pad_token=args.pad_token,
+            unk_token=args.unk_token,
+            max_tokens=args.max_tokens,
+            eval_data=args.eval_data,
+            options=options,
+        )
+    except (ContractError, ParityError, Unsupported, json.JSONDecodeError) as error:
+        p.exit(1, f"{p.prog}: refused: {error}\n")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -44,6 +103,13 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     if not MODEL_NAME.match(args.name):
         p.error(f"--name must match {MODEL_NAME.pattern}")
+    options = Options(args.tolerance, args.description, args.quantize, args.max_accuracy_drop)
+    if args.task is not None:
+        folder = export_own(p, args, options)
+        print(f"published {folder}")
+        return folder
+    if args.checkpoint is None:
+        p.error("give a checkpoint written by rnnserve train, or --task with --module or --onnx")
     kind = torch.load(args.checkpoint, map_location="cpu", weights_only=True).get("format")
     try:
         parts = registry.for_checkpoint(kind)
@@ -52,7 +118,6 @@ def main(argv: list[str] | None = None) -> Path:
     if parts.exporter is None:
         p.error(f"task {parts.name!r} has no exporter")
     exporter_class = registry.load(parts.exporter)
-    options = Options(args.tolerance, args.description, args.quantize, args.max_accuracy_drop)
     try:
         check_options(parts.name, exporter_class, options)
     except Unsupported as error:

@@ -28,16 +28,23 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def export_info(parity_max_abs_diff: float, parity_tolerance: float, **extra: Any) -> ExportInfo:
+def export_info(
+    parity_max_abs_diff: float | None,
+    parity_tolerance: float | None,
+    from_torch: bool = True,
+    **extra: Any,
+) -> ExportInfo:
     """The opset, the library versions that made the graph, and its parity with PyTorch."""
     return ExportInfo(
-        opset=OPSET,
-        torch_version=torch.__version__,
-        onnx_version=onnx.__version__,
-        onnxruntime_version=ort.__version__,
-        parity_max_abs_diff=parity_max_abs_diff,
-        parity_tolerance=parity_tolerance,
-        **extra,
+        **{
+            "opset": OPSET,
+            "torch_version": torch.__version__ if from_torch else None,
+            "onnx_version": onnx.__version__,
+            "onnxruntime_version": ort.__version__,
+            "parity_max_abs_diff": parity_max_abs_diff,
+            "parity_tolerance": parity_tolerance,
+            **extra,
+        }
     )
 
 

@@ -59,7 +59,8 @@ class TaskExporter(Protocol):
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
         """Write the ONNX graphs into the folder; their specs by role."""
 
-    def parity(self, folder: Path) -> Parity: ...
+    def parity(self, folder: Path) -> Parity | None:
+        """None: there is no PyTorch model to compare with (an ONNX graph made elsewhere)."""
 
     def quality(self, folder: Path) -> Quality:
         """Held-out quality of the graphs in the folder (called only where quantizable)."""
@@ -73,6 +74,9 @@ class TaskExporter(Protocol):
     def manifest_parts(self) -> dict[str, Any]:
         """The manifest's task-specific fields: architecture, preprocessing, labels."""
 
+    def export_facts(self, folder: Path) -> dict[str, Any]:
+        """Export facts only the exporter knows (e.g. a foreign graph's own opset)."""
+
 
 class Exporter:
     """Defaults for a task exporter: no int8, no extra files, no extra metrics."""
@@ -83,6 +87,9 @@ class Exporter:
         return []
 
     def extra_metrics(self, folder: Path) -> dict[str, float]:
+        return {}
+
+    def export_facts(self, folder: Path) -> dict[str, Any]:
         return {}
 
 
@@ -101,7 +108,8 @@ def write_version(
     for spec in graphs.values():
         onnx.checker.check_model(onnx.load(str(folder / spec.file)), full_check=True)
     parity = checked_parity(exporter, folder, options.tolerance)
-    metrics = dict(exporter.checkpoint["training"]["metrics"])
+    training = exporter.checkpoint.get("training")  # None: a user's module or graph
+    metrics = dict(training["metrics"]) if training else {}
     accuracy_change = None
     if options.quantize == "int8":
         before = exporter.quality(folder)
@@ -128,20 +136,24 @@ def write_version(
         graphs=graphs,
         files={f: sha256_of(folder / f) for f in files},
         export=export_info(
-            parity.max_abs_diff,
-            options.tolerance,
+            parity.max_abs_diff if parity else None,
+            options.tolerance if parity else None,
+            from_torch=parity is not None,
             quantized=options.quantize,
             accuracy_change=accuracy_change,
+            **exporter.export_facts(folder),
         ),
-        training=TrainingInfo(**{**exporter.checkpoint["training"], "metrics": metrics}),
+        training=TrainingInfo(**{**training, "metrics": metrics}) if training else None,
         **exporter.manifest_parts(),
     )
     manifest.write(folder)
     return manifest
 
 
-def checked_parity(exporter: TaskExporter, folder: Path, tolerance: float) -> Parity:
+def checked_parity(exporter: TaskExporter, folder: Path, tolerance: float) -> Parity | None:
     parity = exporter.parity(folder)
+    if parity is None:
+        return None
     if not parity.max_abs_diff <= tolerance or not parity.outputs_agree:
         agree = "" if parity.outputs_agree else ", and the outputs differ"
         raise ParityError(f"{parity.what} by {parity.max_abs_diff:.3g} (> {tolerance:g}){agree}")

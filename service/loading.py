@@ -29,7 +29,8 @@ class LoadError(Exception):
 def referenced_files(manifest: Manifest) -> set[str]:
     """Every file the manifest points at: its graphs and its pre-processing files."""
     files = {graph.file for graph in manifest.graphs.values()}
-    for key, value in manifest.preprocessing.model_dump().items():
+    preprocessing = manifest.preprocessing.model_dump() if manifest.preprocessing else {}
+    for key, value in preprocessing.items():
         if key.endswith("_file") and isinstance(value, str):
             files.add(value)
     return files

@@ -1,4 +1,8 @@
-"""Text classification: text -> token ids (as in training) -> batched run -> label."""
+"""Text classification: text -> token ids (as in training) -> batched run -> label.
+
+Ours and a user's classifier alike: the manifest names the tokeniser (words, characters or a
+Hugging Face tokenizer) and the padding id; the graph gives probabilities, and attention only
+where it has an `attention` output."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.words import PAD_ID, Vocabulary, tokenize
+from contract.text import encoder_for
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
@@ -17,12 +21,18 @@ from service.tasks.base import TaskContext, parse_parameters
 
 TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
 SMALL_BATCH = 2
+TEXT_KINDS = ("words", "chars", "hf_tokenizer")
+NO_ATTENTION = np.zeros(0, np.float32)
 
 
 class ClassifyParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attention: bool = Field(False, description="return the attention weight of every token")
+    attention: bool = Field(
+        False,
+        description="return the attention weight of every token (models without an attention "
+        "output return none)",
+    )
     truncate: bool = Field(
         False, description="cut texts longer than the model's maximum instead of refusing them"
     )
@@ -69,10 +79,16 @@ class ClassifyTask:
 
     def __init__(self, ctx: TaskContext) -> None:
         manifest, prep = ctx.manifest, ctx.manifest.preprocessing
-        if prep.kind != "words" or len(manifest.labels) < 2:
-            raise ValueError("a classifier needs word preprocessing and at least two labels")
-        self.vocab = Vocabulary.load(ctx.folder / prep.vocab_file)
-        self.lowercase = prep.lowercase
+        if prep is None or prep.kind not in TEXT_KINDS or len(manifest.labels) < 2:
+            raise ValueError(
+                f"a classifier needs text preprocessing ({', '.join(TEXT_KINDS)}) and at least "
+                "two labels"
+            )
+        self.encoder = encoder_for(prep, ctx.folder)
+        self.pad_id = prep.pad_id
+        outputs = [o.name for o in manifest.graphs["model"].outputs]
+        self.has_attention = "attention" in outputs
+        self.output_names = ["probabilities", "attention"][: 1 + self.has_attention]
         cap = ctx.settings.max_sequence_length
         self.max_tokens = min(prep.max_tokens, cap or prep.max_tokens)
         self.labels = manifest.labels
@@ -93,7 +109,7 @@ class ClassifyTask:
             MetadataTensor(name="probabilities", datatype="FP32", shape=[-1, len(self.labels)]),
             MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
             MetadataTensor(name="attention", datatype="FP32", shape=[-1, -1]),
-        ]
+        ][: 2 + self.has_attention]
 
     @property
     def queue_depth(self) -> int:
@@ -129,17 +145,17 @@ class ClassifyTask:
         for i, text in enumerate(instances):
             if not isinstance(text, str):
                 raise Unprocessable(f"instances[{i}] must be a string, got {type(text).__name__}")
-            tokens = tokenize(text, self.lowercase)
+            tokens, ids = self.encoder.encode(text)
             if not tokens:
-                raise Unprocessable(f"instances[{i}] has no words to classify")
+                raise Unprocessable(f"instances[{i}] has no tokens to classify")
             truncated = len(tokens) > self.max_tokens
             if truncated and not truncate:
                 raise Unprocessable(
                     f"instances[{i}] has {len(tokens)} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer texts)"
                 )
-            tokens = tokens[: self.max_tokens]
-            items.append(Encoded(tokens, np.array(self.vocab.encode(tokens), np.int64), truncated))
+            n = self.max_tokens
+            items.append(Encoded(tokens[:n], np.array(ids[:n], np.int64), truncated))
         return items
 
     def warm_up(self) -> None:
@@ -153,14 +169,15 @@ class ClassifyTask:
         lengths = [len(item.ids) for item in items]
         for group in length_groups(lengths, self.max_batch, self.max_waste):
             longest = lengths[group[-1]]
-            tokens = np.full((len(group), longest), PAD_ID, np.int64)
+            tokens = np.full((len(group), longest), self.pad_id, np.int64)
             for row, i in enumerate(group):
                 tokens[row, : lengths[i]] = items[i].ids
             feed = {"tokens": tokens, "lengths": np.array([lengths[i] for i in group], np.int64)}
             session = self.small_session if len(group) <= SMALL_BATCH else self.session
-            probabilities, attention = session.run(None, feed)
+            probabilities, *attention = session.run(self.output_names, feed)
             for row, i in enumerate(group):
-                results[i] = Scores(probabilities[row], attention[row, : lengths[i]])
+                weights = attention[0][row, : lengths[i]] if attention else NO_ATTENTION
+                results[i] = Scores(probabilities[row], weights)
         return results  # type: ignore[return-value]
 
     def respond(self, item: Encoded, scores: Scores, attention: bool) -> dict[str, Any]:
@@ -172,7 +189,7 @@ class ClassifyTask:
         }
         if item.truncated:
             prediction["truncated"] = True
-        if attention:
+        if attention and self.has_attention:
             prediction["attention"] = [
                 [token, weight]
                 for token, weight in zip(item.tokens, scores.attention.tolist(), strict=True)
@@ -207,9 +224,9 @@ class ClassifyTask:
             lengths = np.full(len(tokens), tokens.shape[1])
         if lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
             raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
-        vocab = self.vocab
-        if tokens.min() < 0 or tokens.max() >= len(vocab):
-            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{len(vocab) - 1}")
+        encoder = self.encoder
+        if tokens.min() < 0 or tokens.max() >= encoder.vocab_size:
+            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{encoder.vocab_size - 1}")
         items = []
         for row, (ids, n) in enumerate(zip(tokens, lengths.tolist(), strict=True)):
             if not 1 <= n <= tokens.shape[1]:
@@ -222,7 +239,7 @@ class ClassifyTask:
                 )
             n = min(n, self.max_tokens)
             ids = ids[:n].astype(np.int64)
-            items.append(Encoded([vocab.tokens[i] for i in ids], ids, truncated))
+            items.append(Encoded([encoder.token(i) for i in ids], ids, truncated))
         return items
 
     def output_tensors(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
@@ -236,4 +253,4 @@ class ClassifyTask:
             OutputTensor("probabilities", "FP32", probabilities),
             OutputTensor("label", "BYTES", labels),
             OutputTensor("attention", "FP32", attention),
-        ]
+        ][: 2 + self.has_attention]

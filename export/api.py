@@ -1,0 +1,90 @@
+"""Publish a user's own model from Python (a notebook): one call per task, the module object in.
+
+    from export.api import publish_classifier
+    publish_classifier(model, vocab=tokens, labels=["negative", "positive"], name="reviews")
+
+Each call runs what `rnnserve export` runs (the CLI is a thin layer on these): the task's
+contract check, ONNX export, onnx.checker, parity with PyTorch on a mixed-length batch, optional
+int8 with its accuracy check, the manifest, and an atomic publish as the next version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from contract import registry
+from contract.manifest import MODEL_NAME
+from contract.text import TokenVocabulary
+from export.driver import Options, TaskExporter, check_options, write_version
+from export.publish import publish
+from export.tensor import TensorExporter
+from export.user_classifier import TextInput, read_eval_data
+from export.user_module import ContractError
+
+
+def publish_classifier(
+    module: nn.Module,
+    *,
+    labels: Sequence[str],
+    name: str,
+    vocab: Iterable[str] | Path | str | None = None,
+    tokenizer: str | Path = "words",
+    repository: Path | str = "models",
+    lowercase: bool = False,
+    pad_token: str = "<pad>",
+    unk_token: str = "<unk>",
+    max_tokens: int = 256,
+    eval_data: Iterable[tuple[str, int | str]] | Path | str | None = None,
+    options: Options | None = None,
+) -> Path:
+    """Publish a text classifier: `forward(tokens int64[B, T], lengths int64[B])` -> logits
+    [B, C] or (logits, attention [B, T]). `vocab`: tokens in id order, or a file of one token a
+    line (for `tokenizer` "words" or "chars"); `tokenizer` may instead be a Hugging Face
+    tokenizer.json. `eval_data`: (text, label) pairs or a `label<TAB>text` file, for int8."""
+    labels = list(labels)
+    if isinstance(vocab, str | Path):
+        vocab = TokenVocabulary.read_tokens(Path(vocab))
+    text = TextInput(
+        tokenizer=str(tokenizer),
+        vocab=tuple(vocab or ()),
+        pad_token=pad_token,
+        unk_token=unk_token,
+        lowercase=lowercase,
+        max_tokens=max_tokens,
+    )
+    if isinstance(eval_data, str | Path):
+        rows = read_eval_data(Path(eval_data), labels)
+    else:
+        rows = [(t, labels.index(y) if isinstance(y, str) else y) for t, y in eval_data or ()]
+    exporter_class = registry.load(registry.get("classify").module_exporter)
+    options = options or Options()
+    check_options("classify", exporter_class, options)
+    return _publish(
+        "classify", exporter_class(module, text, labels, rows or None), name, repository, options
+    )
+
+
+def publish_onnx(
+    graph: Path | str, *, name: str, repository: Path | str = "models", description: str = ""
+) -> Path:
+    """Publish an ONNX graph made elsewhere as a `tensor` model (V2 tensors in and out)."""
+    exporter_class = registry.load(registry.get("tensor").exporter)
+    options = Options(description=description)
+    check_options("tensor", exporter_class, options)
+    exporter: TensorExporter = exporter_class(Path(graph))
+    return _publish("tensor", exporter, name, repository, options)
+
+
+def _publish(
+    task: str, exporter: TaskExporter, name: str, repository: Path | str, options: Options
+) -> Path:
+    if not MODEL_NAME.match(name):
+        raise ContractError(f"expected a model name matching {MODEL_NAME.pattern}, got {name!r}")
+    return publish(
+        Path(repository),
+        name,
+        lambda folder, version: write_version(task, exporter, folder, name, version, options),
+    )

@@ -1,0 +1,123 @@
+"""Publish any ONNX graph made elsewhere (task `tensor`): its manifest is read off the graph.
+
+The inputs' and outputs' names, dtypes and shapes (dynamic axes by name) come from the graph
+itself; the graph is checked by onnx.checker (in the driver) and by loading it in onnxruntime
+and running one example. Only tensor inputs and outputs can be served.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from contract.manifest import GraphSpec, TensorSpec
+from export.common import cpu_session
+from export.driver import Exporter
+from export.user_module import ContractError
+
+GRAPH_FILE = "model.onnx"
+DTYPES = {
+    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT16: "int16",
+    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT64: "uint64",
+    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.STRING: "string",
+}  # fmt: skip
+EXAMPLE_SIZE = 2  # each dynamic axis of the example run
+
+
+def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
+    """Graph inputs or outputs as specs; a dynamic axis keeps its name (or gets one)."""
+    specs = []
+    for value in values:
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            hint = " (skl2onnx: convert with options={'zipmap': False})" if kind else ""
+            raise ContractError(
+                f"expected tensor {what}s, got {what} {value.name!r} of type {kind}{hint}"
+            )
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in DTYPES:
+            name = onnx.TensorProto.DataType.Name(tensor.elem_type)
+            raise ContractError(f"{what} {value.name!r} has dtype {name}, which is not served")
+        if not tensor.HasField("shape"):
+            raise ContractError(f"expected {what} {value.name!r} to declare its rank")
+        shape: list[int | str] = []
+        for axis, dim in enumerate(tensor.shape.dim):
+            if dim.HasField("dim_value"):
+                shape.append(int(dim.dim_value))
+            else:
+                shape.append(dim.dim_param or f"dim{axis}")  # unnamed: by position
+        specs.append(TensorSpec(name=value.name, dtype=DTYPES[tensor.elem_type], shape=shape))
+    return specs
+
+
+def example_feed(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """An input of every kind the graph takes, EXAMPLE_SIZE along each dynamic axis."""
+    rng = np.random.default_rng(0)
+    feed = {}
+    for spec in inputs:
+        shape = [d if isinstance(d, int) else EXAMPLE_SIZE for d in spec.shape]
+        if spec.dtype == "string":
+            feed[spec.name] = np.full(shape, "a", dtype=object)
+        elif spec.dtype == "bool":
+            feed[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            feed[spec.name] = rng.random(size=shape).astype(spec.dtype)
+    return feed
+
+
+class TensorExporter(Exporter):
+    """The tensor task's exporter: copy the graph, read its specs, run it once."""
+
+    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (a graph: no training facts)
+
+    def __init__(self, graph: Path) -> None:
+        if not graph.is_file():
+            raise ContractError(f"--onnx: {graph} is not a file")
+        try:
+            self.model = onnx.load(str(graph))
+        except Exception as error:
+            raise ContractError(f"{graph} is not an ONNX model: {error}") from None
+        self.source = graph
+        self.inputs = tensor_specs(
+            [i for i in self.model.graph.input if i.name not in self._initializers()], "input"
+        )
+        self.outputs = tensor_specs(self.model.graph.output, "output")
+
+    def _initializers(self) -> set[str]:
+        return {init.name for init in self.model.graph.initializer}
+
+    def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
+        shutil.copyfile(self.source, folder / GRAPH_FILE)
+        return {"model": GraphSpec(file=GRAPH_FILE, inputs=self.inputs, outputs=self.outputs)}
+
+    def parity(self, folder: Path) -> None:
+        """No PyTorch model to compare with: the graph must load and run one example."""
+        try:
+            session = cpu_session(folder / GRAPH_FILE)
+            results = session.run(None, example_feed(self.inputs))
+        except Exception as error:
+            raise ContractError(
+                f"expected the graph to load in onnxruntime and run an example, got "
+                f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            ) from None
+        for spec, result in zip(self.outputs, results, strict=True):
+            if not isinstance(result, np.ndarray):
+                raise ContractError(
+                    f"expected output {spec.name!r} to be a tensor, got {type(result).__name__}"
+                )
+        return None
+
+    def export_facts(self, folder: Path) -> dict[str, Any]:
+        default = [o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")]
+        return {"opset": default[0] if default else 0}
+
+    def manifest_parts(self) -> dict[str, Any]:
+        return {"origin": "onnx"}
