@@ -63,6 +63,8 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
 
 def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path:
     """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
+    import onnx
+
     from export import api
     from export.common import ParityError
     from export.user_module import ContractError, build_module
@@ -96,6 +98,8 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
         )
     except (ContractError, ParityError, Unsupported, json.JSONDecodeError) as error:
         p.exit(1, f"{p.prog}: refused: {error}\n")
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        p.exit(1, f"{p.prog}: refused: the graph fails onnx.checker: {str(error).strip()}\n")
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +109,7 @@ def describe(value: Any) -> str:
 def export_onnx(module: nn.Module, export: Callable[[], None]) -> None:
     """Run an export; the exporter's failure becomes one line, not its stack trace."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_output():
             warnings.simplefilter("ignore")
             export()
     except Exception as error:
@@ -115,3 +118,24 @@ def export_onnx(module: nn.Module, export: Callable[[], None]) -> None:
             f"{type(module).__name__} could not be exported to ONNX: "
             f"{type(error).__name__}: {first}"
         ) from None
+
+
+@contextmanager
+def quiet_output() -> Iterator[None]:
+    """Silence file descriptors 1 and 2: the exporter prints its whole IR graph (from C++) when
+    it fails, and the user is told one line instead."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

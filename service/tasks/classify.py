@@ -86,6 +86,7 @@ class ClassifyTask:
             )
         self.encoder = encoder_for(prep, ctx.folder)
         self.pad_id = prep.pad_id
+        self.unit = {"words": "words", "chars": "characters"}.get(prep.kind, "tokens")
         outputs = [o.name for o in manifest.graphs["model"].outputs]
         self.has_attention = "attention" in outputs
         self.output_names = ["probabilities", "attention"][: 1 + self.has_attention]
@@ -147,7 +148,7 @@ class ClassifyTask:
                 raise Unprocessable(f"instances[{i}] must be a string, got {type(text).__name__}")
             tokens, ids = self.encoder.encode(text)
             if not tokens:
-                raise Unprocessable(f"instances[{i}] has no tokens to classify")
+                raise Unprocessable(f"instances[{i}] has no {self.unit} to classify")
             truncated = len(tokens) > self.max_tokens
             if truncated and not truncate:
                 raise Unprocessable(
