@@ -1,0 +1,259 @@
+"""Users' own models served by a real server: a module from outside model_src exported through
+the CLI and through the Python API, a Hugging Face tokenizer, and an scikit-learn graph through
+V2 with the Triton client. Every answer is compared with what the user's own code computes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from contract.text import TokenVocabulary
+from contract.words import tokenize
+from export.api import publish_classifier
+from export.user_module import load_callable
+from service.cli import main as rnnserve
+from tests.conftest import ROOT, write_tiny_corpus
+from tests.live_server import live_server
+
+pytestmark = pytest.mark.slow
+EXAMPLE = ROOT / "examples" / "char_gru"
+LABELS = ["negative", "positive"]
+TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and bland .",
+         "Brilliant!", "what a charming , funny movie"]  # fmt: skip
+MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
+
+
+def hf_tokenizer(path: Path) -> None:
+    """A tiny WordLevel tokenizer made here (nothing downloaded), [PAD] at id 3."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    words = ["[UNK]", "a", "the", "[PAD]", *sorted({w for t in TEXTS for w in t.lower().split()})]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(path))
+
+
+def iris_like(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(150, 4)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
+
+
+def row_sum_graph(path: Path) -> None:
+    """[n, m] -> [n]: requests of different m must never be stacked together."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=0)],
+        "row_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "m"])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """The users' models (and what their own code answers), published into one repository."""
+    work = tmp_path_factory.mktemp("own")
+    repository = work / "models"
+    corpus = write_tiny_corpus(work / "corpus", rows=200)
+    run = work / "run"
+    subprocess.run(
+        [sys.executable, str(EXAMPLE / "train.py"), "--data", str(corpus), "--out", str(run),
+         "--epochs", "2", "--hidden-size", "16"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    rnnserve(["export", "--task", "classify", "--module", f"{EXAMPLE / 'model.py'}:build",
+              "--config", str(run / "config.json"), "--weights", str(run / "weights.pt"),
+              "--vocab", str(run / "vocab.txt"), "--tokenizer", "chars", "--lowercase",
+              "--pad-token", "[PAD]", "--unk-token", "[UNK]", "--labels", ",".join(LABELS),
+              "--name", "reviews", "--repository", str(repository)])  # fmt: skip
+    example = load_callable(f"{EXAMPLE / 'model.py'}:build")(
+        **json.loads((run / "config.json").read_text())
+    )
+    example.load_state_dict(torch.load(run / "weights.pt", weights_only=True))
+    chars = TokenVocabulary.named(TokenVocabulary.read_tokens(run / "vocab.txt"), "[PAD]", "[UNK]")
+
+    words = ["<w>", *sorted({w for t in TEXTS[1:] for w in tokenize(t)}), "<unknown>", "<pad>"]
+    torch.manual_seed(1)
+    attention = MODULES["AttentionLSTM"](len(words), pad_id=len(words) - 1)
+    publish_classifier(attention, vocab=words, labels=LABELS, name="attn", repository=repository,
+                       lowercase=True, pad_token="<pad>", unk_token="<unknown>")  # fmt: skip
+    word_vocab = TokenVocabulary.named(words, "<pad>", "<unknown>")
+
+    hf_tokenizer(work / "tokenizer.json")
+    torch.manual_seed(2)
+    hf = MODULES["MaxPoolGRU"](64, pad_id=3)
+    publish_classifier(hf, tokenizer=work / "tokenizer.json", pad_token="[PAD]", labels=LABELS,
+                       name="hf", repository=repository)  # fmt: skip
+
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris_like()
+    sklearn_model = LogisticRegression(max_iter=500).fit(x, y)
+    graph = work / "lr.onnx"
+    graph.write_bytes(
+        to_onnx(
+            sklearn_model, x[:1], options={id(sklearn_model): {"zipmap": False}}
+        ).SerializeToString()
+    )
+    rnnserve(["export", "--task", "tensor", "--onnx", str(graph), "--name", "iris",
+              "--repository", str(repository)])  # fmt: skip
+    row_sum_graph(work / "row_sum.onnx")
+    rnnserve(["export", "--task", "tensor", "--onnx", str(work / "row_sum.onnx"), "--name",
+              "rowsum", "--repository", str(repository)])  # fmt: skip
+    with live_server(repository, max_batch_delay_ms="20") as url:
+        yield {
+            "url": url,
+            "reviews": (example, lambda t: chars.encode(list(t.lower()))),
+            "attn": (attention, lambda t: word_vocab.encode(tokenize(t))),
+            "hf": (hf, lambda t: hf_encode(work / "tokenizer.json", t)),
+            "sklearn": sklearn_model,
+        }
+
+
+def hf_encode(path: Path, text: str) -> list[int]:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path)).encode(text).ids
+
+
+def torch_answer(module, ids: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The user's module on one text alone: softmax of its logits, and its attention."""
+    with torch.no_grad():
+        out = module(torch.tensor([ids]), torch.tensor([len(ids)]))
+    logits, attention = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+    weights = None if attention is None else attention[0].numpy()
+    return torch.softmax(logits[0], -1).numpy(), weights
+
+
+@pytest.mark.parametrize("name", ["reviews", "attn", "hf"])
+def test_classifiers_answer_as_the_users_pytorch_module(own, name):
+    """Texts of mixed lengths in one request (batched together): each equals PyTorch alone."""
+    module, encode = own[name]
+    response = httpx.post(
+        f"{own['url']}/v1/models/{name}:predict",
+        json={"instances": TEXTS, "parameters": {"attention": True}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    for text, prediction in zip(TEXTS, response.json()["predictions"], strict=True):
+        probabilities, attention = torch_answer(module, encode(text))
+        got = [prediction["probabilities"][label] for label in LABELS]
+        np.testing.assert_allclose(got, probabilities, atol=1e-4)
+        assert prediction["label"] == LABELS[int(np.argmax(probabilities))]
+        if attention is None:
+            assert "attention" not in prediction
+        else:
+            np.testing.assert_allclose(
+                [w for _, w in prediction["attention"]], attention, atol=1e-4
+            )
+            tokens = [t for t, _ in prediction["attention"]]
+            assert tokens == (tokenize(text) if name == "attn" else list(text.lower()))
+
+
+def test_the_hf_tokenizer_decides_the_tokens_shown(own):
+    response = httpx.post(
+        f"{own['url']}/v2/models/hf/infer",
+        json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": TEXTS[:2]}]},
+    )
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert sorted(outputs) == ["label", "probabilities"]  # no attention output: the model has none
+    module, encode = own["hf"]
+    expected = [torch_answer(module, encode(t))[0] for t in TEXTS[:2]]
+    np.testing.assert_allclose(
+        np.reshape(outputs["probabilities"]["data"], (2, 2)), expected, atol=1e-4
+    )
+    described = httpx.get(f"{own['url']}/v1/models/hf").json()["manifest"]
+    assert described["preprocessing"]["kind"] == "hf_tokenizer"
+    assert described["preprocessing"]["pad_id"] == 3
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_a_scikit_learn_graph_through_the_triton_client(own, binary):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(own["url"].removeprefix("http://"))
+    assert client.is_model_ready("iris")
+    metadata = client.get_model_metadata("iris")
+    assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
+    x, _ = iris_like(seed=5)
+    inputs = triton.InferInput("X", [7, 4], "FP32")
+    inputs.set_data_from_numpy(x[:7], binary_data=binary)
+    outputs = [
+        triton.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")
+    ]
+    result = client.infer("iris", [inputs], outputs=outputs)
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), own["sklearn"].predict_proba(x[:7]), atol=1e-5
+    )
+    np.testing.assert_array_equal(result.as_numpy("label"), own["sklearn"].predict(x[:7]))
+
+
+def test_a_tensor_model_refuses_what_the_graph_does_not_take(own):
+    url = f"{own['url']}/v2/models/iris/infer"
+    wrong_dtype = {
+        "inputs": [{"name": "X", "datatype": "FP64", "shape": [1, 4], "data": [0, 1, 2, 3]}]
+    }
+    response = httpx.post(url, json=wrong_dtype)
+    assert response.status_code == 400
+    assert response.json() == {"error": "input 'X' is FP64; expected 'X' FP32 [-1, 4] (dim0, 4)"}
+    wrong_shape = {
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [0, 1, 2]}]
+    }
+    assert httpx.post(url, json=wrong_shape).json() == {
+        "error": "input 'X' has shape [1, 3]; expected 'X' FP32 [-1, 4] (dim0, 4)"
+    }
+    wrong_name = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 1, 2, 3]}]
+    }
+    assert httpx.post(url, json=wrong_name).json() == {
+        "error": "inputs ['x']: this model takes 'X' FP32 [-1, 4] (dim0, 4)"
+    }
+
+
+def test_v1_rows_of_a_tensor_model(own):
+    x, _ = iris_like(seed=6)
+    response = httpx.post(
+        f"{own['url']}/v1/models/iris:predict",
+        json={"instances": [{"X": row} for row in x[:3].tolist()]},
+    )
+    predictions = response.json()["predictions"]
+    np.testing.assert_allclose(
+        [p["probabilities"] for p in predictions], own["sklearn"].predict_proba(x[:3]), atol=1e-5
+    )
+    assert [p["label"] for p in predictions] == own["sklearn"].predict(x[:3]).tolist()
+    bad = httpx.post(f"{own['url']}/v1/models/iris:predict", json={"instances": [{"X": [1, 2]}]})
+    assert bad.status_code == 422 and "expected 'X' FP32 [-1, 4]" in bad.json()["error"]
+
+
+def test_concurrent_requests_of_other_widths_are_answered_each_its_own(own):
+    """Requests batched along the first axis only when their other dimensions agree."""
+    rng = np.random.default_rng(0)
+    requests = [rng.random((int(rng.integers(1, 4)), int(rng.integers(1, 6)))).astype(np.float32)
+                for _ in range(48)]  # fmt: skip
+
+    def ask(x: np.ndarray) -> list[float]:
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                            "data": x.ravel().tolist()}]}  # fmt: skip
+        return httpx.post(f"{own['url']}/v2/models/rowsum/infer", json=body, timeout=30).json()[
+            "outputs"
+        ][0]["data"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, requests))
+    for x, answer in zip(requests, answers, strict=True):
+        np.testing.assert_allclose(answer, x.sum(1), rtol=1e-5)
