@@ -257,3 +257,53 @@ def test_concurrent_requests_of_other_widths_are_answered_each_its_own(own):
         answers = list(pool.map(ask, requests))
     for x, answer in zip(requests, answers, strict=True):
         np.testing.assert_allclose(answer, x.sum(1), rtol=1e-5)
+
+
+def test_the_page_shows_users_models(own):
+    """A user's classifier with its attention, one without, and a V2 form for a tensor model."""
+    from playwright.sync_api import expect
+
+    from tests.test_ui import CHROMIUM, CHROMIUM_ARGS, Watched
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (`make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        watched = Watched(browser, 1100, 900)
+        page = watched.page
+        try:
+            page.goto(f"{own['url']}/")
+            for name in ("attn", "hf", "iris", "reviews", "rowsum"):
+                expect(page.locator(f'.model-card[data-model="{name}"]')).to_be_visible()
+            iris = page.locator('.model-card[data-model="iris"]')
+            expect(iris).to_contain_text("an ONNX graph made elsewhere")
+
+            page.get_by_label("Model", exact=True).select_option("attn")
+            page.locator("#instance").fill(TEXTS[0])
+            page.get_by_role("button", name="Predict").click()
+            expect(page.locator("#result .tokens .token")).to_have_count(len(tokenize(TEXTS[0])))
+
+            page.get_by_label("Model", exact=True).select_option("reviews")
+            page.locator("#instance").fill(TEXTS[0])
+            page.get_by_role("button", name="Predict").click()
+            expect(page.locator("#result .bar")).to_have_count(2)
+            expect(page.locator("#result .tokens")).to_have_count(0)
+
+            page.get_by_label("Model", exact=True).select_option("iris")
+            page.locator("button.example").first.click()
+            request = json.loads(page.locator("#instance").input_value())
+            assert request["inputs"][0] | {"data": None} == {
+                "name": "X", "datatype": "FP32", "shape": [1, 4], "data": None,
+            }  # fmt: skip
+            page.get_by_role("button", name="Predict").click()
+            label = page.locator('#result [data-output="label"] dd')
+            expected = own["sklearn"].predict(np.zeros((1, 4), np.float32))[0]
+            expect(label).to_have_text(str(expected), timeout=15_000)
+            watched.check_clean(own["url"])
+        finally:
+            watched.close()
+            browser.close()

@@ -1,6 +1,7 @@
 // rnnserve's page: lists the models and lets a person try each one, showing the attention.
-// Plain JavaScript, no framework, no build step. It uses only the public V1 API:
-//   GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}:predict.
+// Plain JavaScript, no framework, no build step. It uses the public V1 API:
+//   GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}:predict,
+// and V2's POST /v2/models/{name}/infer for a task that sends tensors (tensor.js).
 // Each task is presented by its own module, ui/tasks/<task>.js, which the server finds in the
 // task registry: how to read the input a person types, some examples, and how to draw a
 // prediction. A task without one still works: the input is sent as typed (or as JSON) and
@@ -131,6 +132,9 @@ function providerName(provider) {
   return provider ? provider.replace(/ExecutionProvider$/, "") : "not loaded";
 }
 
+// Where a model's graphs came from, when not from `rnnserve train`.
+const ORIGINS = { module: "a user's PyTorch module", onnx: "an ONNX graph made elsewhere" };
+
 function architectureText(arch) {
   if (!arch || typeof arch !== "object") return null;
   const cell = String(arch.cell || "rnn").toUpperCase();
@@ -216,6 +220,7 @@ function modelCard(model) {
       ["Task", model.task ?? manifest.task ?? "unknown"],
       ["Provider", providerName(status?.provider), status?.provider || undefined],
       ["Network", architectureText(manifest.architecture)],
+      ["Made from", ORIGINS[manifest.origin]],
     ]),
     heldOut.length
       ? el(
@@ -367,14 +372,20 @@ async function predict() {
   els.result.setAttribute("aria-busy", "true");
   const started = performance.now();
   try {
-    const body = await api(`${modelPath(model.name)}:predict`, {
+    // V1 by default; a task may send its own request (a tensor model: V2 as typed).
+    const request = task.request?.(model, instance) || {
+      path: `${modelPath(model.name)}:predict`,
+      body: { instances: [instance], parameters: { attention: true } },
+      answer: (response) => response.predictions?.[0],
+    };
+    const body = await api(request.path, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ instances: [instance], parameters: { attention: true } }),
+      body: JSON.stringify(request.body),
       signal: controller.signal,
     });
     const ms = performance.now() - started;
-    const prediction = body.predictions?.[0];
+    const prediction = request.answer(body);
     if (!prediction) throw new ApiError("The answer held no prediction.");
     const view = el("article", { class: "prediction", "aria-label": "Prediction" });
     try {
