@@ -15,9 +15,8 @@ import unicodedata
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from model import build
+from torch import nn
 
 PAD, UNK = "[PAD]", "[UNK]"
 
