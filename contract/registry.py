@@ -47,6 +47,7 @@ BUILTIN = (
         serving="service.tasks.seq2seq:Seq2SeqTask",
         trainer="model_src.train_seq2seq:TRAINER",
         exporter="export.seq2seq:Seq2SeqExporter",
+        module_exporter="export.user_seq2seq:UserSeq2SeqExporter",
         checkpoint_format="rnnserve-seq2seq/1",
         page="service.ui:tasks/seq2seq.js",
     ),

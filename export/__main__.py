@@ -43,8 +43,14 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
         help="refuse a quantised graph that loses more held-out accuracy",
     )
     own = p.add_argument_group("your own model (instead of a checkpoint)")
-    own.add_argument("--task", choices=["classify", "tensor"], help="what the model does")
-    own.add_argument("--module", help="FILE.py:CALLABLE or package.module:CALLABLE -> nn.Module")
+    own.add_argument(
+        "--task", choices=["classify", "seq2seq", "tensor"], help="what the model does"
+    )
+    own.add_argument(
+        "--module",
+        help="FILE.py:CALLABLE or package.module:CALLABLE -> nn.Module (seq2seq: one with "
+        "`encoder` and `decoder` submodules)",
+    )
     own.add_argument("--config", type=Path, help="JSON object: keyword arguments of CALLABLE")
     own.add_argument("--weights", type=Path, help="the module's state_dict (torch.save)")
     own.add_argument("--vocab", type=Path, help="vocabulary file, one token a line in id order")
@@ -58,13 +64,20 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     own.add_argument("--max-tokens", type=int, default=256, help="longest input served")
     own.add_argument("--eval-data", type=Path, help="label<TAB>text lines: int8's accuracy check")
     own.add_argument("--onnx", type=Path, help="an ONNX graph made elsewhere (--task tensor)")
+    own.add_argument("--input-vocab", type=Path, help="seq2seq: input characters, as saved by "
+                     "contract.chars.CharVocabulary")  # fmt: skip
+    own.add_argument("--output-vocab", type=Path, help="seq2seq: output characters, likewise")
+    own.add_argument("--max-input-chars", type=int, default=64, help="seq2seq: longest input")
+    own.add_argument("--max-output-chars", type=int, default=64, help="seq2seq: longest output")
     return p
 
 
 def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path:
     """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
     import onnx
+    from torch import nn
 
+    from contract.chars import CharVocabulary
     from export import api
     from export.common import ParityError
     from export.user_module import ContractError, build_module
@@ -79,6 +92,28 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
                 args.onnx, name=args.name, repository=args.repository,
                 description=args.description,
             )  # fmt: skip
+        if args.task == "seq2seq":
+            if args.module is None or args.input_vocab is None or args.output_vocab is None:
+                p.error("--task seq2seq takes --module, --input-vocab and --output-vocab")
+            module = build_module(args.module, args.config, args.weights)
+            if not all(
+                isinstance(getattr(module, n, None), nn.Module) for n in ("encoder", "decoder")
+            ):
+                raise ContractError(
+                    f"expected {args.module} to return a module with `encoder` and `decoder` "
+                    f"submodules, got {type(module).__name__}"
+                )
+            return api.publish_seq2seq(
+                module.encoder,
+                module.decoder,
+                input_vocab=CharVocabulary.load(args.input_vocab).symbols,
+                output_vocab=CharVocabulary.load(args.output_vocab).symbols,
+                name=args.name,
+                repository=args.repository,
+                max_input_chars=args.max_input_chars,
+                max_output_chars=args.max_output_chars,
+                options=options,
+            )
         if args.module is None or args.labels is None or args.onnx is not None:
             p.error("--task classify takes --module, --labels and --vocab or --tokenizer FILE")
         module = build_module(args.module, args.config, args.weights)

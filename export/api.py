@@ -67,6 +67,31 @@ def publish_classifier(
     )
 
 
+def publish_seq2seq(
+    encoder: nn.Module,
+    decoder: nn.Module,
+    *,
+    input_vocab: Iterable[str],
+    output_vocab: Iterable[str],
+    name: str,
+    repository: Path | str = "models",
+    max_input_chars: int = 64,
+    max_output_chars: int = 64,
+    options: Options | None = None,
+) -> Path:
+    """Publish a character seq2seq model: `encoder(chars int64[B, S], lengths int64[B])` ->
+    (memory [B, S, M], state [B, D]); `decoder(token int64[B], state, memory, mask bool[B, S])`
+    -> (logits [B, V], next_state [B, D], attention [B, S]). Both vocabularies are characters
+    in id order starting with <pad>, <unk>, <s>, </s>."""
+    exporter_class = registry.load(registry.get("seq2seq").module_exporter)
+    options = options or Options()
+    check_options("seq2seq", exporter_class, options)
+    exporter = exporter_class(
+        encoder, decoder, list(input_vocab), list(output_vocab), max_input_chars, max_output_chars
+    )
+    return _publish("seq2seq", exporter, name, repository, options)
+
+
 def publish_onnx(
     graph: Path | str, *, name: str, repository: Path | str = "models", description: str = ""
 ) -> Path:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from contract.chars import BOS_ID, EOS_ID, SPECIALS, CharVocabulary
 from contract.text import TokenVocabulary
 from contract.words import tokenize
 from export.api import publish_classifier
@@ -28,6 +29,7 @@ EXAMPLE = ROOT / "examples" / "char_gru"
 LABELS = ["negative", "positive"]
 TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and bland .",
          "Brilliant!", "what a charming , funny movie"]  # fmt: skip
+SEQ2SEQ = ROOT / "tests" / "user_models" / "seq2seq.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
 
 
@@ -115,6 +117,17 @@ def own(tmp_path_factory):
     row_sum_graph(work / "row_sum.onnx")
     rnnserve(["export", "--task", "tensor", "--onnx", str(work / "row_sum.onnx"), "--name",
               "rowsum", "--repository", str(repository)])  # fmt: skip
+    inputs, outputs = [*SPECIALS, *"0123456789 -/"], [*SPECIALS, *"0123456789-"]
+    CharVocabulary(tuple(inputs)).save(work / "input_vocab.txt")
+    CharVocabulary(tuple(outputs)).save(work / "output_vocab.txt")
+    (work / "s2s.json").write_text(
+        json.dumps({"input_size": len(inputs), "output_size": len(outputs), "size": 24})
+    )
+    rnnserve(["export", "--task", "seq2seq", "--module", f"{SEQ2SEQ}:build", "--config",
+              str(work / "s2s.json"), "--input-vocab", str(work / "input_vocab.txt"),
+              "--output-vocab", str(work / "output_vocab.txt"), "--max-output-chars", "12",
+              "--name", "s2s", "--repository", str(repository)])  # fmt: skip
+    seq2seq = load_callable(f"{SEQ2SEQ}:build")(**json.loads((work / "s2s.json").read_text()))
     with live_server(repository, max_batch_delay_ms="20") as url:
         yield {
             "url": url,
@@ -122,6 +135,7 @@ def own(tmp_path_factory):
             "attn": (attention, lambda t: word_vocab.encode(tokenize(t))),
             "hf": (hf, lambda t: hf_encode(work / "tokenizer.json", t)),
             "sklearn": sklearn_model,
+            "s2s": (seq2seq, CharVocabulary(tuple(inputs)), CharVocabulary(tuple(outputs))),
         }
 
 
@@ -307,3 +321,44 @@ def test_the_page_shows_users_models(own):
         finally:
             watched.close()
             browser.close()
+
+
+def torch_decode(model, source: CharVocabulary, text: str, max_len: int = 12):
+    """The user's encoder and decoder step, greedy, on one text alone: ids and attention."""
+    chars = torch.tensor([source.encode(text)])
+    with torch.no_grad():
+        memory, state = model.encoder(chars, torch.tensor([chars.shape[1]]))
+        mask = torch.ones_like(chars, dtype=torch.bool)
+        token, ids, weights = torch.tensor([BOS_ID]), [], []
+        for _ in range(max_len):
+            logits, state, attention = model.decoder(token, state, memory, mask)
+            token = logits.argmax(-1)
+            weights.append(attention[0].numpy())
+            if int(token) == EOS_ID:
+                break
+            ids.append(int(token))
+    return ids, np.array(weights)
+
+
+def test_a_users_seq2seq_modules_decode_as_in_pytorch(own):
+    """Inputs of mixed lengths decoded together, step by step: each equals PyTorch alone."""
+    model, source, target = own["s2s"]
+    texts = ["12-3", "2020 01/07", "7", "31 12 1999"]
+    response = httpx.post(
+        f"{own['url']}/v1/models/s2s:predict",
+        json={"instances": texts, "parameters": {"attention": True}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len({p["output"] for p in predictions}) > 1  # random weights, yet distinct answers
+    for text, prediction in zip(texts, predictions, strict=True):
+        ids, attention = torch_decode(model, source, text)
+        assert prediction["output"] == target.decode(ids)
+        got = np.array(prediction["attention"])
+        np.testing.assert_allclose(got, attention[: len(got)], atol=1e-4)
+    beam = httpx.post(
+        f"{own['url']}/v1/models/s2s:predict",
+        json={"instances": texts[:1], "parameters": {"beam_width": 3}},
+    )
+    assert beam.status_code == 200 and isinstance(beam.json()["predictions"][0]["output"], str)

@@ -91,9 +91,8 @@ class Seq2SeqTask:
         cap = ctx.settings.max_sequence_length
         self.max_input = min(prep.max_input_chars, cap or prep.max_input_chars)
         self.max_output = prep.max_output_chars
-        self.max_beam = int(
-            manifest.architecture.details.get("max_beam_width", DEFAULT_MAX_BEAM_WIDTH)
-        )
+        details = manifest.architecture.details if manifest.architecture else {}  # a user's: none
+        self.max_beam = int(details.get("max_beam_width", DEFAULT_MAX_BEAM_WIDTH))
         self.encoder, self.provider = ctx.create_inference_session(
             ctx.folder / manifest.graphs["encoder"].file
         )

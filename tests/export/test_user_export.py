@@ -136,3 +136,32 @@ def test_a_graph_that_fails_to_run_is_refused(tmp_path, capfd):
                 "--repository", str(tmp_path / "models")])  # fmt: skip
     err = capfd.readouterr().err
     assert "expected the graph to load in onnxruntime and run an example, got " in err
+
+
+def test_a_seq2seq_decoder_without_attention_is_refused(tmp_path, capfd):
+    from contract.chars import SPECIALS, CharVocabulary
+
+    vocab = tmp_path / "vocab.txt"
+    CharVocabulary((*SPECIALS, *"0123456789")).save(vocab)
+    config = tmp_path / "s2s.json"
+    config.write_text(json.dumps({"input_size": 14, "output_size": 14, "decoder": "NoAttention"}))
+    with pytest.raises(SystemExit):
+        export(["--task", "seq2seq", "--module", f"{ROOT / 'tests/user_models/seq2seq.py'}:build",
+                "--config", str(config), "--input-vocab", str(vocab), "--output-vocab", str(vocab),
+                "--name", "s2s", "--repository", str(tmp_path / "models")])  # fmt: skip
+    err = capfd.readouterr().err
+    assert "expected the decoder to return (logits, next_state, attention), got a tuple of 2" in err
+
+
+def test_a_seq2seq_vocabulary_must_start_with_the_four_specials(tmp_path):
+    from export.api import publish_seq2seq
+    from export.user_module import ContractError, load_callable
+
+    model = load_callable(f"{ROOT / 'tests/user_models/seq2seq.py'}:build")(
+        input_size=5, output_size=5
+    )
+    with pytest.raises(
+        ContractError, match="the input vocabulary: a character vocabulary must start"
+    ):
+        publish_seq2seq(model.encoder, model.decoder, input_vocab="abcde", output_vocab="abcde",
+                        name="s2s", repository=tmp_path)  # fmt: skip
