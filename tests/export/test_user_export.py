@@ -165,3 +165,17 @@ def test_a_seq2seq_vocabulary_must_start_with_the_four_specials(tmp_path):
     ):
         publish_seq2seq(model.encoder, model.decoder, input_vocab="abcde", output_vocab="abcde",
                         name="s2s", repository=tmp_path)  # fmt: skip
+
+
+def test_int8_keeps_the_accuracy_it_measured(tmp_path, vocab_file):
+    data = tmp_path / "eval.tsv"
+    data.write_text("label\tsentence\n" + "".join(
+        f"{['negative', 'positive'][i % 2]}\t{'abcde'[: 1 + i % 5]} {'edcba'[: 1 + i % 3]}\n"
+        for i in range(40)
+    ))  # fmt: skip
+    folder = export([*export_module(tmp_path, vocab_file, "AttentionLSTM"), "--quantize", "int8",
+                     "--eval-data", str(data), "--max-accuracy-drop", "1"])  # fmt: skip
+    manifest = Manifest.read(folder)
+    assert manifest.export.quantized == "int8"
+    assert manifest.export.accuracy_change is not None
+    assert manifest.export.parity_max_abs_diff is not None
