@@ -13,7 +13,7 @@ IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check
+.PHONY: serve test browser lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ format: $(VENV)/.all
 
 test: lint browser
 	$(BIN)/python -m pytest -q
+
+# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
+protos: $(VENV)/.all
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		service/rpc/inference.proto
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
 browser:

@@ -13,8 +13,15 @@ from service.api.body import validate_json
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
-from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
-from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.codecs import (
+    HEADER_LENGTH,
+    check_batch,
+    decode_inputs,
+    encode_outputs,
+    select_outputs,
+    split_body,
+)
+from service.errors import BadRequest, NotFound
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -40,8 +47,12 @@ async def server_metadata() -> ServerMetadata:
 
 
 def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
+    return shown_version(_repository(request), name, version)
+
+
+def shown_version(repository: ModelRepository, name: str, version: str | None) -> ModelVersion:
     """The version a metadata call is about: the one named, else the highest ready one."""
-    versions = _repository(request).versions_of(name)
+    versions = repository.versions_of(name)
     if version is not None:
         mv = versions.get(parse_version(name, version))
         if mv is None:
@@ -91,9 +102,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     body = validate_json(InferenceRequest, header, invalid=BadRequest)
     settings = request.app.state.settings
     arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
-    batch = max((len(a) for a in arrays.values() if a.ndim), default=0)
-    if batch > settings.max_instances:
-        raise PayloadTooLarge(f"a batch of {batch}; at most {settings.max_instances} per request")
+    check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
     mv, outputs = await infer(
         request,
@@ -103,15 +112,11 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     )
     binary = set()
     if body.outputs is not None:
-        known = {o.name: o for o in outputs}
-        unknown = [o.name for o in body.outputs if o.name not in known]
-        if unknown:
-            raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
+        outputs = select_outputs(outputs, [o.name for o in body.outputs])
         default = parameters.get("binary_data_output", False) is True
         for wanted in body.outputs:
             if (wanted.parameters or {}).get("binary_data", default) is True:
                 binary.add(wanted.name)
-        outputs = [known[o.name] for o in body.outputs]
     elif parameters.get("binary_data_output") is True:
         binary = {o.name for o in outputs}
     described, chunks = encode_outputs(outputs, binary)
