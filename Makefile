@@ -45,9 +45,13 @@ test: lint browser
 	$(BIN)/python -m pytest -q
 
 # The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
+# Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
+# `inference.*` names in the default pool of the same process.
 protos: $(VENV)/.all
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		service/rpc/inference.proto
+	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+		service/rpc/inference_pb2.py
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
 browser:

@@ -1,5 +1,5 @@
-"""OpenTelemetry traces, only when an OTLP endpoint is set: otherwise nothing of OpenTelemetry
-is imported and every hook here is one `is None` test.
+"""OpenTelemetry traces, only when an OTLP endpoint is set: otherwise this module imports
+nothing of OpenTelemetry and every hook here is one `is None` test.
 
 A request's trace: the server span (HTTP or gRPC, continuing a W3C `traceparent`), then
 `parse`, `queue` (waiting in the batcher), `batch` (the session run it shared, with the batch

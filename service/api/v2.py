@@ -8,7 +8,7 @@ import asyncio
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from service import __version__
+from service import __version__, tracing
 from service.api.body import validate_json
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
@@ -98,11 +98,13 @@ async def model_version_infer(request: Request, name: str, version: str) -> Resp
 
 
 async def _infer(request: Request, name: str, version: int | None) -> Response:
-    header, raw = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-    body = validate_json(InferenceRequest, header, invalid=BadRequest)
+    data = await request.body()
     settings = request.app.state.settings
-    arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
-    check_batch(arrays, settings.max_instances)
+    with tracing.span("parse"):
+        header, raw = split_body(data, request.headers.get(HEADER_LENGTH))
+        body = validate_json(InferenceRequest, header, invalid=BadRequest)
+        arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
+        check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
     mv, outputs = await infer(
         request,
@@ -110,27 +112,28 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         version,
         lambda mv: mv.infer(arrays, parameters, settings.request_timeout_s),
     )
-    binary = set()
-    if body.outputs is not None:
-        outputs = select_outputs(outputs, [o.name for o in body.outputs])
-        default = parameters.get("binary_data_output", False) is True
-        for wanted in body.outputs:
-            if (wanted.parameters or {}).get("binary_data", default) is True:
-                binary.add(wanted.name)
-    elif parameters.get("binary_data_output") is True:
-        binary = {o.name for o in outputs}
-    described, chunks = encode_outputs(outputs, binary)
-    response = {"model_name": mv.name, "model_version": str(mv.version), "outputs": described}
-    if body.id is not None:
-        response["id"] = body.id
-    if not chunks:
-        return FastJSONResponse(response)
-    head = orjson.dumps(response)
-    return Response(
-        head + b"".join(chunks),
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(head))},
-    )
+    with tracing.span("response"):
+        binary = set()
+        if body.outputs is not None:
+            outputs = select_outputs(outputs, [o.name for o in body.outputs])
+            default = parameters.get("binary_data_output", False) is True
+            for wanted in body.outputs:
+                if (wanted.parameters or {}).get("binary_data", default) is True:
+                    binary.add(wanted.name)
+        elif parameters.get("binary_data_output") is True:
+            binary = {o.name for o in outputs}
+        described, chunks = encode_outputs(outputs, binary)
+        response = {"model_name": mv.name, "model_version": str(mv.version), "outputs": described}
+        if body.id is not None:
+            response["id"] = body.id
+        if not chunks:
+            return FastJSONResponse(response)
+        head = orjson.dumps(response)
+        return Response(
+            head + b"".join(chunks),
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel])
