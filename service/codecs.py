@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,11 @@ def decode_inputs(
 
 
 def _from_json(tensor: RequestInput) -> np.ndarray:
+    fast = _from_json_fast(tensor)
+    if fast is not None:
+        return fast
     flat = _flatten(tensor.data)
-    count = int(np.prod(tensor.shape))
+    count = math.prod(tensor.shape)
     if len(flat) != count:
         raise BadRequest(
             f"input {tensor.name!r}: shape {tensor.shape} needs {count} values, "
@@ -103,8 +107,37 @@ def _from_json(tensor: RequestInput) -> np.ndarray:
         raise BadRequest(f"input {tensor.name!r}: a value does not fit {tensor.datatype}") from None
 
 
+def _from_json_fast(tensor: RequestInput) -> np.ndarray | None:
+    """The common case in one numpy conversion: numbers (flat or nested as the shape) whose
+    inferred dtype is already right, or floats for FP32. None sends the data the slow way,
+    which finds and names any problem. Python loops per value were the bulk of V2's cost."""
+    kind = NUMPY.get(tensor.datatype)
+    if kind is None:
+        return None
+    try:
+        array = np.array(tensor.data)
+    except (ValueError, OverflowError):  # ragged nesting, or no common numeric type
+        return None
+    inferred = array.dtype
+    if inferred != kind and not (tensor.datatype[:2] == "FP" and inferred.kind in "if"):
+        return None
+    if inferred.kind != "b" and _has_bool(tensor.data, array.ndim):
+        return None  # true/false among numbers: numpy would read them as 1/0
+    if array.size != math.prod(tensor.shape):
+        return None
+    return array.astype(kind, copy=False).reshape(tensor.shape)
+
+
+def _has_bool(data: list[Any], depth: int) -> bool:
+    if depth == 1:
+        return bool in map(type, data)
+    if depth == 2:
+        return any(bool in map(type, row) for row in data)
+    return any(isinstance(x, bool) for x in _flatten(data))
+
+
 def _from_binary(tensor: RequestInput, data: bytes) -> np.ndarray:
-    count = int(np.prod(tensor.shape))
+    count = math.prod(tensor.shape)
     if tensor.datatype == "BYTES":
         items = bytes_elements(tensor.name, data)
         if len(items) != count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
         if any(d < 0 for d in shape):
             raise BadRequest(f"input {name!r}: shape {list(shape)} has a negative size")
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(f"input {name!r} has both contents and raw_input_contents")
