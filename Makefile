@@ -11,6 +11,7 @@ CHECKPOINTS ?= checkpoints
 DOCKER ?= docker
 IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
+DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
 .PHONY: serve test browser lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
@@ -116,11 +117,13 @@ docker-gpu:
 # Run the image, wait until ready, check that it lists every model in $(MODELS) and that its
 # predictions equal those of a server started from this checkout (what `make serve` runs).
 docker-check: docker $(VENV)/.serve
-	@cid=$$($(DOCKER) run -d --rm -p 127.0.0.1:$(DOCKER_PORT):8000 $(IMAGE)) || exit 1; \
+	@cid=$$($(DOCKER) run -d --rm -p 127.0.0.1:$(DOCKER_PORT):8000 \
+		-p 127.0.0.1:$(DOCKER_GRPC_PORT):8001 $(IMAGE)) || exit 1; \
 	$(BIN)/rnnserve serve --model-repository $(MODELS) --port $(REFERENCE_PORT) \
-		--log-level warning & ref=$$!; \
+		--grpc-port 0 --log-level warning & ref=$$!; \
 	$(BIN)/python deploy/smoke.py http://127.0.0.1:$(DOCKER_PORT) \
-		--reference http://127.0.0.1:$(REFERENCE_PORT) --models $(MODELS); status=$$?; \
+		--reference http://127.0.0.1:$(REFERENCE_PORT) --models $(MODELS) \
+		--grpc 127.0.0.1:$(DOCKER_GRPC_PORT); status=$$?; \
 	[ $$status = 0 ] || $(DOCKER) logs --tail 30 $$cid; \
 	$(DOCKER) rm -f $$cid >/dev/null; kill $$ref; exit $$status
 

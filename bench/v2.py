@@ -1,5 +1,7 @@
 """V2 JSON with INT64 `tokens` against V1 with the same text, on the default classifier, in one
 run; with `--source`, also on servers started from other checkouts (before/after a change).
+Besides req/s it reports the server's CPU time per request, which another process's load on
+a shared machine disturbs far less.
 
     python -m bench.v2 [--source before=/path/to/old/checkout] [--levels 1,64]
 """
@@ -13,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -88,14 +90,15 @@ def cpu_seconds(pid: int) -> float:
 def measure(url: str, pid: int, path: str, body: Path, connections: int, seconds: float) -> dict:
     before = cpu_seconds(pid)
     stats = wrk(url, path, body, connections, seconds)
-    stats["cpu_us"] = (cpu_seconds(pid) - before) / max(stats["requests"], 1) * 1e6
+    stats["cpu_s"] = cpu_seconds(pid) - before
     return stats
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.v2", description=__doc__)
     p.add_argument("--model", default="sst2-lstm")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seconds", type=float, default=8.0, help="per measurement, all rounds")
+    p.add_argument("--rounds", type=int, default=4, help="turns the servers and APIs take")
     p.add_argument("--levels", default="1,64")
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--source", action="append", default=[], help="NAME=PATH of a checkout")
@@ -107,13 +110,30 @@ def main() -> None:
              "v2 tokens": f"/v2/models/{args.model}/infer"}  # fmt: skip
     sources = dict(s.split("=", 1) for s in args.source) | {"this checkout": str(ROOT)}
     rows: dict[str, dict[int, dict]] = {}
-    for name, source in sources.items():
-        with server(Path(source).resolve(), ROOT / "models") as (url, pid):
+    with ExitStack() as stack:
+        # Every server up at once, measured in turn, round after round: a slow spell of the
+        # shared machine then falls on all of them alike instead of on whichever ran last.
+        running = {
+            name: stack.enter_context(server(Path(source).resolve(), ROOT / "models"))
+            for name, source in sources.items()
+        }
+        for url, _ in running.values():
             for kind, body in bodies.items():
                 wrk(url, paths[kind], body, 16, 2)  # warm up
-                rows[f"{name}: {kind}"] = {
-                    c: measure(url, pid, paths[kind], body, c, args.seconds) for c in levels
-                }
+        for _ in range(args.rounds):
+            for c in levels:
+                for name, (url, pid) in running.items():
+                    for kind, body in bodies.items():
+                        part = measure(url, pid, paths[kind], body, c, args.seconds / args.rounds)
+                        total = rows.setdefault(f"{name}: {kind}", {}).setdefault(c, {})
+                        for key in ("requests", "seconds", "cpu_s"):
+                            total[key] = total.get(key, 0) + part[key]
+                        total.setdefault("p50s", []).append(part["p50_ms"])
+    for by_level in rows.values():
+        for total in by_level.values():
+            total["rps"] = total["requests"] / total["seconds"]
+            total["cpu_us"] = total["cpu_s"] / total["requests"] * 1e6
+            total["p50_ms"] = sorted(total["p50s"])[len(total["p50s"]) // 2]
     print(f"\n{args.model}, one {args.tokens}-token input per request")
     print(
         f"{'server: API':<30}"
