@@ -153,7 +153,19 @@ def main() -> None:
             for c in levels
         ]
         print(f"  {name:<28}" + "   ".join(cells))
-    (RESULTS / "v2.json").write_text(json.dumps(rows, indent=1))
+    print("\nevent-loop CPU per request, in-process (python -m bench.v2_loop), 64 at once:")
+    loop = {}
+    for name, source in sources.items():
+        env = {**os.environ, "PYTHONPATH": f"{Path(source).resolve()}{os.pathsep}{ROOT}"}
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.v2_loop", str(bodies["v1 text"]),
+             str(bodies["v2 tokens"]), "--model", args.model],
+            env=env, cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        loop[name] = json.loads(out.strip().splitlines()[-1])
+        v1, v2 = loop[name]["v1 text"]["loop_cpu_us"], loop[name]["v2 tokens"]["loop_cpu_us"]
+        print(f"  {name:<28}V1 text {v1:.0f} us, V2 tokens {v2:.0f} us: {v2 / v1:.2f}")
+    (RESULTS / "v2.json").write_text(json.dumps({"http": rows, "loop": loop}, indent=1))
 
 
 if __name__ == "__main__":
