@@ -114,7 +114,7 @@ def test_runtime_image_is_slim_python_without_torch_and_runs_as_a_user():
     assert not any("gcc" in rest or "build-essential" in rest for _, rest in runtime)
     user = last(runtime, "USER").split(":")
     assert user[0].isdigit() and int(user[0]) >= 1000, "numeric, so runAsNonRoot can check it"
-    assert last(runtime, "EXPOSE") == "8000"
+    assert last(runtime, "EXPOSE") == "8000 8001"
     assert exec_form(last(runtime, "ENTRYPOINT"))[:2] == ["rnnserve", "serve"]
     env = env_of(runtime)
     assert env["RNNSERVE_HOST"] == "0.0.0.0"
