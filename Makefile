@@ -90,6 +90,7 @@ bench: $(VENV)/.all wrk
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.seq2seq
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
+	$(BIN)/python -m bench.grpc
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all
