@@ -1,10 +1,14 @@
-"""gRPC status codes the real-server tests cannot provoke reliably: a full queue and a request
-past its timeout, on in-process apps with tiny models."""
+"""What the real-server tests cannot provoke reliably, on in-process apps with tiny models: a
+gRPC and an HTTP request in one batch, a full queue, a request past its timeout."""
 
 import asyncio
+import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import tritonclient.grpc as triton_sync
 import tritonclient.grpc.aio as triton
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
@@ -67,6 +71,53 @@ def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeyp
     assert {r.status() for r in refused} == {"StatusCode.UNAVAILABLE"}
     assert all("the queue is full" in r.message() for r in refused)
     assert all(a.as_numpy("probabilities").shape == (1, 2) for a in answered)
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, caplog):
+    app, address = grpc_app(tiny_repository)
+    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+        wait_ready(client)
+        task = app.state.repository.get("tiny-lstm").task
+        held = HeldSession(task.small_session)
+        monkeypatch.setattr(task, "small_session", held)
+
+        def http(request_id: str):
+            return client.post(
+                "/v2/models/tiny-lstm/infer",
+                json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                  "data": ["a moving film"]}]},
+                headers={"x-request-id": request_id},
+            )  # fmt: skip
+
+        def grpc_call(request_id: str):
+            text = triton_sync.InferInput("text", [1], "BYTES")
+            text.set_data_from_numpy(np.array(["a dull film"], dtype=object))
+            with triton_sync.InferenceServerClient(address) as grpc_client:
+                return grpc_client.infer("tiny-lstm", [text], headers={"x-request-id": request_id})
+
+        with caplog.at_level(logging.INFO, logger="rnnserve.access"):
+            first = pool.submit(http, "first")  # runs alone, held
+            wait_for(lambda: task.batcher.in_flight == 1 and task.queue_depth == 0)
+            both = [pool.submit(grpc_call, "over-grpc"), pool.submit(http, "over-http")]
+            wait_for(lambda: task.queue_depth == 2)  # waiting together for the next run
+            held.gate.set()
+            assert first.result(30).status_code == 200
+            grpc_answer, http_answer = (f.result(30) for f in both)
+        assert grpc_answer.as_numpy("probabilities").shape == (1, 2)
+        assert http_answer.status_code == 200
+    sizes = {
+        r.fields["request_id"]: r.fields.get("batch_size")
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("request_id") in ("first", "over-grpc", "over-http")
+    }
+    assert sizes == {"first": 1, "over-grpc": 2, "over-http": 2}
 
 
 def test_past_the_request_timeout_is_deadline_exceeded(tiny_repository):
