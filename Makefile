@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser lint format models bench faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ format: $(VENV)/.all
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint browser
+test: lint browser scaleout
 	$(BIN)/python -m pytest -q
 
 # The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
@@ -65,6 +65,18 @@ browser:
 		--no-install-recommends chromium fonts-dejavu-core >/dev/null \
 		|| echo "browser: apt-get could not install chromium; tests/test_ui.py will be skipped"
 
+# Debian's redis-server and HAProxy for the shared-session and multi-replica tests
+# (tests/test_replicas.py, tests/service/test_redis_sessions.py); skipped there without them.
+scaleout:
+	@if [ -x /usr/bin/redis-server ] && [ -x /usr/sbin/haproxy ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "scaleout: redis-server or haproxy is missing and installing them needs root or" \
+		"sudo; the Redis and multi-replica tests will be skipped"; exit 0; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends redis-server haproxy >/dev/null \
+		|| echo "scaleout: apt-get could not install redis-server and haproxy; their tests will be skipped"
+
 # Rebuild the default models from SST-2 with fixed seeds; each run publishes new versions.
 models: $(VENV)/.all
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-lstm --cell lstm \
@@ -86,11 +98,16 @@ models: $(VENV)/.all
 		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
-bench: $(VENV)/.all wrk
+bench: $(VENV)/.all wrk scaleout
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.seq2seq
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
 	$(BIN)/python -m bench.grpc
+	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
+
+# Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
+replicas: $(VENV)/.all scaleout
+	$(BIN)/python -m bench.replicas --out bench/results/replicas.json
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -1,8 +1,10 @@
 """Mixed-fault load test: many requests at high concurrency, a tenth of them malformed in
-varied ways, an overload burst, and a model version published then retired mid-run.
+varied ways, an overload burst, clients hanging up mid-body, and a model version published
+then retired mid-run.
 
 Every valid request must get a correct answer (checked against in-process onnxruntime for
-the version that answered) or a fast 429/503; every bad one a 4xx; no 5xx at all.
+the version that answered) or a fast 429/503; every bad one a 4xx; no 5xx at all; and the
+server's log holds no error-level record (none of these is a server fault).
 `python -m bench.faults [--requests 100000]` prints the tally; exit status 1 on any breach.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from bench.payloads import texts
 from bench.rawclient import Connection, Reply
-from tests.live_server import live_server
+from tests.live_server import error_records, hang_up_mid_body, live_server
 from tests.test_live_repository import publish_copy
 from tests.test_real_server import expected_probabilities
 
@@ -40,7 +42,9 @@ BAD = [
         b'{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}',
         "V2 shape mismatch",
     ),
+    (b'{"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]}', "V2 empty"),
 ]
+HANG_UPS = 300
 
 
 def latest(folder: Path) -> Path:
@@ -105,7 +109,7 @@ async def run(total: int, concurrency: int, repository: Path, url: str, versions
         while sum(tally.values()) < total * 0.2:
             await asyncio.sleep(0.05)
         burst = [asyncio.create_task(one(total + k)) for k in range(3000)]
-        await asyncio.gather(*burst)
+        await asyncio.gather(*burst, hang_up_mid_body(host, int(port), HANG_UPS))
         while sum(tally.values()) < total * 0.4:
             await asyncio.sleep(0.05)
         await asyncio.to_thread(publish_copy, versions[2], repository, "live")
@@ -137,8 +141,11 @@ def main() -> None:
         (target / "manifest.json").write_text(
             json.dumps({**manifest, "name": "live", "version": 1})
         )
-        with live_server(repository, repository_poll_s="0.2") as url:
+        log = repository / "server.log"
+        with live_server(repository, log_file=log, repository_poll_s="0.2") as url:
             result = asyncio.run(run(args.requests, args.concurrency, repository, url, versions))
+            disconnects = httpx.get(f"{url}/metrics").text
+        errors = error_records(log)
     tally = result["tally"]
     print(
         f"\n{sum(tally.values())} requests in {result['elapsed']:.0f} s "
@@ -148,7 +155,12 @@ def main() -> None:
         print(f"  {outcome:<40}{n:>8}")
     print(f"  refusals answered within (p99)          {result['refusal_p99_ms'] or 0:>7.1f} ms")
     print(f"  versions served at the end              {result['served_after']}")
-    breaches = sum(n for k, n in tally.items() if "WRONG" in k or "got" in k)
+    counted = [line for line in disconnects.splitlines() if line.startswith("rnnserve_client_")]
+    print(f"  clients that hung up mid-body           {HANG_UPS:>8}  ({'; '.join(counted)})")
+    print(f"  error-level records in the server log   {len(errors):>8}")
+    for record in errors[:5]:
+        print(f"    {record.get('message')}: {str(record.get('error', ''))[-300:]}")
+    breaches = sum(n for k, n in tally.items() if "WRONG" in k or "got" in k) + len(errors)
     print(f"breaches: {breaches}")
     raise SystemExit(1 if breaches else 0)
 

@@ -10,14 +10,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from service import __version__, tracing
+from service import __version__, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
-from service.errors import ServiceError
+from service.errors import ClientGone, ServiceError
 from service.limits import BodySizeLimit
-from service.logs import RequestLog
+from service.logs import RequestLog, note
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
 from service.repository import ModelRepository
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Models load in the background: /v2/health/live answers while they warm up.
         polling = asyncio.create_task(repository.poll())
         grpc_server = None
+        announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
         try:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer
@@ -51,8 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if grpc_server is not None:
                 await grpc_server.stop()
             polling.cancel()
-            await asyncio.gather(polling, return_exceptions=True)
+            announcing.cancel()
+            await asyncio.gather(polling, announcing, return_exceptions=True)
             await repository.close()
+            if getattr(app.state, "sessions", None) is not None:
+                await app.state.sessions.close()  # the session store's connections
             tracing.shutdown()
 
     app = FastAPI(
@@ -107,6 +112,13 @@ def _add_error_handlers(app: FastAPI) -> None:
                 + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems),
             )
         return error_response(422, "; ".join(describe(p) for p in problems))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_hung_up(request: Request, error: ClientDisconnect) -> FastJSONResponse:
+        """Not a server fault: counted, and logged only as the request's access line."""
+        request.app.state.metrics.disconnects.labels("reading the body").inc()
+        note(disconnected="while sending its body")
+        return error_response(ClientGone.status_code, "the client disconnected")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> FastJSONResponse:

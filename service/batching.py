@@ -129,7 +129,9 @@ class AdmissionQueue(Generic[Item]):
                 batch.append(waiting)
         return batch
 
-    def fail_all(self, error: BaseException) -> None:
+    def close(self, error: BaseException) -> None:
+        """Answer whoever still waits with `error`; nothing more is woken."""
+        self._wake = _ignore
         while self._queue:
             self._queue.popleft().fail(error)
 
@@ -179,7 +181,7 @@ class Batcher(Generic[Item, Result]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.queue.fail_all(ModelNotReady("the model was unloaded"))
+        self.queue.close(ModelNotReady("the model was unloaded"))
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._run = _closed
         self._on_batch = None
@@ -257,6 +259,10 @@ def _for_callers(error: Exception, size: int) -> ServiceError:
     if isinstance(error, InternalError):
         return error
     return InternalError(f"the model failed on this batch ({type(error).__name__}); see the log")
+
+
+def _ignore() -> None:
+    pass
 
 
 def _closed(items: list[Any]) -> Sequence[Any]:

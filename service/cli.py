@@ -6,6 +6,10 @@ import argparse
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def serve(argv: list[str]) -> None:
@@ -27,11 +31,22 @@ def serve(argv: list[str]) -> None:
             os.environ[f"RNNSERVE_{key.upper()}"] = str(value)
 
     import uvicorn
+    from pydantic import ValidationError
 
     from service.logs import log_config
-    from service.settings import Settings
+    from service.settings import Settings, explain_invalid
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        sys.exit(f"rnnserve serve: {explain_invalid(error)}")
+    if not settings.model_repository.is_dir():
+        sys.exit(
+            f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
+            f"{settings.model_repository} is not a folder"
+        )
+    if settings.workers > 1:
+        _several_workers(settings)
     # A SIGTERM is a requested stop: uvicorn handles it while serving (stop accepting, finish
     # what it holds, up to graceful_shutdown_s), then re-raises it; exit 0 rather than die of it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -48,6 +63,32 @@ def serve(argv: list[str]) -> None:
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
+
+
+def _several_workers(settings: Settings) -> None:
+    """Worker processes share what must agree: sessions in Redis, metrics in files."""
+    if settings.session_store == "memory":
+        print(
+            f"rnnserve serve: {settings.workers} workers cannot share streaming sessions kept in "
+            "memory, so session routes will answer 501; set RNNSERVE_SESSION_STORE=redis://"
+            "host:port/db to keep sessions, or serve with --workers 1",
+            file=sys.stderr,
+        )
+    # prometheus_client's multiprocess mode: every worker writes its series to files in one
+    # folder and /metrics reads them all. Series of workers from an earlier run must not count.
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given or tempfile.mkdtemp(prefix="rnnserve-metrics-"))
+    if not given:  # ours: removed at exit
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in [*folder.glob("*.db"), *folder.glob("ready-*")]:
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 # `rnnserve train --task <task> ...`: the training module of each task (default: classify).

@@ -51,6 +51,10 @@ def decode_inputs(
             raise BadRequest(f"input {tensor.name!r} is given twice")
         if any(d < 0 for d in tensor.shape):
             raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative size")
+        if 0 in tensor.shape:
+            raise BadRequest(
+                f"input {tensor.name!r}: shape {tensor.shape} holds no values; send at least one"
+            )
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if tensor.data is not None:

@@ -40,6 +40,18 @@ class Gone(ServiceError):
     status_code = 410
 
 
+class Conflict(ServiceError):
+    """The request assumed a state the resource is no longer in."""
+
+    status_code = 409
+
+
+class Unsupported(ServiceError):
+    """The server's configuration cannot offer this (and retrying will not change that)."""
+
+    status_code = 501
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

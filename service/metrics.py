@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from service.batching import BatchStats
 
@@ -48,15 +53,42 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "rnnserve_queue_depth", "Sequences waiting to run.", labels, registry=self.registry
+        self.disconnects = Counter(
+            "rnnserve_client_disconnects",
+            "Clients that hung up before their answer, by what the server was doing.",
+            ("stage",),
+            registry=self.registry,
         )
+        self._queue_depths: Callable[[], Iterable[tuple[str, str, int]]] = list
+        self.registry.register(_QueueDepth(lambda: self._queue_depths()))
         self.ready = Gauge(
             "rnnserve_model_ready",
             "1 when a version serves, else 0.",
             labels,
             registry=self.registry,
         )
+
+    def watch_queues(self, depths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        """Queue depths are read when scraped, from whatever serves then: nothing holds on to
+        a retired version."""
+        self._queue_depths = depths
+
+    def forget(self, model: str, version: int) -> None:
+        """Drop every series of a retired version."""
+        labels = {"model": model, "version": str(version)}
+        for metric in self._per_version:
+            metric.remove_by_labels(labels)
+
+    @property
+    def _per_version(self) -> list[MetricWrapperBase]:
+        return [
+            self.requests,
+            self.latency,
+            self.queue_time,
+            self.inference_time,
+            self.batch_size,
+            self.ready,
+        ]
 
     def batch_observer(self, model: str, version: int):
         """A callback for one version's batcher."""
@@ -72,3 +104,16 @@ class Metrics:
             batch_size.observe(stats.size)
 
         return observe
+
+
+class _QueueDepth(Collector):
+    def __init__(self, depths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "rnnserve_queue_depth", "Sequences waiting to run.", labels=("model", "version")
+        )
+        for model, version, depth in self._depths():
+            family.add_metric((model, version), depth)
+        yield family

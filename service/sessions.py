@@ -1,10 +1,13 @@
-"""Streaming sessions: a bounded store of per-client model state (no HTTP here).
+"""Streaming sessions: the store protocol the routes use, and the in-process store (no HTTP here).
 
 A session belongs to one model version and holds that version's carried state (fixed in size,
 see `service.tasks.forecast.StreamState`). Idle sessions expire after `ttl_s`; past
 `max_sessions` the least recently used one is evicted. A step on an expired, evicted or deleted
 session is told so (`Gone`, 410) for as long as the store remembers its id; an id it never
 issued is `NotFound`. Each session has a lock so its steps run one at a time, in order.
+
+`SessionBackend` is what the routes see: `MemorySessions` (one process) wraps `SessionStore`;
+`service.redis_sessions.RedisSessions` keeps the same meaning across workers and replicas.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, Field
@@ -42,6 +46,7 @@ class Session:
     last_used_at: float = field(default_factory=time.time)
     last_used: float = 0.0  # store clock
     steps: int = 0  # observations seen
+    last: bytes = b""  # the last step's answer, for a retry of it (see `service.api.sessions`)
     closed: str | None = None  # why it is gone: expired, evicted, deleted
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -149,15 +154,7 @@ class SessionStore:
             self._closed.labels(why).inc()
 
     def _why(self, reason: str) -> str:
-        return {
-            "expired": f"expired after {self.settings.session_ttl_s:g} s idle; create a new one",
-            "evicted": (
-                f"was evicted (more than {self.settings.max_sessions} sessions, it was the "
-                "least recently used); create a new one"
-            ),
-            "deleted": "was deleted",
-            "unserved": "belonged to a model version that is no longer served",
-        }[reason]
+        return why(reason, self.settings)
 
     def _register(self, registry: CollectorRegistry) -> None:
         # Scrapes sweep too, so idle sessions leave the figures even when no request comes.
@@ -183,6 +180,90 @@ class SessionStore:
             ("reason",),
             registry=registry,
         )
+
+
+def why(reason: str, settings: SessionSettings) -> str:
+    """What a client is told about a session that is gone, by reason."""
+    return {
+        "expired": f"expired after {settings.session_ttl_s:g} s idle; create a new one",
+        "evicted": (
+            f"was evicted (more than {settings.max_sessions} sessions, it was the "
+            "least recently used); create a new one"
+        ),
+        "deleted": "was deleted",
+        "unserved": "belonged to a model version that is no longer served",
+    }[reason]
+
+
+class SessionBackend(Protocol):
+    """What the session routes need from a store, wherever it keeps the sessions.
+
+    A step is `get` -> `turn` (the session, up to date) -> run the model -> `commit` (the new
+    state, only if nobody stepped the session since it was read; None means someone did: `get`
+    it again and take a new turn).
+    """
+
+    @property
+    def ttl_s(self) -> float: ...
+
+    async def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session: ...
+
+    async def get(self, model: str, session_id: str) -> Session: ...
+
+    def turn(self, session: Session) -> AbstractAsyncContextManager[Session]: ...
+
+    async def commit(self, session: Session, state: Any, added: int, last: bytes) -> int | None: ...
+
+    async def describe(self, model: str, session_id: str) -> dict[str, Any]: ...
+
+    async def delete(self, model: str, session_id: str) -> None: ...
+
+    async def unserved(self, session: Session) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemorySessions:
+    """The sessions of one process: a step holds the session's lock from turn to commit."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    @property
+    def ttl_s(self) -> float:
+        return self.store.ttl_s
+
+    async def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session:
+        return self.store.create(model, version, state, state_bytes)
+
+    async def get(self, model: str, session_id: str) -> Session:
+        return self.store.get(model, session_id)
+
+    @asynccontextmanager
+    async def turn(self, session: Session) -> AsyncIterator[Session]:
+        async with session.lock:  # one step at a time per session, in arrival order
+            self.store.check_open(session)
+            yield session
+
+    async def commit(self, session: Session, state: Any, added: int, last: bytes) -> int | None:
+        session.state = state
+        session.steps += added
+        session.last = last
+        self.store.touch(session)
+        return session.steps
+
+    async def describe(self, model: str, session_id: str) -> dict[str, Any]:
+        return self.store.get(model, session_id).describe(self.ttl_s, self.store.clock())
+
+    async def delete(self, model: str, session_id: str) -> None:
+        self.store.delete(model, session_id)
+
+    async def unserved(self, session: Session) -> None:
+        self.store.close_version(session.model, session.version)
+        self.store.check_open(session)
+
+    async def close(self) -> None:
+        return None
 
 
 def _iso(seconds: float) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VersionPolicy = Annotated[str, Field(pattern=r"^(all|latest(:[1-9][0-9]*)?)$")]
 
 
 class BatchingSettings(BaseModel):
@@ -48,15 +50,19 @@ class Settings(BaseSettings):
     repository_poll_s: float = Field(
         2.0, ge=0, description="how often to look for new or removed versions; 0: never"
     )
-    version_policy: str = Field(
-        "latest:1", pattern=r"^(all|latest(:[1-9][0-9]*)?)$", description="versions served"
-    )
-    model_version_policy: dict[str, str] = Field(
+    version_policy: VersionPolicy = Field("latest:1", description="versions served")
+    model_version_policy: dict[str, VersionPolicy] = Field(
         default_factory=dict, description='per-model policies, e.g. {"sst2-gru": "all"}'
     )
     request_timeout_s: float = Field(10.0, gt=0)
     session_ttl_s: float = Field(600.0, gt=0, description="idle seconds before a session expires")
     max_sessions: int = Field(4096, ge=1, description="sessions kept; the least recent goes")
+    session_store: str = Field(
+        "memory",
+        pattern=r"^(memory|rediss?://\S+)$",
+        description="where streaming sessions live: memory (this process) or redis://host:port/db "
+        "(shared by every worker and replica)",
+    )
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
     )
@@ -84,3 +90,16 @@ class Settings(BaseSettings):
 
     def batching_for(self, model: str) -> BatchingSettings:
         return self.model_batching.get(model, self.batching)
+
+
+def explain_invalid(error: ValidationError) -> str:
+    """One line per invalid setting, named as the environment variable that sets it."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field, *rest = [str(part) for part in problem["loc"]] or ["settings"]
+        where = f"RNNSERVE_{field.upper()}"
+        if rest and str(Settings.model_fields[field].annotation).startswith("dict"):
+            where += f"[{rest.pop(0)!r}]"  # a key of a map, e.g. a model's name
+        where += "".join(f"__{part.upper()}" for part in rest)
+        lines.append(f"invalid setting {where}: {problem['msg']} (got {problem['input']!r})")
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -27,9 +28,18 @@ class ServerURL(str):
 
 
 @contextmanager
-def live_server(repository: Path, timeout: float = 120.0, **settings: str):
-    """Start `python -m service`, wait until ready, yield its base URL, then stop it."""
-    port = free_port()
+def live_server(
+    repository: Path,
+    timeout: float = 120.0,
+    log_file: Path | None = None,
+    port: int = 0,
+    **settings: str,
+):
+    """Start `python -m service`, wait until ready, yield its base URL, then stop it.
+
+    With `log_file`, the server's log (stderr) goes there instead of the test's output.
+    `port` 0: a free one."""
+    port = port or free_port()
     env = {
         **os.environ,
         "RNNSERVE_MODEL_REPOSITORY": str(repository),
@@ -39,7 +49,8 @@ def live_server(repository: Path, timeout: float = 120.0, **settings: str):
         "RNNSERVE_LOG_LEVEL": "warning",
         **{f"RNNSERVE_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
+    stderr = log_file.open("ab") if log_file is not None else None
+    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stderr=stderr)
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = process.pid
     try:
@@ -62,3 +73,40 @@ def live_server(repository: Path, timeout: float = 120.0, **settings: str):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        if stderr is not None:
+            stderr.close()
+
+
+def error_records(log_file: Path) -> list[dict]:
+    """The error-level (and worse) records of a server's JSON log."""
+    records = []
+    for line in log_file.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {"level": "error", "message": line}  # not ours: a traceback, say
+        if record.get("level") in ("error", "critical"):
+            records.append(record)
+    return records
+
+
+async def hang_up_mid_body(host: str, port: int, clients: int) -> None:
+    """`clients` connections that each send half a request body, then close."""
+    import asyncio
+
+    body = b'{"instances": ["half of this body never arrives"]}'
+
+    async def one() -> None:
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /v1/models/any:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        await writer.wait_closed()
+
+    await asyncio.gather(*(one() for _ in range(clients)))

@@ -39,11 +39,13 @@ def documents(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def manifests() -> dict[str, dict]:
+def manifests(name: str = "rnnserve") -> dict[str, dict]:
+    """The documents of one application (by its app.kubernetes.io/name label), by kind."""
     found = {}
     for path in sorted(KUBERNETES.glob("*.yaml")):
         for doc in documents(path):
-            found[doc["kind"]] = doc
+            if doc["metadata"]["labels"]["app.kubernetes.io/name"] == name:
+                found[doc["kind"]] = doc
     return found
 
 
@@ -222,6 +224,25 @@ def test_deployment_probes_resources_and_security():
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     slept = float(re.search(r"sleep\((\d+(?:\.\d+)?)\)", pre_stop[-1]).group(1))
     assert pod["terminationGracePeriodSeconds"] > slept + SERVER_DRAIN_S
+
+
+def test_replicas_share_sessions_through_the_redis_service():
+    redis, server = manifests("rnnserve-redis"), manifests()
+    pod = redis["Deployment"]["spec"]["template"]
+    selector = redis["Service"]["spec"]["selector"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert not server["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (port,) = redis["Service"]["spec"]["ports"]
+    (container,) = pod["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in container["ports"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in server["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    store = env["RNNSERVE_SESSION_STORE"]
+    assert store == f"redis://{redis['Service']['metadata']['name']}:{port['port']}/0"
+    assert Settings(session_store=store).session_store == store
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
 def test_service_hpa_and_pdb_point_at_the_deployment():

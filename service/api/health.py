@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import os
 
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service import workers
 from service.api.responses import FastJSONResponse
 
 router = APIRouter(tags=["health"])
@@ -19,14 +23,20 @@ async def live() -> FastJSONResponse:
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> FastJSONResponse:
     """200 once every model has loaded and answered a warm-up inference, else 503 and why."""
-    reasons = request.app.state.repository.not_ready()
+    repository = request.app.state.repository
+    reasons = repository.not_ready() or workers.not_ready(request.app.state.settings)
     if reasons:
         return FastJSONResponse({"ready": False, "error": "; ".join(reasons)}, status_code=503)
-    return FastJSONResponse({"ready": True})
+    problems = repository.problems()  # failed versions of models that serve all the same
+    return FastJSONResponse({"ready": True, "problems": problems} if problems else {"ready": True})
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    """This process's series; with several workers, every worker's (multiprocess mode)."""
+    registry = request.app.state.metrics.registry
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and request.app.state.settings.workers > 1:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, folder)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,8 @@ from service import tracing
 from service.errors import ClientGone, NotFound, ServiceError
 from service.logs import note
 from service.metrics import Metrics
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 
 T = TypeVar("T")
 
@@ -54,6 +55,8 @@ async def run_inference(
         tracing.record_batch(mv.name, mv.version)
     except ServiceError as error:
         status = error.status_code
+        if isinstance(error, ClientGone):
+            metrics.disconnects.labels("waiting for the model").inc()
         raise
     finally:
         mv.release()

@@ -7,14 +7,17 @@
 
 A session is bound to the version that was the default when it was created. Its steps queue
 in that version's batcher like any request, so steps of different sessions run as one batch;
-steps of one session wait for each other (its lock) and only a step that succeeds replaces the
-session's state.
+steps of one session are serialised by the store (a lock in memory, a compare-and-set on the
+step count in Redis) and only a step that succeeds replaces the session's state.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,14 +25,16 @@ from service.api.body import parse_body
 from service.api.inference import infer
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
-from service.errors import Unprocessable
-from service.repository import ModelRepository, ModelVersion
+from service.errors import Conflict, Overloaded, Unprocessable, Unsupported
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 from service.schemas import ErrorBody
-from service.sessions import Session, SessionSettings, SessionStore
+from service.sessions import MemorySessions, Session, SessionBackend, SessionSettings, SessionStore
 from service.tasks.base import parse_parameters
 from service.tasks.forecast import ForecastParameters, ForecastTask
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 410, 413, 415, 422, 503, 504)}
+MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same session, in a row
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504)}
 router = APIRouter(prefix="/v1/models/{name}/sessions", tags=["sessions"], responses=ERRORS)
 
 
@@ -40,6 +45,13 @@ class StepRequest(BaseModel):
         description="one or more new observations, oldest first (finite numbers)"
     )
     parameters: dict[str, Any] = Field(default_factory=dict)
+    expect_steps: int | None = Field(
+        None,
+        ge=0,
+        description="the step count the client last saw: the step applies only if the session is "
+        "still there (else 409), and a retry of a step whose answer was lost gets that answer "
+        "back instead of feeding the values twice",
+    )
 
 
 class SessionCreated(BaseModel):
@@ -73,15 +85,28 @@ class SessionInfo(BaseModel):
     state_bytes: int
 
 
-def store_of(request: Request) -> SessionStore:
-    """The app's session store, made on first use with the server's session settings."""
+def store_of(request: Request) -> SessionBackend:
+    """The app's session store, made on first use from the server's settings."""
     state = request.app.state
     store = getattr(state, "sessions", None)
     if store is None:
+        settings = state.settings
         limits = SessionSettings(
-            session_ttl_s=state.settings.session_ttl_s, max_sessions=state.settings.max_sessions
+            session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
         )
-        store = state.sessions = SessionStore(limits, registry=state.metrics.registry)
+        if settings.session_store == "memory" and settings.workers > 1:
+            raise Unsupported(
+                f"streaming sessions are off: this server runs {settings.workers} worker "
+                "processes and keeps sessions in memory, where a step reaching another worker "
+                "would not find its session (the operator sets RNNSERVE_SESSION_STORE=redis://...)"
+            )
+        if settings.session_store == "memory":
+            store = MemorySessions(SessionStore(limits, registry=state.metrics.registry))
+        else:
+            from service.redis_sessions import RedisSessions
+
+            store = RedisSessions(settings.session_store, limits, state.metrics.registry)
+        state.sessions = store
     return store
 
 
@@ -92,13 +117,12 @@ def _forecaster(mv: ModelVersion) -> ForecastTask:
     return mv.task
 
 
-def _serving(request: Request, session: Session, store: SessionStore) -> None:
+async def _serving(request: Request, session: Session, store: SessionBackend) -> None:
     """The session's version must still be served; otherwise the session is gone."""
     repository: ModelRepository = request.app.state.repository
     mv = repository.models.get(session.model, {}).get(session.version)
     if mv is None or mv.state not in ("ready", "loading"):
-        store.close_version(session.model, session.version)
-        store.check_open(session)
+        await store.unserved(session)
 
 
 @router.post("", status_code=201, response_model=SessionCreated)
@@ -107,7 +131,7 @@ async def create_session(name: str, request: Request) -> SessionCreated:
     mv = repository.get(name)
     task = _forecaster(mv)
     store = store_of(request)
-    session = store.create(mv.name, mv.version, task.new_state(), task.state_bytes)
+    session = await store.create(mv.name, mv.version, task.new_state(), task.state_bytes)
     return SessionCreated(
         session_id=session.id,
         model_name=mv.name,
@@ -121,22 +145,31 @@ async def create_session(name: str, request: Request) -> SessionCreated:
 async def step(request: Request, name: str, session_id: str) -> FastJSONResponse:
     """Feed new observations to a session; the forecast for the next k steps."""
     store = store_of(request)
-    session = store.get(name, session_id)
+    session = await store.get(name, session_id)
     body = await parse_body(request, StepRequest)
     params = parse_parameters(ForecastParameters, body.parameters)
-    _serving(request, session, store)
+    await _serving(request, session, store)
     timeout = request.app.state.settings.request_timeout_s
 
     async def work(mv: ModelVersion) -> tuple[dict[str, Any], int]:
+        nonlocal session
         task = _forecaster(mv)
         values = task.check(body.values)  # validated in full before it can touch the state
-        async with session.lock:  # one step at a time per session, in arrival order
-            store.check_open(session)
-            prediction, state = await task.step(session.state, values, params.attention, timeout)
-            session.state = state
-            session.steps += len(values)
-            store.touch(session)
-            return prediction, session.steps
+        digest = hashlib.blake2b(values.tobytes(), digest_size=16).digest()
+        for _ in range(MAX_TURNS):
+            async with store.turn(session) as now:
+                if body.expect_steps is not None and body.expect_steps != now.steps:
+                    return _replay(now, body.expect_steps, len(values), digest), now.steps
+                prediction, state = await task.step(now.state, values, params.attention, timeout)
+                last = LAST.pack(now.steps, digest) + orjson.dumps(prediction)
+                steps = await store.commit(now, state, len(values), last)
+            if steps is not None:
+                return prediction, steps
+            session = await store.get(name, session_id)  # another step came first: read again
+        raise Overloaded(
+            f"session {session_id!r} is being stepped by {MAX_TURNS} other requests at once; "
+            "send one step at a time"
+        )
 
     mv, (prediction, steps) = await infer(request, name, session.version, work)
     return FastJSONResponse(
@@ -150,17 +183,30 @@ async def step(request: Request, name: str, session_id: str) -> FastJSONResponse
     )
 
 
+LAST = struct.Struct("<q16s")  # a session's last step: the count before it, its values' digest
+
+
+def _replay(session: Session, expect: int, added: int, digest: bytes) -> dict[str, Any]:
+    """The answer to a retried step that was applied already, or 409 if it is not one."""
+    last = session.last or bytes(LAST.size)
+    if session.steps == expect + added and LAST.unpack_from(last) == (expect, digest):
+        return orjson.loads(last[LAST.size :])
+    raise Conflict(
+        f"session {session.id!r} has seen {session.steps} values, not {expect}: another "
+        "client steps it, or the values differ from the step being retried"
+    )
+
+
 # A step is the hot path: a lean route (no dependency solving), as for :predict.
 add_lean_post(router, "/{session_id}:step", step, StepRequest, response_model=StepResponse)
 
 
 @router.get("/{session_id}", response_model=SessionInfo)
 async def describe_session(name: str, session_id: str, request: Request) -> dict[str, Any]:
-    store = store_of(request)
-    return store.get(name, session_id).describe(store.ttl_s, store.clock())
+    return await store_of(request).describe(name, session_id)
 
 
 @router.delete("/{session_id}", status_code=204)
 async def delete_session(name: str, session_id: str, request: Request) -> Response:
-    store_of(request).delete(name, session_id)
+    await store_of(request).delete(name, session_id)
     return Response(status_code=204)

@@ -10,7 +10,8 @@ from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
 from service.errors import PayloadTooLarge
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion, default_version
+from service.repository import ModelRepository
 from service.schemas import (
     ErrorBody,
     ModelDetail,
@@ -31,13 +32,14 @@ def _repository(request: Request) -> ModelRepository:
 
 def _summary(name: str, versions: dict[int, ModelVersion]) -> ModelSummary:
     ready = sorted(v for v, mv in versions.items() if mv.state == "ready")
-    default = versions[ready[-1]] if ready else versions[max(versions)]
+    default = default_version(versions)
+    shown = default or versions[max(versions)]
     return ModelSummary(
         name=name,
-        task=default.manifest.task if default.manifest else None,
+        task=shown.manifest.task if shown.manifest else None,
         versions=ready,
-        default_version=ready[-1] if ready else None,
-        ready=bool(ready),
+        default_version=default.version if default else None,
+        ready=default is not None,
     )
 
 
@@ -49,9 +51,10 @@ async def list_models(request: Request) -> ModelList:
 
 @router.get("/models/{name}", response_model=ModelDetail)
 async def describe_model(name: str, request: Request) -> ModelDetail:
-    versions = _repository(request).versions_of(name)
+    repository = _repository(request)
+    versions = repository.versions_of(name)
     summary = _summary(name, versions)
-    shown = versions[summary.default_version or max(versions)]
+    shown = repository.shown(name)
     return ModelDetail(
         **summary.model_dump(),
         status=[

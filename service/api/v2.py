@@ -21,7 +21,7 @@ from service.codecs import (
     select_outputs,
     split_body,
 )
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, Conflict
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -29,7 +29,8 @@ from service.protocol import (
     RepositoryModel,
     ServerMetadata,
 )
-from service.repository import ModelRepository, ModelVersion
+from service.registry import ModelVersion
+from service.repository import ModelRepository
 from service.schemas import ErrorBody
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
@@ -51,15 +52,9 @@ def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
 
 
 def shown_version(repository: ModelRepository, name: str, version: str | None) -> ModelVersion:
-    """The version a metadata call is about: the one named, else the highest ready one."""
-    versions = repository.versions_of(name)
-    if version is not None:
-        mv = versions.get(parse_version(name, version))
-        if mv is None:
-            raise NotFound(f"model {name!r} has no version {version}")
-        return mv
-    ready = [v for v, mv in versions.items() if mv.state == "ready"]
-    return versions[max(ready or versions)]
+    """The version a metadata call is about: the one named, else the default one."""
+    number = None if version is None else parse_version(name, version)
+    return repository.shown(name, number)
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
@@ -84,8 +79,7 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
     """200 when the model (version) serves; 400 with the reason when it does not."""
     mv = _shown(request, name, version)
     if mv.state != "ready":
-        error = f"{name} version {mv.version} is {mv.state}" + (f": {mv.error}" if mv.error else "")
-        return FastJSONResponse({"error": error}, status_code=400)
+        return FastJSONResponse({"error": mv.describe()}, status_code=400)
     return FastJSONResponse({"name": name, "ready": True})
 
 
@@ -157,14 +151,27 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
     return [index[key] for key in sorted(index)]
 
 
+def _one_worker(request: Request) -> None:
+    """Load and unload change the worker that answers, not its siblings: refused with several."""
+    workers = request.app.state.settings.workers
+    if workers > 1:
+        raise Conflict(
+            f"this server runs {workers} worker processes and a load or unload would change only "
+            "the one that answers; change the model repository on disk instead (every worker "
+            "polls it), or run one worker per server"
+        )
+
+
 @router.post("/repository/models/{name}/load")
 async def repository_load(request: Request, name: str) -> FastJSONResponse:
+    _one_worker(request)
     versions = await _repository(request).load_model(name)
     return FastJSONResponse({"name": name, "versions": [str(v) for v in versions]})
 
 
 @router.post("/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> FastJSONResponse:
+    _one_worker(request)
     await _repository(request).unload_model(name)
     return FastJSONResponse({"name": name, "unloaded": True})
 

@@ -8,6 +8,7 @@ stacked into the batch's inputs and each row's new state is cut back out of its 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,26 @@ class StreamState:
     @property
     def nbytes(self) -> int:
         return self.state.nbytes + self.memory.nbytes + 4 + 8
+
+    # A shared store keeps it as bytes: a small header, then the float32 arrays as they are.
+    HEADER = struct.Struct("<4sIIIIf")  # magic, layers, hidden, window, filled, last
+
+    def to_bytes(self) -> bytes:
+        (layers, hidden), window = self.state.shape, self.memory.shape[0]
+        head = self.HEADER.pack(b"RSS1", layers, hidden, window, self.filled, self.last)
+        return head + self.state.astype("<f4").tobytes() + self.memory.astype("<f4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamState:
+        magic, layers, hidden, window, filled, last = cls.HEADER.unpack_from(data)
+        size = cls.HEADER.size + 4 * hidden * (layers + window)
+        if magic != b"RSS1" or len(data) != size:
+            raise ValueError(f"not a stream state ({len(data)} bytes, magic {magic!r})")
+        arrays = np.frombuffer(data, "<f4", offset=cls.HEADER.size).astype(np.float32)
+        state, memory = arrays[: layers * hidden], arrays[layers * hidden :]
+        return cls(
+            state.reshape(layers, hidden), memory.reshape(window, hidden), np.float32(last), filled
+        )
 
 
 @dataclass(slots=True)

@@ -200,7 +200,7 @@ class Seq2SeqTask:
     def close(self) -> None:
         """Answer whoever still waits and free the worker thread and the sessions."""
         gone = ModelNotReady("the model was unloaded")
-        self._pending.fail_all(gone)
+        self._pending.close(gone)
         for waiting in self._active:
             waiting.fail(gone)
         self._active = []

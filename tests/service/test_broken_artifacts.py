@@ -15,6 +15,8 @@ BROKEN = {
     "bad-manifest": "ValidationError",
     "bad-sha": "vocab.txt does not match the sha256 in the manifest",
     "no-manifest": "FileNotFoundError",
+    "unlisted-graph": "the manifest's files map does not list model.onnx",
+    "unlisted-vocab": "the manifest's files map does not list vocab.txt",
 }
 
 
@@ -31,6 +33,9 @@ def break_version(folder: Path, kind: str) -> None:
     elif kind == "bad-sha":
         with (folder / "vocab.txt").open("a") as f:
             f.write("extra\n")
+    elif kind.startswith("unlisted-"):
+        # A graph or vocabulary missing from `files` would be loaded unverified.
+        del manifest["files"]["model.onnx" if kind == "unlisted-graph" else "vocab.txt"]
     elif kind == "no-manifest":
         (folder / "manifest.json").unlink()
         return

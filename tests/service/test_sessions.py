@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.errors import Gone, NotFound
-from service.sessions import SessionSettings, SessionStore
+from service.sessions import MemorySessions, SessionSettings, SessionStore
 from tests.conftest import wait_ready
 from tests.forecast_helpers import HORIZON, MAX_VALUES, WINDOW, tiny_forecast_repository
 from tests.service.test_forecast import co2_like
@@ -43,7 +43,7 @@ def app_client():
     )
     with TestClient(app) as client:
         wait_ready(client)
-        app.state.sessions = SessionStore(registry=app.state.metrics.registry)
+        app.state.sessions = MemorySessions(SessionStore(registry=app.state.metrics.registry))
         yield app, client
 
 
@@ -51,7 +51,7 @@ def app_client():
 def client(app_client):
     """The app's own store (default settings, metrics registered), emptied for each test."""
     app, client = app_client
-    app.state.sessions._sessions.clear()
+    app.state.sessions.store._sessions.clear()
     return client
 
 
@@ -193,7 +193,9 @@ def test_idle_sessions_expire_after_the_ttl(app_client):
     app, client = app_client
     clock = FakeClock()
     saved = app.state.sessions
-    app.state.sessions = SessionStore(SessionSettings(session_ttl_s=60), clock=clock)
+    app.state.sessions = MemorySessions(
+        SessionStore(SessionSettings(session_ttl_s=60), clock=clock)
+    )
     try:
         idle, busy = new_session(client), new_session(client)
         clock.now += 40
@@ -210,7 +212,7 @@ def test_idle_sessions_expire_after_the_ttl(app_client):
 def test_the_least_recently_used_session_is_evicted(app_client):
     app, client = app_client
     saved = app.state.sessions
-    app.state.sessions = SessionStore(SessionSettings(max_sessions=2))
+    app.state.sessions = MemorySessions(SessionStore(SessionSettings(max_sessions=2)))
     try:
         a, b = new_session(client), new_session(client)
         assert step(client, a, [315.0]).status_code == 200  # b is now the least recent
@@ -219,7 +221,7 @@ def test_the_least_recently_used_session_is_evicted(app_client):
         assert evicted.status_code == 410 and "evicted" in evicted.json()["error"]
         assert step(client, a, [316.0]).status_code == 200
         assert step(client, c, [316.0]).status_code == 200
-        assert len(app.state.sessions) == 2
+        assert len(app.state.sessions.store) == 2
     finally:
         app.state.sessions = saved
 
@@ -301,3 +303,23 @@ def test_steps_of_many_sessions_run_as_one_batch_and_each_gets_its_own_answer(cl
         for size, got in zip(chunks[session], forecasts, strict=True):
             end += size
             np.testing.assert_allclose(got, predict(client, histories[session][:end]), rtol=1e-6)
+
+
+def test_a_retried_step_is_answered_again_not_applied_twice(client):
+    session = new_session(client)
+    series = co2_like(12, seed=9)
+    first = step_expecting(client, session, series[:8], 0)
+    assert first.status_code == 200
+    again = step_expecting(client, session, series[:8], 0)  # as if the first answer was lost
+    assert again.json() == first.json()
+    assert client.get(f"{MODEL}/sessions/{session}").json()["steps"] == 8
+    stale = step_expecting(client, session, series[8:], 0)  # not that step: other values
+    assert stale.status_code == 409 and "8 values" in stale.json()["error"]
+    after = step_expecting(client, session, series[8:], 8).json()["forecast"]
+    np.testing.assert_allclose(after, predict(client, series), rtol=1e-6)
+
+
+def step_expecting(client, session: str, values, steps: int):
+    return client.post(
+        f"{MODEL}/sessions/{session}:step", json={"values": values, "expect_steps": steps}
+    )

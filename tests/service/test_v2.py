@@ -158,6 +158,14 @@ BAD = [
         {"inputs": [{"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [1.5, 2]}]},
         "data is not all INT64",
     ),
+    (
+        {"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]},
+        "shape [0] holds no values",
+    ),
+    (
+        {"inputs": [{"name": "tokens", "shape": [2, 0], "datatype": "INT64", "data": []}]},
+        "shape [2, 0] holds no values",
+    ),
 ]
 
 

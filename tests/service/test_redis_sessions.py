@@ -1,0 +1,284 @@
+"""Sessions in a real redis-server: compact state, two apps sharing sessions, compare-and-set
+on the step count, idle expiry, LRU eviction, retried steps, and 503 when Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import redis
+
+from service.errors import Gone, NotFound
+from service.redis_sessions import PREFIX, RedisSessions, SessionStoreUnavailable
+from service.sessions import SessionSettings
+from service.tasks.forecast import StreamState
+from tests.conftest import wait_ready
+from tests.forecast_helpers import HORIZON, tiny_forecast_repository
+from tests.live_server import free_port
+from tests.scaleout import MISSING, have_redis, redis_server
+from tests.service.test_forecast import co2_like
+
+pytestmark = pytest.mark.skipif(not have_redis(), reason=f"needs {MISSING}")
+MODEL = "/v1/models/tiny-forecast"
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def db(redis_url):
+    """A synchronous client on the test's Redis, emptied before each test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def make_app(store: str, **settings):
+    from service.app import create_app
+    from service.settings import Settings
+
+    return create_app(
+        Settings(
+            model_repository=tiny_forecast_repository(),
+            providers="cpu",
+            session_store=store,
+            repository_poll_s=0,
+            **settings,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def two_apps(redis_url):
+    """Two apps (as two replicas would be) on one Redis."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(redis_url)) as a, TestClient(make_app(redis_url)) as b:
+        wait_ready(a)
+        wait_ready(b)
+        yield a, b
+
+
+def new_session(client) -> str:
+    response = client.post(f"{MODEL}/sessions")
+    assert response.status_code == 201, response.text
+    return response.json()["session_id"]
+
+
+def step(client, session: str, values, **extra):
+    return client.post(f"{MODEL}/sessions/{session}:step", json={"values": values, **extra})
+
+
+def predict(client, values) -> list[float]:
+    response = client.post(f"{MODEL}:predict", json={"instances": [values]})
+    return response.json()["predictions"][0]["forecast"]
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+def test_state_is_stored_as_float32_bytes_behind_a_small_header():
+    rng = np.random.default_rng(0)
+    state = StreamState(
+        rng.normal(size=(2, 8)).astype(np.float32),
+        rng.normal(size=(16, 8)).astype(np.float32),
+        np.float32(1.25),
+        7,
+    )
+    data = state.to_bytes()
+    assert len(data) == StreamState.HEADER.size + 4 * 8 * (2 + 16)
+    back = StreamState.from_bytes(data)
+    np.testing.assert_array_equal(back.state, state.state)
+    np.testing.assert_array_equal(back.memory, state.memory)
+    assert (back.last, back.filled) == (state.last, state.filled)
+    with pytest.raises(ValueError, match="not a stream state"):
+        StreamState.from_bytes(data[:-4])
+
+
+def test_the_stored_session_holds_binary_state_not_json(two_apps, db):
+    a, _ = two_apps
+    session = new_session(a)
+    step(a, session, co2_like(10))
+    stored = db.hgetall(f"{PREFIX}s:{session}")
+    assert int(stored[b"steps"]) == 10
+    info = a.get(f"{MODEL}/sessions/{session}").json()
+    assert len(stored[b"state"]) == StreamState.HEADER.size + info["state_bytes"] - 12
+    assert StreamState.from_bytes(stored[b"state"]).filled == 10
+    new_session(a)
+    metrics = a.get("/metrics").text
+    assert "rnnserve_sessions 2.0" in metrics.splitlines()  # both, in the shared store
+
+
+# -- shared between apps ---------------------------------------------------------------------------
+
+
+def test_either_app_steps_a_session_and_gets_what_one_process_would(two_apps):
+    a, b = two_apps
+    session = new_session(a)
+    series = co2_like(60, seed=3)
+    end = 0
+    for i, size in enumerate((1, 9, 2, 30, 18)):
+        response = step((a, b)[i % 2], session, series[end : end + size])
+        assert response.status_code == 200, response.text
+        end += size
+        assert response.json()["steps"] == end
+        np.testing.assert_allclose(response.json()["forecast"], predict(a, series[:end]), rtol=1e-5)
+    info = b.get(f"{MODEL}/sessions/{session}").json()
+    assert info["steps"] == 60 and 0 < info["expires_in_s"] <= 600
+    assert b.delete(f"{MODEL}/sessions/{session}").status_code == 204
+    gone = step(a, session, [1.0])
+    assert gone.status_code == 410 and "deleted" in gone.json()["error"]
+    assert a.get(f"{MODEL}/sessions/not-a-session").status_code == 404
+    assert (
+        b.post(f"/v1/models/other/sessions/{new_session(a)}:step", json={"values": [1]}).status_code
+        == 404
+    )
+
+
+def test_concurrent_steps_through_both_apps_are_applied_once_each_in_some_order(two_apps):
+    a, b = two_apps
+    session = new_session(a)
+    values = co2_like(16, seed=5)
+    start = threading.Barrier(16)
+
+    def one(i: int) -> dict:
+        start.wait()
+        response = step((a, b)[i % 2], session, [values[i]])
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(one, range(16)))
+    order = sorted(range(16), key=lambda i: responses[i]["steps"])
+    assert [responses[i]["steps"] for i in order] == list(range(1, 17))  # never interleaved
+    applied = [values[i] for i in order]
+    for n, i in enumerate(order, start=1):
+        np.testing.assert_allclose(responses[i]["forecast"], predict(a, applied[:n]), rtol=1e-5)
+
+
+def test_a_retried_step_gets_its_first_answer_and_is_not_applied_twice(two_apps):
+    a, b = two_apps
+    session = new_session(a)
+    series = co2_like(12, seed=9)
+    first = step(a, session, series[:8], expect_steps=0).json()
+    again = step(b, session, series[:8], expect_steps=0)  # as if the first answer was lost
+    assert again.status_code == 200 and again.json() == first
+    assert a.get(f"{MODEL}/sessions/{session}").json()["steps"] == 8
+    other = step(b, session, series[8:], expect_steps=0)  # not a retry: other values
+    assert other.status_code == 409 and "8 values" in other.json()["error"]
+    after = step(b, session, series[8:], expect_steps=8).json()
+    np.testing.assert_allclose(after["forecast"], predict(a, series), rtol=1e-5)
+
+
+# -- the store alone ---------------------------------------------------------------------------
+
+
+def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
+    async def scenario():
+        store = RedisSessions(redis_url)
+        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
+        created = await store.create("m", 1, fresh, fresh.nbytes)
+        one, two = await store.get("m", created.id), await store.get("m", created.id)
+        assert await store.commit(one, fresh, 5, b"") == 5
+        assert await store.commit(two, fresh, 3, b"") is None  # read before the first commit
+        assert (await store.get("m", created.id)).steps == 5
+        await store.close()
+
+    run(scenario())
+
+
+def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
+    async def scenario():
+        store = RedisSessions(redis_url, SessionSettings(session_ttl_s=0.3))
+        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
+        idle, busy = [await store.create("m", 1, fresh, 1) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        await store.commit(await store.get("m", busy.id), fresh, 1, b"")
+        await asyncio.sleep(0.2)  # idle: 0.4 s; busy: 0.2 s since its step
+        assert not db.exists(f"{PREFIX}s:{idle.id}")
+        with pytest.raises(Gone, match="expired"):
+            await store.get("m", idle.id)
+        assert (await store.get("m", busy.id)).steps == 1
+        with pytest.raises(NotFound):
+            await store.get("other", idle.id)
+        await store.close()
+
+    run(scenario())
+
+
+def test_past_the_limit_the_least_recently_used_session_is_evicted(redis_url, db):
+    async def scenario():
+        store = RedisSessions(redis_url, SessionSettings(max_sessions=2))
+        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
+        a = await store.create("m", 1, fresh, 1)
+        b = await store.create("m", 1, fresh, 1)
+        await store.commit(await store.get("m", a.id), fresh, 1, b"")  # b is now the least recent
+        c = await store.create("m", 1, fresh, 1)
+        with pytest.raises(Gone, match="evicted"):
+            await store.get("m", b.id)
+        assert {(await store.get("m", s.id)).id for s in (a, c)} == {a.id, c.id}
+        assert db.zcard(f"{PREFIX}lru") == 2
+        await store.close()
+
+    run(scenario())
+
+
+def test_an_unreachable_store_is_503_with_retry_after_and_predictions_still_work():
+    from fastapi.testclient import TestClient
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with TestClient(make_app(nowhere)) as client:
+        wait_ready(client)
+        response = client.post(f"{MODEL}/sessions")
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert "session store" in response.json()["error"]
+        assert step(client, "any", [1.0]).status_code == 503
+        assert len(predict(client, co2_like(10))) == HORIZON
+
+    async def direct():
+        store = RedisSessions(nowhere)
+        with pytest.raises(SessionStoreUnavailable):
+            await store.get("m", "x")
+        await store.close()
+
+    run(direct())
+
+
+def test_sessions_answer_again_once_redis_is_back():
+    """Redis stops under a live app (503), then a new one listens on the same port (201)."""
+    from fastapi.testclient import TestClient
+
+    port = free_port()
+    with TestClient(make_app(f"redis://127.0.0.1:{port}/0")) as client:
+        wait_ready(client)
+        with redis_server(port) as url:
+            assert client.post(f"{MODEL}/sessions").status_code == 201
+            redis.Redis.from_url(url).shutdown(nosave=True)
+            down = client.post(f"{MODEL}/sessions")
+            assert down.status_code == 503, down.text
+        with redis_server(port):
+            assert client.post(f"{MODEL}/sessions").status_code == 201
+
+
+def test_a_store_that_refuses_writes_is_503_and_logged(two_apps, db, caplog):
+    a, _ = two_apps
+    db.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # read-only: writes refused
+    try:
+        response = a.post(f"{MODEL}/sessions")
+    finally:
+        db.execute_command("REPLICAOF", "NO", "ONE")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert "refused" in response.json()["error"]
+    assert any("refused a command" in r.getMessage() for r in caplog.records)
+    assert a.post(f"{MODEL}/sessions").status_code == 201
