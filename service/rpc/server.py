@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from service import __version__, tracing
-from service.api.inference import run_inference
+from service.api.inference import parse_version, run_inference
 from service.api.v2 import shown_version
 from service.codecs import check_batch, select_outputs
 from service.errors import DeadlineExceeded, NotFound, ServiceError
@@ -98,7 +98,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         with tracing.span("parse"):
             version = None
             if request.model_version:
-                version = _version(request.model_name, request.model_version)
+                version = parse_version(request.model_name, request.model_version)
             arrays = decode_inputs(request, settings.max_binary_tensor_bytes)
             check_batch(arrays, settings.max_instances)
             given = parameters(request.parameters)
@@ -123,12 +123,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             # Raw in, raw out (what Triton's clients read); typed contents in, typed out.
             encode_outputs(response, outputs, raw=bool(request.raw_input_contents))
         return response
-
-
-def _version(name: str, version: str) -> int:
-    if not (version.isascii() and version.isdigit()) or int(version) < 1:
-        raise NotFound(f"model {name!r} has no version {version!r}")
-    return int(version)
 
 
 def _given(value: T) -> Callable[[], Awaitable[T]]:
