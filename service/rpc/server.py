@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from service import __version__, tracing
+from service import __version__, tracing, workers
 from service.api.inference import parse_version, run_inference
 from service.api.v2 import shown_version
 from service.codecs import check_batch, select_outputs
@@ -57,7 +57,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return await _answer("ServerLive", context, _given(pb.ServerLiveResponse(live=True)))
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
-        ready = not self.repository.not_ready()
+        ready = not not_ready(self.repository, self.settings)
         return await _answer("ServerReady", context, _given(pb.ServerReadyResponse(ready=ready)))
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
@@ -210,16 +210,22 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return self.deny
 
 
+def not_ready(repository: ModelRepository, settings: Settings) -> list[str]:
+    """Why the server is not ready, as /v2/health/ready sees it (every worker counted)."""
+    return repository.not_ready() or workers.not_ready(settings)
+
+
 class Health(health_aio.HealthServicer):
     """`grpc.health.v1`: "" and the inference service are SERVING when the server is ready
     (what a Kubernetes gRPC readiness probe asks); "liveness" whenever the process answers."""
 
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
         super().__init__()
         self.repository = repository
+        self.settings = settings
 
     async def refresh(self) -> None:
-        ready = not self.repository.not_ready()
+        ready = not not_ready(self.repository, self.settings)
         status = health_pb2.HealthCheckResponse
         serving = status.SERVING if ready else status.NOT_SERVING
         for service in ("", SERVICE):
@@ -261,7 +267,7 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceService(self.repository, self.metrics, settings), server
         )
-        health = Health(self.repository)
+        health = Health(self.repository, settings)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         self.port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
