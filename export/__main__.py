@@ -44,7 +44,7 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     )
     own = p.add_argument_group("your own model (instead of a checkpoint)")
     own.add_argument(
-        "--task", choices=["classify", "seq2seq", "tensor"], help="what the model does"
+        "--task", choices=["classify", "seq2seq", "forecast", "tensor"], help="what it does"
     )
     own.add_argument(
         "--module",
@@ -69,6 +69,9 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     own.add_argument("--output-vocab", type=Path, help="seq2seq: output characters, likewise")
     own.add_argument("--max-input-chars", type=int, default=64, help="seq2seq: longest input")
     own.add_argument("--max-output-chars", type=int, default=64, help="seq2seq: longest output")
+    own.add_argument("--mean", type=float, default=0.0, help="forecast: values are scaled as")
+    own.add_argument("--std", type=float, default=1.0, help="(x - mean) / std before the step")
+    own.add_argument("--max-values", type=int, default=1024, help="forecast: most per request")
     return p
 
 
@@ -92,6 +95,18 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
                 args.onnx, name=args.name, repository=args.repository,
                 description=args.description,
             )  # fmt: skip
+        if args.task == "forecast":
+            if args.module is None:
+                p.error("--task forecast takes --module (a step module with initial_state)")
+            return api.publish_forecaster(
+                build_module(args.module, args.config, args.weights),
+                name=args.name,
+                repository=args.repository,
+                mean=args.mean,
+                std=args.std,
+                max_values=args.max_values,
+                options=options,
+            )
         if args.task == "seq2seq":
             if args.module is None or args.input_vocab is None or args.output_vocab is None:
                 p.error("--task seq2seq takes --module, --input-vocab and --output-vocab")

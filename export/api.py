@@ -92,6 +92,26 @@ def publish_seq2seq(
     return _publish("seq2seq", exporter, name, repository, options)
 
 
+def publish_forecaster(
+    step: nn.Module,
+    *,
+    name: str,
+    repository: Path | str = "models",
+    mean: float = 0.0,
+    std: float = 1.0,
+    max_values: int = 1024,
+    options: Options | None = None,
+) -> Path:
+    """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
+    first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
+    *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
+    exporter_class = registry.load(registry.get("forecast").module_exporter)
+    options = options or Options()
+    check_options("forecast", exporter_class, options)
+    exporter = exporter_class(step, mean, std, max_values)
+    return _publish("forecast", exporter, name, repository, options)
+
+
 def publish_onnx(
     graph: Path | str, *, name: str, repository: Path | str = "models", description: str = ""
 ) -> Path:

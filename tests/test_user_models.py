@@ -18,7 +18,7 @@ import torch
 from contract.chars import BOS_ID, EOS_ID, SPECIALS, CharVocabulary
 from contract.text import TokenVocabulary
 from contract.words import tokenize
-from export.api import publish_classifier
+from export.api import publish_classifier, publish_forecaster
 from export.user_module import load_callable
 from service.cli import main as rnnserve
 from tests.conftest import ROOT, write_tiny_corpus
@@ -30,6 +30,7 @@ LABELS = ["negative", "positive"]
 TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and bland .",
          "Brilliant!", "what a charming , funny movie"]  # fmt: skip
 SEQ2SEQ = ROOT / "tests" / "user_models" / "seq2seq.py"
+FORECAST = ROOT / "tests" / "user_models" / "forecast.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
 
 
@@ -128,6 +129,8 @@ def own(tmp_path_factory):
               "--output-vocab", str(work / "output_vocab.txt"), "--max-output-chars", "12",
               "--name", "s2s", "--repository", str(repository)])  # fmt: skip
     seq2seq = load_callable(f"{SEQ2SEQ}:build")(**json.loads((work / "s2s.json").read_text()))
+    forecaster = load_callable(f"{FORECAST}:build")()
+    publish_forecaster(forecaster, name="fc", repository=repository, mean=10.0, std=2.0)
     with live_server(repository, max_batch_delay_ms="20") as url:
         yield {
             "url": url,
@@ -136,6 +139,7 @@ def own(tmp_path_factory):
             "hf": (hf, lambda t: hf_encode(work / "tokenizer.json", t)),
             "sklearn": sklearn_model,
             "s2s": (seq2seq, CharVocabulary(tuple(inputs)), CharVocabulary(tuple(outputs))),
+            "fc": forecaster,
         }
 
 
@@ -362,3 +366,42 @@ def test_a_users_seq2seq_modules_decode_as_in_pytorch(own):
         json={"instances": texts[:1], "parameters": {"beam_width": 3}},
     )
     assert beam.status_code == 200 and isinstance(beam.json()["predictions"][0]["output"], str)
+
+
+def torch_forecast(step, series: list[float], chunks: list[int]) -> np.ndarray:
+    """The user's step module fed the series in chunks, state carried: the last forecast."""
+    state, start = step.initial_state(1), 0
+    with torch.no_grad():
+        for n in chunks:
+            values = (torch.tensor([series[start : start + n]], dtype=torch.float32) - 10) / 2
+            forecast, *state = step(values, torch.tensor([n]), *state)
+            start += n
+    return forecast[0].numpy() * 2.0 + 10.0
+
+
+def test_a_users_forecaster_streams_with_its_own_state(own):
+    """Stateless predictions and a session fed in chunks equal the user's module fed whole."""
+    url, step = own["url"], own["fc"]
+    series = [10 + 3 * float(np.sin(i / 4)) for i in range(40)]
+    response = httpx.post(
+        f"{url}/v1/models/fc:predict", json={"instances": [series, series[:9], series[:1]]}
+    )
+    for n, prediction in zip([40, 9, 1], response.json()["predictions"], strict=True):
+        assert set(prediction) == {"forecast"}  # this model has no attention
+        np.testing.assert_allclose(
+            prediction["forecast"], torch_forecast(step, series, [n]), atol=1e-4
+        )
+    opened = httpx.post(f"{url}/v1/models/fc/sessions")
+    assert opened.status_code == 201, opened.text
+    session = opened.json()["session_id"]
+    start = 0
+    for n in (5, 12, 1, 22):
+        answer = httpx.post(
+            f"{url}/v1/models/fc/sessions/{session}:step",
+            json={"values": series[start : start + n]},
+        ).json()
+        start += n
+        np.testing.assert_allclose(
+            answer["forecast"], torch_forecast(step, series, [start]), atol=1e-4
+        )
+    assert answer["steps"] == 40

@@ -4,6 +4,7 @@ and what a kept contract publishes (no server here; tests/test_user_models.py se
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,30 @@ def test_int8_keeps_the_accuracy_it_measured(tmp_path, vocab_file):
     assert manifest.export.quantized == "int8"
     assert manifest.export.accuracy_change is not None
     assert manifest.export.parity_max_abs_diff is not None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"kind": "Forgetful"}, "expected a series fed in chunks (carrying the state) to give "
+                                "what it gives fed whole, got a difference of"),
+        (None, "expected StepGRU to have initial_state(batch)"),
+    ],
+)  # fmt: skip
+def test_a_forecaster_that_breaks_its_contract_is_refused(tmp_path, capfd, config, message):
+    module = f"{ROOT / 'tests/user_models/forecast.py'}:build"
+    if config is None:  # a plain module: its initial_state taken away
+        from export.user_forecast import UserForecastExporter
+        from export.user_module import ContractError, load_callable
+
+        step = load_callable(module)()
+        step.initial_state = None
+        with pytest.raises(ContractError, match=re.escape(message)):
+            UserForecastExporter(step)
+        return
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(SystemExit):
+        export(["--task", "forecast", "--module", module, "--config", str(path), "--name", "fc",
+                "--repository", str(tmp_path / "models")])  # fmt: skip
+    assert message in capfd.readouterr().err
