@@ -140,6 +140,7 @@ def own(tmp_path_factory):
             "sklearn": sklearn_model,
             "s2s": (seq2seq, CharVocabulary(tuple(inputs)), CharVocabulary(tuple(outputs))),
             "fc": forecaster,
+            "repository": repository,
         }
 
 
@@ -405,3 +406,28 @@ def test_a_users_forecaster_streams_with_its_own_state(own):
             answer["forecast"], torch_forecast(step, series, [start]), atol=1e-4
         )
     assert answer["steps"] == 40
+
+
+def test_a_users_forecaster_shares_its_sessions_through_redis(own):
+    """Two servers on one Redis: the user's state tensors go through the shared store's bytes,
+    and steps alternating between the servers still equal the module fed whole."""
+    from tests.scaleout import MISSING, have_redis, redis_server
+
+    if not have_redis():
+        pytest.skip(f"needs {MISSING}")
+    step, series = own["fc"], [10 + 3 * float(np.cos(i / 3)) for i in range(30)]
+    with (
+        redis_server() as store,
+        live_server(own["repository"], session_store=store) as a,
+        live_server(own["repository"], session_store=store) as b,
+    ):
+        session = httpx.post(f"{a}/v1/models/fc/sessions").json()["session_id"]
+        start = 0
+        for url, n in ((a, 4), (b, 11), (a, 15)):
+            answer = httpx.post(
+                f"{url}/v1/models/fc/sessions/{session}:step",
+                json={"values": series[start : start + n]},
+            ).json()
+            start += n
+            expected = torch_forecast(step, series, [start])
+            np.testing.assert_allclose(answer["forecast"], expected, atol=1e-4)
