@@ -58,10 +58,12 @@ def publish_classifier(
     if isinstance(eval_data, str | Path):
         rows = read_eval_data(Path(eval_data), labels)
     else:
-        rows = [(t, labels.index(y) if isinstance(y, str) else y) for t, y in eval_data or ()]
+        rows = [(t, _label_index(y, labels)) for t, y in eval_data or ()]
     exporter_class = registry.load(registry.get("classify").module_exporter)
     options = options or Options()
     check_options("classify", exporter_class, options)
+    if options.quantize and not rows:
+        raise ContractError("--quantize int8 needs --eval-data to check the accuracy it keeps")
     return _publish(
         "classify", exporter_class(module, text, labels, rows or None), name, repository, options
     )
@@ -133,3 +135,11 @@ def _publish(
         name,
         lambda folder, version: write_version(task, exporter, folder, name, version, options),
     )
+
+
+def _label_index(label: int | str, labels: list[str]) -> int:
+    if isinstance(label, str) and label in labels:
+        return labels.index(label)
+    if isinstance(label, int) and 0 <= label < len(labels):
+        return label
+    raise ContractError(f"an evaluation label {label!r} is not one of {labels} or its index")
