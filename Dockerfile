@@ -7,7 +7,7 @@
 # Settings are RNNSERVE_* environment variables (see README.md); the model repository is
 # /models, baked in from models/, and a folder mounted there replaces it:
 #
-#   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" rnnserve
+#   docker run --rm -p 8000:8000 -p 8001:8001 -v "$PWD/models:/models:ro" rnnserve
 #
 # GPU serving (onnxruntime-gpu on a CUDA base image) is Dockerfile.gpu.
 
@@ -93,10 +93,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     ORT_DISABLE_TELEMETRY=1 \
     RNNSERVE_MODEL_REPOSITORY=/models \
     RNNSERVE_HOST=0.0.0.0 \
-    RNNSERVE_PORT=8000
+    RNNSERVE_PORT=8000 \
+    RNNSERVE_GRPC_PORT=8001
 
 USER 10001:10001
-EXPOSE 8000
+# HTTP (V1, V2, metrics) and the Open Inference Protocol over gRPC.
+EXPOSE 8000 8001
 
 # Ready = every model loaded and answered a warm-up inference. urllib raises on a 503.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -11,9 +11,10 @@ CHECKPOINTS ?= checkpoints
 DOCKER ?= docker
 IMAGE ?= rnnserve:0.1.0
 DOCKER_PORT ?= 18080
+DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check
+.PHONY: serve test browser scaleout lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,15 @@ format: $(VENV)/.all
 
 test: lint browser scaleout
 	$(BIN)/python -m pytest -q
+
+# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
+# Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
+# `inference.*` names in the default pool of the same process.
+protos: $(VENV)/.all
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		service/rpc/inference.proto
+	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+		service/rpc/inference_pb2.py
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
 browser:
@@ -93,6 +103,7 @@ bench: $(VENV)/.all wrk scaleout
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.seq2seq
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
+	$(BIN)/python -m bench.grpc
 	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
 
 # Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
@@ -125,11 +136,13 @@ docker-gpu:
 # Run the image, wait until ready, check that it lists every model in $(MODELS) and that its
 # predictions equal those of a server started from this checkout (what `make serve` runs).
 docker-check: docker $(VENV)/.serve
-	@cid=$$($(DOCKER) run -d --rm -p 127.0.0.1:$(DOCKER_PORT):8000 $(IMAGE)) || exit 1; \
+	@cid=$$($(DOCKER) run -d --rm -p 127.0.0.1:$(DOCKER_PORT):8000 \
+		-p 127.0.0.1:$(DOCKER_GRPC_PORT):8001 $(IMAGE)) || exit 1; \
 	$(BIN)/rnnserve serve --model-repository $(MODELS) --port $(REFERENCE_PORT) \
-		--log-level warning & ref=$$!; \
+		--grpc-port 0 --log-level warning & ref=$$!; \
 	$(BIN)/python deploy/smoke.py http://127.0.0.1:$(DOCKER_PORT) \
-		--reference http://127.0.0.1:$(REFERENCE_PORT) --models $(MODELS); status=$$?; \
+		--reference http://127.0.0.1:$(REFERENCE_PORT) --models $(MODELS) \
+		--grpc 127.0.0.1:$(DOCKER_GRPC_PORT); status=$$?; \
 	[ $$status = 0 ] || $(DOCKER) logs --tail 30 $$cid; \
 	$(DOCKER) rm -f $$cid >/dev/null; kill $$ref; exit $$status
 

@@ -1,11 +1,14 @@
 """Smoke test of a running rnnserve (a container, a pod behind a port-forward, a local server).
 
-    python3 deploy/smoke.py http://127.0.0.1:8000 [--reference http://127.0.0.1:8001]
+    python3 deploy/smoke.py http://127.0.0.1:8000 [--reference http://127.0.0.1:18081]
+        [--grpc 127.0.0.1:8001]
 
 Waits for /v2/health/ready, checks that /v1/models lists every model of the local repository
 (--models, default models/) as ready, and predicts a few texts with each. With --reference, the
 same requests go to a second server (e.g. `make serve`) and the answers must be equal. Only the
-standard library: it runs with any python3, outside the project's virtual environment.
+standard library: it runs with any python3, outside the project's virtual environment. With
+--grpc, it also asks the server's gRPC port ServerReady and one ModelInfer per classifier, whose
+labels must equal the HTTP answer; that needs grpcio and protobuf (the project's environment).
 """
 
 from __future__ import annotations
@@ -95,6 +98,35 @@ def close(a: object, b: object, tolerance: float) -> bool:
     return a == b
 
 
+def grpc_problems(address: str, http_url: str, classifiers: list[str]) -> list[str]:
+    """ServerReady, then the labels of TEXTS over gRPC against those over HTTP."""
+    import grpc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from service.rpc import inference_pb2 as pb
+    from service.rpc import inference_pb2_grpc as pb_grpc
+
+    problems = []
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        ready = stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
+        print(f"grpc {address}: ServerReady {ready}")
+        if not ready:
+            return [f"grpc {address} is not ready"]
+        for model in classifiers:
+            request = pb.ModelInferRequest(model_name=model)
+            tensor = request.inputs.add(name="text", datatype="BYTES", shape=[len(TEXTS)])
+            tensor.contents.bytes_contents.extend(t.encode() for t in TEXTS)
+            answer = stub.ModelInfer(request, timeout=10)
+            outputs = {o.name: o for o in answer.outputs}
+            labels = [x.decode() for x in outputs["label"].contents.bytes_contents]
+            expected = [p["label"] for p in predictions(http_url, model, "classify")["predictions"]]
+            print(f"{model} v{answer.model_version} over gRPC: {labels}")
+            if labels != expected:
+                problems.append(f"{model}: gRPC labels {labels} != HTTP {expected}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("url", help="base URL of the server to check")
@@ -102,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=Path("models"), help="local model repository")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest probability difference")
+    p.add_argument("--grpc", help="host:port of the server's gRPC port, to check it too")
     args = p.parse_args(argv)
     url = args.url.rstrip("/")
 
@@ -135,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  equal to {reference} within {args.tolerance:g}")
             else:
                 problems.append(f"{model}: {url} and {reference} differ: {answer} != {other}")
+    if args.grpc:
+        classifiers = [m for m in expected if m in served and served[m]["task"] == "classify"]
+        problems += grpc_problems(args.grpc, url, classifiers)
     for problem in problems:
         print("FAILED:", problem, file=sys.stderr)
     print("OK" if not problems else f"{len(problems)} problem(s)")

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__, workers
+from service import __version__, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
@@ -34,20 +34,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     repository = ModelRepository(settings, metrics)
 
+    tracing.start_from_environment()  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Models load in the background: /v2/health/live answers while they warm up.
         polling = asyncio.create_task(repository.poll())
+        grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
         try:
+            if settings.grpc_port:  # the same repository and batchers over gRPC
+                from service.rpc.server import GrpcServer
+
+                grpc_server = app.state.grpc = GrpcServer(repository, metrics, settings)
+                await grpc_server.start()
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             polling.cancel()
             announcing.cancel()
             await asyncio.gather(polling, announcing, return_exceptions=True)
             await repository.close()
             if getattr(app.state, "sessions", None) is not None:
                 await app.state.sessions.close()  # the session store's connections
+            tracing.shutdown()
 
     app = FastAPI(
         title="rnnserve",
@@ -70,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ApiKeyAuth, api_key=_secret(settings.api_key), admin_key=_secret(settings.admin_api_key)
     )
+    if tracing.tracer is not None:
+        app.add_middleware(tracing.TraceRequests)
     app.add_middleware(RequestLog)  # outermost: every answer, 401 and 413 included, is logged
     _add_error_handlers(app)
     return app

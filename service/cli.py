@@ -20,6 +20,7 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-repository", help="folder of <name>/<version>/ artifacts")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--grpc-port", type=int, help="gRPC (Open Inference Protocol); 0: off")
     p.add_argument("--workers", type=int)
     p.add_argument("--providers", choices=["auto", "cpu", "cuda"])
     p.add_argument("--intra-op-threads", type=int)

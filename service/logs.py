@@ -1,5 +1,5 @@
-"""Structured (JSON) logs: one access line per request, with its request id, model,
-version, batch size, queue and inference time."""
+"""Structured (JSON) logs: one access line per request, with its request id (and trace id),
+model, version, batch size, queue and inference time."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # What the request path learns about a request (model, version, batch...), for its log line.
 request_facts: ContextVar[dict[str, Any] | None] = ContextVar("request_facts", default=None)
 access_log = logging.getLogger("rnnserve.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def note(**facts: Any) -> None:
@@ -36,11 +37,20 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
-        )
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        given, traceparent = b"", b""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given = value
+            elif key == b"traceparent":
+                traceparent = value
+        request_id = given.decode("latin-1")
+        if not REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
         facts: dict[str, Any] = {}
+        if traceparent:  # the caller's trace id, when tracing here is off (else the span's)
+            match = TRACEPARENT.match(traceparent)
+            if match:
+                facts["trace_id"] = match.group(1).decode()
         token = request_facts.set(facts)
         started = time.perf_counter()
         status = 500

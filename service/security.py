@@ -7,6 +7,7 @@ admin key when one is set, so a client that may predict cannot change what is se
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,7 +32,7 @@ class ApiKeyAuth:
         needed = self.admin_key if path.startswith(ADMIN_PREFIX) and self.admin_key else None
         needed = needed or self.api_key
         open_path = path == "/" or path in OPEN or path.startswith(OPEN_PREFIXES)
-        if needed is None or open_path or _presented(scope, needed):
+        if needed is None or open_path or presented(scope["headers"], needed):
             await self.app(scope, receive, send)
             return
         kind = "admin API key" if needed is self.admin_key else "API key"
@@ -43,8 +44,9 @@ class ApiKeyAuth:
         await response(scope, receive, send)
 
 
-def _presented(scope: Scope, key: bytes) -> bool:
-    for name, value in scope["headers"]:
+def presented(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> bool:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` among the (lowercase) headers."""
+    for name, value in headers:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             if hmac.compare_digest(value[7:].strip(), key):
                 return True

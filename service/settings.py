@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="Open Inference Protocol over gRPC; 0 turns it off"
+    )
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run; 0 = cores")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+# Apps and servers made by tests listen for gRPC only when a test asks (grpc_port=...): the
+# default port 8001 would collide between tests running side by side.
+os.environ.setdefault("RNNSERVE_GRPC_PORT", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = ROOT / "models"

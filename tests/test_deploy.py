@@ -28,6 +28,7 @@ from tests.live_server import free_port, live_server
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+KSERVE_GRPC = ROOT / "deploy" / "kserve" / "inferenceservice-grpc.yaml"
 # The oldest Kubernetes the manifests are written for, and the newest schema on hand.
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 # `rnnserve serve` drains requests in flight for up to this long after SIGTERM (service/cli.py).
@@ -115,11 +116,19 @@ def test_runtime_image_is_slim_python_without_torch_and_runs_as_a_user():
     assert not any("gcc" in rest or "build-essential" in rest for _, rest in runtime)
     user = last(runtime, "USER").split(":")
     assert user[0].isdigit() and int(user[0]) >= 1000, "numeric, so runAsNonRoot can check it"
-    assert last(runtime, "EXPOSE") == "8000"
+    assert last(runtime, "EXPOSE") == "8000 8001"
     assert exec_form(last(runtime, "ENTRYPOINT"))[:2] == ["rnnserve", "serve"]
     env = env_of(runtime)
     assert env["RNNSERVE_HOST"] == "0.0.0.0"
     assert env["RNNSERVE_MODEL_REPOSITORY"] == "/models"
+
+
+def test_runtime_images_expose_the_http_and_grpc_ports_they_listen_on():
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        runtime = list(stages(ROOT / dockerfile).values())[-1]
+        env = env_of(runtime)
+        exposed = set(last(runtime, "EXPOSE").split())
+        assert exposed == {env["RNNSERVE_PORT"], env["RNNSERVE_GRPC_PORT"]}, dockerfile
 
 
 def test_healthcheck_asks_readiness_with_python_not_curl():
@@ -188,7 +197,7 @@ def test_deployment_probes_resources_and_security():
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8000}
+    assert ports == {"http": 8000, "grpc": 8001}
     for probe, path in (
         ("startupProbe", "/v2/health/ready"),
         ("readinessProbe", "/v2/health/ready"),
@@ -331,8 +340,8 @@ KSERVE_COMPONENT_FIELDS = {
 }
 
 
-def kserve() -> dict[str, Any]:
-    (doc,) = documents(KSERVE)
+def kserve(path: Path = KSERVE) -> dict[str, Any]:
+    (doc,) = documents(path)
     return doc
 
 
@@ -350,9 +359,23 @@ def test_inference_service_is_a_custom_predictor_speaking_protocol_v2():
     assert predictor.minReplicas is None or predictor.minReplicas <= predictor.maxReplicas
 
 
+def test_grpc_inference_service_routes_h2c_to_the_grpc_port_and_probes_grpc_health():
+    isvc = InferenceService.model_validate(kserve(KSERVE_GRPC))
+    container = isvc.spec.predictor.containers[0]
+    env = {e.name: e.value for e in container.env}
+    assert env["PROTOCOL"] == "grpc-v2"
+    (port,) = container.ports
+    assert (port.name, port.containerPort) == ("h2c", int(env["RNNSERVE_GRPC_PORT"]))
+    assert int(env["RNNSERVE_PORT"]) != port.containerPort
+    extra = container.model_extra
+    assert extra["readinessProbe"]["grpc"] == {"port": port.containerPort}
+    assert extra["livenessProbe"]["grpc"] == {"port": port.containerPort, "service": "liveness"}
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-def test_inference_service_pod_part_is_a_valid_pod_spec(version):
-    predictor = kserve()["spec"]["predictor"]
+@pytest.mark.parametrize("path", [KSERVE, KSERVE_GRPC], ids=["http", "grpc"])
+def test_inference_service_pod_part_is_a_valid_pod_spec(version, path):
+    predictor = kserve(path)["spec"]["predictor"]
     pod_spec = {k: v for k, v in predictor.items() if k not in KSERVE_COMPONENT_FIELDS}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"}, "spec": pod_spec}
     kubernetes_validate.validate(pod, version, strict=True)
@@ -371,9 +394,10 @@ def test_inference_service_structure_check_rejects_what_kserve_would():
 def rnnserve_variables() -> list[tuple[str, str, str]]:
     found = []
     deployment = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    kserve_container = kserve()["spec"]["predictor"]["containers"][0]
-    for where, env in (("deployment", deployment["env"]), ("kserve", kserve_container["env"])):
-        found += [(where, e["name"], e["value"]) for e in env]
+    found += [("deployment", e["name"], e["value"]) for e in deployment["env"]]
+    for path in (KSERVE, KSERVE_GRPC):
+        kserve_container = kserve(path)["spec"]["predictor"]["containers"][0]
+        found += [(path.name, e["name"], e["value"]) for e in kserve_container["env"]]
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         for stage in stages(ROOT / dockerfile).values():
             found += [(dockerfile, k, v) for k, v in env_of(stage).items()]
@@ -394,7 +418,9 @@ def test_every_rnnserve_variable_is_a_setting_with_a_valid_value(where, name, va
 
 @pytest.fixture(scope="module")
 def server():
-    with live_server(DEFAULT_MODELS) as url:
+    grpc_port = free_port()
+    with live_server(DEFAULT_MODELS, grpc_port=grpc_port) as url:
+        url.grpc = f"127.0.0.1:{grpc_port}"
         yield url
 
 
@@ -415,7 +441,17 @@ def test_the_image_healthcheck_command_fails_without_a_server():
 
 def test_smoke_script_passes_against_a_server_and_itself(server):
     done = subprocess.run(
-        [sys.executable, "deploy/smoke.py", server, "--reference", server, "--timeout", "30"],
+        [
+            sys.executable,
+            "deploy/smoke.py",
+            server,
+            "--reference",
+            server,
+            "--timeout",
+            "30",
+            "--grpc",
+            server.grpc,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -424,3 +460,5 @@ def test_smoke_script_passes_against_a_server_and_itself(server):
     assert done.returncode == 0, done.stdout + done.stderr
     for model in sorted(p.name for p in DEFAULT_MODELS.iterdir() if p.is_dir()):
         assert model in done.stdout
+    assert f"grpc {server.grpc}: ServerReady True" in done.stdout
+    assert "sst2-lstm v1 over gRPC: ['positive', 'negative'," in done.stdout

@@ -11,8 +11,10 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from contract.manifest import version_number
+from service import tracing
 from service.errors import ClientGone, NotFound, ServiceError
 from service.logs import note
+from service.metrics import Metrics
 from service.registry import ModelVersion
 from service.repository import ModelRepository
 
@@ -25,15 +27,32 @@ async def infer(
     version: int | None,
     work: Callable[[ModelVersion], Awaitable[T]],
 ) -> tuple[ModelVersion, T]:
-    repository: ModelRepository = request.app.state.repository
-    metrics = request.app.state.metrics
+    state = request.app.state
+    return await run_inference(
+        state.repository,
+        state.metrics,
+        name,
+        version,
+        lambda mv: _unless_disconnected(request, work(mv)),
+    )
+
+
+async def run_inference(
+    repository: ModelRepository,
+    metrics: Metrics,
+    name: str,
+    version: int | None,
+    work: Callable[[ModelVersion], Awaitable[T]],
+) -> tuple[ModelVersion, T]:
+    """What HTTP and gRPC share: the version chosen and held, metrics, the batch's spans."""
     mv = repository.acquire(name, version)
     note(model=mv.name, version=mv.version)
     started = time.perf_counter()
     status = 500
     try:
-        result = await _unless_disconnected(request, work(mv))
+        result = await work(mv)
         status = 200
+        tracing.record_batch(mv.name, mv.version)
     except ServiceError as error:
         status = error.status_code
         if isinstance(error, ClientGone):

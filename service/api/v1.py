@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
 
+from service import tracing
 from service.api.body import parse_body
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
@@ -94,7 +95,8 @@ def add_routes(app: FastAPI) -> None:
 
 
 async def _predict(request: Request, name: str, version: int | None) -> FastJSONResponse:
-    body = await parse_body(request, PredictRequest)
+    with tracing.span("parse"):
+        body = await parse_body(request, PredictRequest)
     settings = request.app.state.settings
     if len(body.instances) > settings.max_instances:
         raise PayloadTooLarge(
@@ -106,6 +108,7 @@ async def _predict(request: Request, name: str, version: int | None) -> FastJSON
         version,
         lambda mv: mv.predict(body.instances, body.parameters, settings.request_timeout_s),
     )
-    return FastJSONResponse(
-        {"model_name": mv.name, "model_version": str(mv.version), "predictions": predictions}
-    )
+    with tracing.span("response"):
+        return FastJSONResponse(
+            {"model_name": mv.name, "model_version": str(mv.version), "predictions": predictions}
+        )

@@ -8,13 +8,20 @@ import asyncio
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from service import __version__
+from service import __version__, tracing
 from service.api.body import validate_json
 from service.api.inference import infer, parse_version
 from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
-from service.codecs import HEADER_LENGTH, decode_inputs, encode_outputs, split_body
-from service.errors import BadRequest, Conflict, PayloadTooLarge
+from service.codecs import (
+    HEADER_LENGTH,
+    check_batch,
+    decode_inputs,
+    encode_outputs,
+    select_outputs,
+    split_body,
+)
+from service.errors import BadRequest, Conflict
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -41,9 +48,13 @@ async def server_metadata() -> ServerMetadata:
 
 
 def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
+    return shown_version(_repository(request), name, version)
+
+
+def shown_version(repository: ModelRepository, name: str, version: str | None) -> ModelVersion:
     """The version a metadata call is about: the one named, else the default one."""
     number = None if version is None else parse_version(name, version)
-    return _repository(request).shown(name, number)
+    return repository.shown(name, number)
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
@@ -81,13 +92,13 @@ async def model_version_infer(request: Request, name: str, version: str) -> Resp
 
 
 async def _infer(request: Request, name: str, version: int | None) -> Response:
-    header, raw = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-    body = validate_json(InferenceRequest, header, invalid=BadRequest)
+    data = await request.body()
     settings = request.app.state.settings
-    arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
-    batch = max((len(a) for a in arrays.values() if a.ndim), default=0)
-    if batch > settings.max_instances:
-        raise PayloadTooLarge(f"a batch of {batch}; at most {settings.max_instances} per request")
+    with tracing.span("parse"):
+        header, raw = split_body(data, request.headers.get(HEADER_LENGTH))
+        body = validate_json(InferenceRequest, header, invalid=BadRequest)
+        arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
+        check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
     mv, outputs = await infer(
         request,
@@ -95,31 +106,28 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         version,
         lambda mv: mv.infer(arrays, parameters, settings.request_timeout_s),
     )
-    binary = set()
-    if body.outputs is not None:
-        known = {o.name: o for o in outputs}
-        unknown = [o.name for o in body.outputs if o.name not in known]
-        if unknown:
-            raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
-        default = parameters.get("binary_data_output", False) is True
-        for wanted in body.outputs:
-            if (wanted.parameters or {}).get("binary_data", default) is True:
-                binary.add(wanted.name)
-        outputs = [known[o.name] for o in body.outputs]
-    elif parameters.get("binary_data_output") is True:
-        binary = {o.name for o in outputs}
-    described, chunks = encode_outputs(outputs, binary)
-    response = {"model_name": mv.name, "model_version": str(mv.version), "outputs": described}
-    if body.id is not None:
-        response["id"] = body.id
-    if not chunks:
-        return FastJSONResponse(response)
-    head = orjson.dumps(response)
-    return Response(
-        head + b"".join(chunks),
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(head))},
-    )
+    with tracing.span("response"):
+        binary = set()
+        if body.outputs is not None:
+            outputs = select_outputs(outputs, [o.name for o in body.outputs])
+            default = parameters.get("binary_data_output", False) is True
+            for wanted in body.outputs:
+                if (wanted.parameters or {}).get("binary_data", default) is True:
+                    binary.add(wanted.name)
+        elif parameters.get("binary_data_output") is True:
+            binary = {o.name for o in outputs}
+        described, chunks = encode_outputs(outputs, binary)
+        response = {"model_name": mv.name, "model_version": str(mv.version), "outputs": described}
+        if body.id is not None:
+            response["id"] = body.id
+        if not chunks:
+            return FastJSONResponse(response)
+        head = orjson.dumps(response)
+        return Response(
+            head + b"".join(chunks),
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel])

@@ -30,7 +30,7 @@ class ClassifyParameters(BaseModel):
 
 @dataclass(slots=True)
 class Encoded:
-    tokens: list[str]
+    tokens: list[str] | None  # the words, for V1's attention pairs; None from token ids
     ids: np.ndarray  # (T,) int64
     truncated: bool
 
@@ -201,28 +201,33 @@ class ClassifyTask:
     def _from_ids(
         self, tokens: np.ndarray, lengths: np.ndarray | None, truncate: bool
     ) -> list[Encoded]:
+        """Checked on Python lists: each numpy call on the event loop may hand the GIL to the
+        batch thread and wait to get it back."""
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu" or 0 in tokens.shape:
             raise BadRequest(f"input {TOKENS!r} must be INT64 or INT32 of shape [batch, sequence]")
+        width = tokens.shape[1]
         if lengths is None:
-            lengths = np.full(len(tokens), tokens.shape[1])
-        if lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
+            counts = [width] * len(tokens)
+        elif lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
             raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
-        vocab = self.vocab
-        if tokens.min() < 0 or tokens.max() >= len(vocab):
-            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{len(vocab) - 1}")
+        else:
+            counts = lengths.tolist()
+        rows = tokens.tolist()
+        size = len(self.vocab)
+        if min(map(min, rows)) < 0 or max(map(max, rows)) >= size:
+            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{size - 1}")
         items = []
-        for row, (ids, n) in enumerate(zip(tokens, lengths.tolist(), strict=True)):
-            if not 1 <= n <= tokens.shape[1]:
-                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{tokens.shape[1]}")
+        for row, (ids, n) in enumerate(zip(rows, counts, strict=True)):
+            if not 1 <= n <= width:
+                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{width}")
             truncated = n > self.max_tokens
             if truncated and not truncate:
                 raise BadRequest(
                     f"{TOKENS}[{row}] has {n} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer inputs)"
                 )
-            n = min(n, self.max_tokens)
-            ids = ids[:n].astype(np.int64)
-            items.append(Encoded([vocab.tokens[i] for i in ids], ids, truncated))
+            ids = ids[: min(n, self.max_tokens)]
+            items.append(Encoded(None, np.array(ids, np.int64), truncated))
         return items
 
     def output_tensors(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
@@ -231,7 +236,8 @@ class ClassifyTask:
         for row, scores in enumerate(results):
             attention[row, : len(scores.attention)] = scores.attention
         probabilities = np.stack([r.probabilities for r in results])
-        labels = np.array([self.labels[i] for i in probabilities.argmax(-1)], dtype=object)
+        best = [max(range(len(p)), key=p.__getitem__) for p in probabilities.tolist()]
+        labels = np.array([self.labels[i] for i in best], dtype=object)
         return [
             OutputTensor("probabilities", "FP32", probabilities),
             OutputTensor("label", "BYTES", labels),
