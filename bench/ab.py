@@ -11,55 +11,17 @@ medians. For refactors that must not cost speed.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from bench.http import wrk
+from bench.http import served_from, wrk
 from bench.payloads import write_bodies
-from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PATH = "/v1/models/sst2-lstm:predict"
-
-
-@contextmanager
-def served_from(tree: Path, models: Path):
-    """`python -m service` with `tree`'s code first on the path, ready on a free port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "RNNSERVE_MODEL_REPOSITORY": str(models),
-        "RNNSERVE_PORT": str(port),
-        "RNNSERVE_PROVIDERS": "cpu",
-        "RNNSERVE_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tree, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server from {tree} did not become ready")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def main() -> None:
@@ -76,7 +38,7 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(before), args.before],
                        cwd=ROOT, check=True)  # fmt: skip
         try:
-            with served_from(before, models) as old, served_from(ROOT, models) as new:
+            with served_from(before, models) as (old, _), served_from(ROOT, models) as (new, _):
                 for url in (old, new):
                     wrk(url, PATH, bodies, 16, 2)  # warm up
                 for round_ in range(args.rounds):

@@ -11,20 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
-from bench.http import wrk
+from bench.http import served_from, wrk
 from bench.inprocess import latest_version
 from bench.payloads import texts
 from contract.words import Vocabulary, tokenize
-from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -46,38 +41,6 @@ def write_bodies(model: str, tokens: int, n: int = 256) -> dict[str, Path]:
         lines.append(json.dumps({"inputs": [tensor]}) + "\n")
     v2.write_text("".join(lines))
     return {"v1 text": v1, "v2 tokens": v2}
-
-
-@contextmanager
-def server(source: Path, models: Path):
-    """`python -m service` from the checkout `source`, serving `models`, logging at warning."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(source),
-        "RNNSERVE_MODEL_REPOSITORY": str(models),
-        "RNNSERVE_PORT": str(port),
-        "RNNSERVE_GRPC_PORT": "0",
-        "RNNSERVE_PROVIDERS": "cpu",
-        "RNNSERVE_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=source)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server from {source} did not become ready")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,7 +77,7 @@ def main() -> None:
         # Every server up at once, measured in turn, round after round: a slow spell of the
         # shared machine then falls on all of them alike instead of on whichever ran last.
         running = {
-            name: stack.enter_context(server(Path(source).resolve(), ROOT / "models"))
+            name: stack.enter_context(served_from(Path(source).resolve(), ROOT / "models"))
             for name, source in sources.items()
         }
         for url, _ in running.values():

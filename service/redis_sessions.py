@@ -43,7 +43,8 @@ CREATE = """
 local lru, prefix, ttl, remember = KEYS[1], ARGV[1], tonumber(ARGV[7]), tonumber(ARGV[9])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZREMRANGEBYSCORE', lru, '-inf', now - ttl)
+local used = t[1] * 1000000 + t[2]  -- the LRU order in microseconds: ties are rare
+redis.call('ZREMRANGEBYSCORE', lru, '-inf', used - ttl * 1000)
 local evicted = 0
 while redis.call('ZCARD', lru) >= tonumber(ARGV[8]) do
   local id = redis.call('ZPOPMIN', lru)[1]
@@ -58,7 +59,7 @@ local key = prefix .. 's:' .. ARGV[2]
 redis.call('HSET', key, 'model', ARGV[3], 'version', ARGV[4], 'steps', 0, 'state', ARGV[5],
   'state_bytes', ARGV[6], 'created', now, 'used', now)
 redis.call('PEXPIRE', key, ttl)
-redis.call('ZADD', lru, now, ARGV[2])
+redis.call('ZADD', lru, used, ARGV[2])
 redis.call('SET', prefix .. 'gone:' .. ARGV[2], ARGV[3] .. '\\nexpired', 'PX', ttl + remember)
 return {evicted, redis.call('ZCARD', lru)}
 """
@@ -73,10 +74,11 @@ if not steps then return -1 end
 if tonumber(steps) ~= tonumber(ARGV[3]) then return -2 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local used = t[1] * 1000000 + t[2]
 local new = tonumber(steps) + tonumber(ARGV[4])
 redis.call('HSET', key, 'steps', new, 'state', ARGV[5], 'last', ARGV[6], 'used', now)
 redis.call('PEXPIRE', key, ttl)
-redis.call('ZADD', lru, now, ARGV[2])
+redis.call('ZADD', lru, used, ARGV[2])
 redis.call('PEXPIRE', prefix .. 'gone:' .. ARGV[2], ttl + tonumber(ARGV[8]))
 return new
 """

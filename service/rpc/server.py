@@ -21,7 +21,7 @@ from service.api.inference import parse_version, run_inference
 from service.api.v2 import shown_version
 from service.codecs import check_batch, select_outputs
 from service.errors import DeadlineExceeded, NotFound, ServiceError
-from service.logs import REQUEST_ID, access_log, request_facts
+from service.logs import REQUEST_ID, log_access, request_facts
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rpc import inference_pb2 as pb
@@ -169,20 +169,7 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
         request_facts.reset(token)
         if code is Code.OK:
             context.set_trailing_metadata([("x-request-id", request_id)])
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "request_id": request_id,
-                        "method": "gRPC",
-                        "path": f"/{SERVICE}/{method}",
-                        "status": code.name,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                        **facts,
-                    }
-                },
-            )
+        log_access(request_id, "gRPC", f"/{SERVICE}/{method}", code.name, started, facts)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
