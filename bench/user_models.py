@@ -84,7 +84,7 @@ def main() -> None:
         shutil.copytree(ours, repository / OURS / "1")
         user = publish_user_model(ours, repository)
         runs: dict[str, dict[int, list[dict]]] = {m: {c: [] for c in levels} for m in (OURS, user)}
-        with live_server(repository) as url:
+        with live_server(repository, grpc_port="0") as url:
             for model in runs:
                 wrk(url, f"/v1/models/{model}:predict", bodies, 16, 2)  # warm up
             for _ in range(args.rounds):

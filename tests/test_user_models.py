@@ -22,7 +22,7 @@ from export.api import publish_classifier, publish_forecaster
 from export.user_module import load_callable
 from service.cli import main as rnnserve
 from tests.conftest import ROOT, write_tiny_corpus
-from tests.live_server import live_server
+from tests.live_server import free_port, live_server
 
 pytestmark = pytest.mark.slow
 EXAMPLE = ROOT / "examples" / "char_gru"
@@ -131,7 +131,8 @@ def own(tmp_path_factory):
     seq2seq = load_callable(f"{SEQ2SEQ}:build")(**json.loads((work / "s2s.json").read_text()))
     forecaster = load_callable(f"{FORECAST}:build")()
     publish_forecaster(forecaster, name="fc", repository=repository, mean=10.0, std=2.0)
-    with live_server(repository, max_batch_delay_ms="20") as url:
+    grpc_port = free_port()
+    with live_server(repository, max_batch_delay_ms="20", grpc_port=str(grpc_port)) as url:
         yield {
             "url": url,
             "reviews": (example, lambda t: chars.encode(list(t.lower()))),
@@ -141,6 +142,7 @@ def own(tmp_path_factory):
             "s2s": (seq2seq, CharVocabulary(tuple(inputs)), CharVocabulary(tuple(outputs))),
             "fc": forecaster,
             "repository": repository,
+            "grpc": f"127.0.0.1:{grpc_port}",
         }
 
 
@@ -220,6 +222,24 @@ def test_a_scikit_learn_graph_through_the_triton_client(own, binary):
         result.as_numpy("probabilities"), own["sklearn"].predict_proba(x[:7]), atol=1e-5
     )
     np.testing.assert_array_equal(result.as_numpy("label"), own["sklearn"].predict(x[:7]))
+
+
+def test_a_scikit_learn_graph_over_grpc(own):
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    x, _ = iris_like(seed=7)
+    with triton_grpc.InferenceServerClient(own["grpc"]) as client:
+        inputs = triton_grpc.InferInput("X", [5, 4], "FP32")
+        inputs.set_data_from_numpy(x[:5])
+        result = client.infer("iris", [inputs])
+        np.testing.assert_allclose(
+            result.as_numpy("probabilities"), own["sklearn"].predict_proba(x[:5]), atol=1e-5
+        )
+        wrong = triton_grpc.InferInput("X", [5, 4], "FP64")
+        wrong.set_data_from_numpy(x[:5].astype(np.float64))
+        with pytest.raises(InferenceServerException, match=r"input 'X' is FP64; expected"):
+            client.infer("iris", [wrong])
 
 
 def test_a_tensor_model_refuses_what_the_graph_does_not_take(own):
@@ -418,8 +438,8 @@ def test_a_users_forecaster_shares_its_sessions_through_redis(own):
     step, series = own["fc"], [10 + 3 * float(np.cos(i / 3)) for i in range(30)]
     with (
         redis_server() as store,
-        live_server(own["repository"], session_store=store) as a,
-        live_server(own["repository"], session_store=store) as b,
+        live_server(own["repository"], session_store=store, grpc_port="0") as a,
+        live_server(own["repository"], session_store=store, grpc_port="0") as b,
     ):
         session = httpx.post(f"{a}/v1/models/fc/sessions").json()["session_id"]
         start = 0
