@@ -50,7 +50,7 @@ test: lint browser scaleout
 # Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
 # `inference.*` names in the default pool of the same process.
 protos: $(VENV)/.all
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
 		service/rpc/inference.proto
 	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
 		service/rpc/inference_pb2.py

@@ -104,11 +104,11 @@ def grpc_problems(address: str, http_url: str, classifiers: list[str]) -> list[s
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from service.rpc import inference_pb2 as pb
-    from service.rpc import inference_pb2_grpc as pb_grpc
+    from service.rpc.methods import Stub
 
     problems = []
     with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub = Stub(channel)
         ready = stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
         print(f"grpc {address}: ServerReady {ready}")
         if not ready:

@@ -25,13 +25,12 @@ from service.logs import REQUEST_ID, log_access, request_facts
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rpc import inference_pb2 as pb
-from service.rpc import inference_pb2_grpc as pb_grpc
+from service.rpc.methods import SERVICE, add_to_server
 from service.rpc.tensors import decode_inputs, encode_outputs, parameters
 from service.security import presented
 from service.settings import Settings
 
 log = logging.getLogger("rnnserve.grpc")
-SERVICE = "inference.GRPCInferenceService"
 Code = grpc.StatusCode
 # As Triton maps its errors: bad input INVALID_ARGUMENT, unknown model or version NOT_FOUND,
 # not ready or overloaded UNAVAILABLE (clients retry it), out of time DEADLINE_EXCEEDED.
@@ -47,7 +46,7 @@ OPEN = frozenset(
 T = TypeVar("T")
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceService:
     def __init__(self, repository: ModelRepository, metrics: Metrics, settings: Settings) -> None:
         self.repository = repository
         self.metrics = metrics
@@ -251,9 +250,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP
             ],
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceService(self.repository, self.metrics, settings), server
-        )
+        add_to_server(InferenceService(self.repository, self.metrics, settings), server)
         health = Health(self.repository, settings)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
