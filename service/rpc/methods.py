@@ -1,8 +1,8 @@
 """The six unary methods of `inference.GRPCInferenceService`, each with its message types:
 the server's method table and a client stub, both read off one list.
 
-Written from inference.proto rather than generated with `--grpc_python_out`: the generated
-module is 300 lines of stubs whose base methods raise NotImplementedError."""
+Written from inference.proto rather than generated with `--grpc_python_out`, whose module is
+300 lines of servicer and stub classes for what this list says."""
 
 from __future__ import annotations
 
