@@ -162,6 +162,23 @@ def exact_match(
     return correct / len(texts)
 
 
+def char_preprocessing(max_in: int, max_out: int) -> CharPreprocessing:
+    """Characters in and out, with the vocabulary files and special ids every seq2seq shares."""
+    return CharPreprocessing(
+        input_vocab_file=INPUT_VOCAB_FILE,
+        output_vocab_file=OUTPUT_VOCAB_FILE,
+        max_input_chars=max_in,
+        max_output_chars=max_out,
+        details={
+            "normalization": "NFKC",
+            "pad_id": PAD_ID,
+            "unk_id": UNK_ID,
+            "bos_id": BOS_ID,
+            "eos_id": EOS_ID,
+        },
+    )
+
+
 class Seq2SeqExporter(Exporter):
     """The seq2seq task's exporter: encoder and decoder-step graphs, greedy-decode parity."""
 
@@ -212,17 +229,5 @@ class Seq2SeqExporter(Exporter):
                     "max_beam_width": MAX_BEAM_WIDTH,
                 },
             ),
-            "preprocessing": CharPreprocessing(
-                input_vocab_file=INPUT_VOCAB_FILE,
-                output_vocab_file=OUTPUT_VOCAB_FILE,
-                max_input_chars=self.max_in,
-                max_output_chars=self.max_out,
-                details={
-                    "normalization": "NFKC",
-                    "pad_id": PAD_ID,
-                    "unk_id": UNK_ID,
-                    "bos_id": BOS_ID,
-                    "eos_id": EOS_ID,
-                },
-            ),
+            "preprocessing": char_preprocessing(self.max_in, self.max_out),
         }

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary
-from contract.manifest import CharPreprocessing, GraphSpec
+from contract.chars import BOS_ID, EOS_ID, CharVocabulary
+from contract.manifest import GraphSpec
 from export.driver import Exporter, Parity
 from export.seq2seq import (
     INPUT_VOCAB_FILE,
     OUTPUT_VOCAB_FILE,
+    char_preprocessing,
     export_graphs,
     graph_specs,
     onnx_greedy,
@@ -155,17 +156,5 @@ class UserSeq2SeqExporter(Exporter):
     def manifest_parts(self) -> dict[str, Any]:
         return {
             "origin": "module",
-            "preprocessing": CharPreprocessing(
-                input_vocab_file=INPUT_VOCAB_FILE,
-                output_vocab_file=OUTPUT_VOCAB_FILE,
-                max_input_chars=self.max_in,
-                max_output_chars=self.max_out,
-                details={
-                    "normalization": "NFKC",
-                    "pad_id": PAD_ID,
-                    "unk_id": UNK_ID,
-                    "bos_id": BOS_ID,
-                    "eos_id": EOS_ID,
-                },
-            ),
+            "preprocessing": char_preprocessing(self.max_in, self.max_out),
         }
