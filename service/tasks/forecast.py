@@ -9,6 +9,7 @@ stacked into the batch's inputs and each row's new state is cut back out of its 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,19 @@ from service.tasks.base import TaskContext, parse_parameters
 from service.tasks.classify import length_groups
 
 VALUES, LENGTHS = "values", "lengths"
+
+
+def padded_chunks(
+    items: list[Chunk], max_batch: int, max_waste: float
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """The items' chunks grouped by length (bounded padding): each group's indices, its chunks
+    padded into one (rows, longest) array, and their lengths."""
+    lengths = [len(item.values) for item in items]
+    for group in length_groups(lengths, max_batch, max_waste):
+        chunk = np.zeros((len(group), lengths[group[-1]]), np.float32)
+        for row, i in enumerate(group):
+            chunk[row, : lengths[i]] = items[i].values
+        yield group, chunk, np.array([lengths[i] for i in group], np.int64)
 
 
 class ForecastParameters(BaseModel):
@@ -171,15 +185,11 @@ class ForecastTask:
     def run(self, items: list[Chunk]) -> list[StepResult]:
         """One batch from the batcher: grouped by chunk length, states stacked, run, scattered."""
         results: list[StepResult | None] = [None] * len(items)
-        lengths = [len(item.values) for item in items]
-        for group in length_groups(lengths, self.max_batch, self.max_waste):
-            chunk = np.zeros((len(group), lengths[group[-1]]), np.float32)
-            for row, i in enumerate(group):
-                chunk[row, : lengths[i]] = items[i].values
+        for group, chunk, lengths in padded_chunks(items, self.max_batch, self.max_waste):
             states = [items[i].state for i in group]
             feed = {
                 "values": chunk,
-                "lengths": np.array([lengths[i] for i in group], np.int64),
+                "lengths": lengths,
                 "state": np.stack([s.state for s in states], axis=1),
                 "memory": np.stack([s.memory for s in states]),
                 "last": np.array([s.last for s in states], np.float32),

@@ -18,7 +18,6 @@ from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
-from service.tasks.classify import length_groups
 from service.tasks.forecast import (
     LENGTHS,
     VALUES,
@@ -26,6 +25,7 @@ from service.tasks.forecast import (
     ForecastParameters,
     ForecastTask,
     StepResult,
+    padded_chunks,
 )
 
 MAGIC = b"RST1"
@@ -105,12 +105,8 @@ class StateForecastTask(ForecastTask):
 
     def run(self, items: list[Chunk]) -> list[StepResult]:
         results: list[StepResult | None] = [None] * len(items)
-        lengths = [len(item.values) for item in items]
-        for group in length_groups(lengths, self.max_batch, self.max_waste):
-            chunk = np.zeros((len(group), lengths[group[-1]]), np.float32)
-            for row, i in enumerate(group):
-                chunk[row, : lengths[i]] = items[i].values
-            feed = {VALUES: chunk, LENGTHS: np.array([lengths[i] for i in group], np.int64)}
+        for group, chunk, lengths in padded_chunks(items, self.max_batch, self.max_waste):
+            feed = {VALUES: chunk, LENGTHS: lengths}
             for k, spec in enumerate(self.state_specs):
                 feed[spec.name] = np.stack([items[i].state.arrays[k] for i in group])
             forecast, *states = self.session.run(None, feed)
