@@ -49,12 +49,7 @@ def decode_inputs(
     for tensor in request.inputs:
         if tensor.name in arrays:
             raise BadRequest(f"input {tensor.name!r} is given twice")
-        if any(d < 0 for d in tensor.shape):
-            raise BadRequest(f"input {tensor.name!r}: shape {tensor.shape} has a negative size")
-        if 0 in tensor.shape:
-            raise BadRequest(
-                f"input {tensor.name!r}: shape {tensor.shape} holds no values; send at least one"
-            )
+        check_shape(tensor.name, tensor.shape)
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if tensor.data is not None:
@@ -69,7 +64,9 @@ def decode_inputs(
                     f"input {tensor.name!r}: binary_data_size {size!r} runs past the "
                     f"{len(raw)} bytes of binary data"
                 )
-            arrays[tensor.name] = _from_binary(tensor, raw[offset : offset + size])
+            arrays[tensor.name] = from_raw(
+                tensor.name, tensor.datatype, tensor.shape, raw[offset : offset + size]
+            )
             offset += size
         elif tensor.data is not None:
             arrays[tensor.name] = _from_json(tensor)
@@ -140,23 +137,33 @@ def _has_bool(data: list[Any], depth: int) -> bool:
     return any(isinstance(x, bool) for x in _flatten(data))
 
 
-def _from_binary(tensor: RequestInput, data: bytes) -> np.ndarray:
-    count = math.prod(tensor.shape)
-    if tensor.datatype == "BYTES":
-        items = bytes_elements(tensor.name, data)
+def check_shape(name: str, shape: list[int]) -> None:
+    """Every transport's tensors hold at least one value and no negative size."""
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"input {name!r}: shape {shape} has a negative size")
+    if 0 in shape:
+        raise BadRequest(f"input {name!r}: shape {shape} holds no values; send at least one")
+
+
+def from_raw(
+    name: str, datatype: str, shape: list[int], data: bytes, what: str = "binary data"
+) -> np.ndarray:
+    """A tensor from its raw bytes: little-endian values, or length-prefixed BYTES elements."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        items = bytes_elements(name, data)
         if len(items) != count:
             raise BadRequest(
-                f"input {tensor.name!r}: shape {tensor.shape} needs {count} elements, "
-                f"binary data has {len(items)}"
+                f"input {name!r}: shape {shape} needs {count} elements, {what} has {len(items)}"
             )
-        return np.array(items, dtype=object).reshape(tensor.shape)
-    kind = np.dtype(NUMPY[tensor.datatype]).newbyteorder("<")
+        return np.array(items, dtype=object).reshape(shape)
+    kind = np.dtype(NUMPY[datatype]).newbyteorder("<")
     if len(data) != count * kind.itemsize:
         raise BadRequest(
-            f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs "
+            f"input {name!r}: shape {shape} of {datatype} needs "
             f"{count * kind.itemsize} bytes, got {len(data)}"
         )
-    return np.frombuffer(data, dtype=kind).reshape(tensor.shape)
+    return np.frombuffer(data, dtype=kind).reshape(shape)
 
 
 def check_batch(arrays: dict[str, np.ndarray], max_instances: int) -> None:

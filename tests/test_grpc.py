@@ -176,6 +176,10 @@ def test_bad_tensors_are_invalid_arguments(client):
         "StatusCode.INVALID_ARGUMENT",
         True,
     )
+    empty = triton.InferInput("text", [0], "BYTES")
+    empty.set_data_from_numpy(np.array([], dtype=object))
+    status, message = code_of(lambda: client.infer(MODEL, [empty], headers=HEADERS))
+    assert (status, "shape [0] holds no values" in message) == ("StatusCode.INVALID_ARGUMENT", True)
 
 
 def test_the_api_key_is_call_metadata(client, server):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from service.codecs import NUMPY, OutputTensor, bytes_elements, bytes_from_elements
+from service.codecs import NUMPY, OutputTensor, bytes_from_elements, check_shape, from_raw
 from service.errors import BadRequest, PayloadTooLarge
 from service.rpc import inference_pb2 as pb
 
@@ -42,14 +42,12 @@ def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[
         raise BadRequest("the request has no inputs")
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(request.inputs):
-        name, datatype, shape = tensor.name, tensor.datatype, tuple(tensor.shape)
+        name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
         if name in arrays:
             raise BadRequest(f"input {name!r} is given twice")
         if datatype not in DATATYPES:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
-        if any(d < 0 for d in shape):
-            raise BadRequest(f"input {name!r}: shape {list(shape)} has a negative size")
-        count = math.prod(shape)
+        check_shape(name, shape)
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(f"input {name!r} has both contents and raw_input_contents")
@@ -58,40 +56,23 @@ def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[
                 raise PayloadTooLarge(
                     f"input {name!r}: {len(data)} bytes; at most {max_tensor_bytes} per tensor"
                 )
-            arrays[name] = _from_raw(name, datatype, shape, count, data)
+            arrays[name] = from_raw(name, datatype, shape, data, what="raw data")
         else:
-            arrays[name] = _from_contents(name, datatype, shape, count, tensor.contents)
+            arrays[name] = _from_contents(name, datatype, shape, tensor.contents)
     return arrays
 
 
-def _from_raw(name: str, datatype: str, shape: tuple, count: int, data: bytes) -> np.ndarray:
-    if datatype == "BYTES":
-        items = bytes_elements(name, data)
-        if len(items) != count:
-            raise BadRequest(
-                f"input {name!r}: shape {list(shape)} needs {count} elements, raw data has "
-                f"{len(items)}"
-            )
-        return np.array(items, dtype=object).reshape(shape)
-    kind = np.dtype(NUMPY[datatype]).newbyteorder("<")
-    if len(data) != count * kind.itemsize:
-        raise BadRequest(
-            f"input {name!r}: shape {list(shape)} of {datatype} needs {count * kind.itemsize} "
-            f"bytes, got {len(data)}"
-        )
-    return np.frombuffer(data, dtype=kind).reshape(shape)
-
-
 def _from_contents(
-    name: str, datatype: str, shape: tuple, count: int, contents: pb.InferTensorContents
+    name: str, datatype: str, shape: list[int], contents: pb.InferTensorContents
 ) -> np.ndarray:
+    count = math.prod(shape)
     field = CONTENTS.get(datatype)
     if field is None:
         raise BadRequest(f"input {name!r}: {datatype} travels in raw_input_contents only")
     values = getattr(contents, field)
     if len(values) != count:
         raise BadRequest(
-            f"input {name!r}: shape {list(shape)} needs {count} values, {field} has {len(values)}"
+            f"input {name!r}: shape {shape} needs {count} values, {field} has {len(values)}"
         )
     if datatype == "BYTES":
         try:
