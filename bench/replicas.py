@@ -109,8 +109,12 @@ async def drive(
     figures: Figures,
     progress: asyncio.Event,
     kill_after: int,
+    back: asyncio.Event,
+    hold_after: int,
 ) -> dict[int, list[list[float] | None]]:
-    """Step every session of `plan` through `front`; set `progress` after `kill_after` steps."""
+    """Step every session of `plan` through `front`; set `progress` after `kill_after` steps,
+    and past `hold_after` steps wait for `back` (the killed replica in rotation again), so the
+    rest of the run has both replicas whatever the speed of the machine."""
     forecasts: dict[int, list[list[float] | None]] = {}
     gate = asyncio.Semaphore(clients)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -124,6 +128,8 @@ async def drive(
                 path = f"/v1/models/{model}/sessions/{session}:step"
                 seen, got = 0, []
                 for values in plan[key]:
+                    if figures.steps >= hold_after:
+                        await back.wait()
                     answer = await step_with_retries(client, path, values, seen, figures)
                     got.append(answer["forecast"] if answer else None)
                     if answer is None:
@@ -157,6 +163,9 @@ async def reference(url: str, model: str, plan: dict[int, list[list[float]]]) ->
     return out
 
 
+HAPROXY_RISE_S = 0.6  # three of the load balancer's 200 ms checks (rise 1)
+
+
 def served_by(urls: list[str], model: str) -> dict[str, int]:
     """Session steps and predictions each instance answered (its request counter)."""
     counts = {}
@@ -180,6 +189,7 @@ def run(
     clients: int,
     most_values: int = 4,
     kill_at: float = 0.3,
+    hold_at: float = 0.6,
     down_s: float = 0.5,
     **settings: str,
 ) -> tuple[Figures, dict, dict]:
@@ -194,10 +204,19 @@ def run(
         front = stack.enter_context(haproxy(urls))
 
         async def scenario() -> dict:
-            progress = asyncio.Event()
+            progress, back = asyncio.Event(), asyncio.Event()
+            total = sessions * steps
             driving = asyncio.create_task(
                 drive(
-                    front, model, plan, clients, figures, progress, int(kill_at * sessions * steps)
+                    front,
+                    model,
+                    plan,
+                    clients,
+                    figures,
+                    progress,
+                    int(kill_at * total),
+                    back,
+                    int(hold_at * total),
                 )
             )
             await progress.wait()
@@ -208,6 +227,8 @@ def run(
             )
             urls[1] = again
             figures.restarts += 1
+            await asyncio.sleep(HAPROXY_RISE_S)  # its health check puts it back in rotation
+            back.set()
             return await driving
 
         started = time.perf_counter()
