@@ -74,12 +74,32 @@ class Metrics:
         )
         self._queue_depths: Callable[[], Iterable[tuple[str, str, int]]] = list
         self.registry.register(_QueueDepth(lambda: self._queue_depths()))
+        self._shared_depths: Gauge | None = None  # several workers: see share_queue_depths
+        self._shared: set[tuple[str, str]] = set()
         self.ready = Gauge(
             "rnnserve_model_ready",
             "1 when a version serves, else 0.",
             labels,
             registry=self.registry,
         )
+
+    def share_queue_depths(self) -> None:
+        """With several workers a scrape reads every worker's files, not this process's queues:
+        write this worker's depths there (summed over live workers), retired versions as 0."""
+        if self._shared_depths is None:
+            self._shared_depths = Gauge(
+                "rnnserve_queue_depth",
+                "Sequences waiting to run.",
+                ("model", "version"),
+                multiprocess_mode="livesum",
+                registry=None,  # only the files, where the multiprocess collector reads it
+            )
+        now = {(model, version): depth for model, version, depth in self._queue_depths()}
+        for labels in self._shared - now.keys():
+            self._shared_depths.labels(*labels).set(0)
+        for labels, depth in now.items():
+            self._shared_depths.labels(*labels).set(depth)
+        self._shared = set(now)
 
     def watch_queues(self, depths: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Queue depths are read when scraped, from whatever serves then: nothing holds on to

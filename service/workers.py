@@ -14,6 +14,8 @@ from pathlib import Path
 from service.repository import ModelRepository
 from service.settings import Settings
 
+QUEUE_SAMPLE_S = 1.0
+
 
 def _folder(settings: Settings) -> Path | None:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -21,7 +23,8 @@ def _folder(settings: Settings) -> Path | None:
 
 
 async def announce(repository: ModelRepository, settings: Settings) -> None:
-    """Mark this worker ready once its models are; the mark goes when the worker stops."""
+    """Mark this worker ready once its models are (the mark goes when the worker stops), then
+    share its queue depths every QUEUE_SAMPLE_S seconds."""
     folder = _folder(settings)
     if folder is None:
         return
@@ -30,7 +33,9 @@ async def announce(repository: ModelRepository, settings: Settings) -> None:
         while repository.not_ready():
             await asyncio.sleep(0.1)
         mark.touch()
-        await asyncio.Event().wait()  # until the lifespan ends and cancels this
+        while True:  # until the lifespan ends and cancels this
+            repository.metrics.share_queue_depths()
+            await asyncio.sleep(QUEUE_SAMPLE_S)
     finally:
         mark.unlink(missing_ok=True)
 

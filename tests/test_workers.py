@@ -67,6 +67,10 @@ def test_metrics_report_the_series_of_every_worker(server):
     ready = samples(text, "rnnserve_model_ready")
     pids = {key.split('pid="')[1].split('"')[0] for key in ready}
     assert len(pids) == 2 and set(ready.values()) == {1.0}  # each worker's own gauge
+    # Queue depths are sampled by each worker and summed over the live ones.
+    assert samples(text, "rnnserve_queue_depth") == {
+        'rnnserve_queue_depth{model="tiny-forecast",version="1"}': 0.0
+    }
 
 
 def test_leftovers_of_an_earlier_run_are_cleared_at_start(server):
