@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.http import served_from, wrk
+from bench.http import wrk
 from bench.payloads import write_bodies
+from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -38,7 +39,10 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(before), args.before],
                        cwd=ROOT, check=True)  # fmt: skip
         try:
-            with served_from(before, models) as (old, _), served_from(ROOT, models) as (new, _):
+            with (
+                live_server(models, source=before, grpc_port="0") as old,
+                live_server(models, source=ROOT, grpc_port="0") as new,
+            ):
                 for url in (old, new):
                     wrk(url, PATH, bodies, 16, 2)  # warm up
                 for round_ in range(args.rounds):

@@ -96,36 +96,3 @@ def wrk(url: str, path: str, bodies: Path, connections: int, seconds: float) -> 
     stats = json.loads(out.strip().splitlines()[-1])
     stats["rps"] = stats["requests"] / stats["seconds"]
     return stats
-
-
-@contextmanager
-def served_from(source: Path, models: Path):
-    """`python -m service` with the checkout `source`'s code first on the path, serving `models`
-    on a free port (gRPC off), logging at warning; yields its URL and process id."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(source),
-        "RNNSERVE_MODEL_REPOSITORY": str(models),
-        "RNNSERVE_PORT": str(port),
-        "RNNSERVE_GRPC_PORT": "0",
-        "RNNSERVE_PROVIDERS": "cpu",
-        "RNNSERVE_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=source)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server from {source} did not become ready")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)

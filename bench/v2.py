@@ -16,10 +16,11 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.http import served_from, wrk
+from bench.http import wrk
 from bench.inprocess import latest_version
 from bench.payloads import texts
 from contract.words import Vocabulary, tokenize
+from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -77,17 +78,21 @@ def main() -> None:
         # Every server up at once, measured in turn, round after round: a slow spell of the
         # shared machine then falls on all of them alike instead of on whichever ran last.
         running = {
-            name: stack.enter_context(served_from(Path(source).resolve(), ROOT / "models"))
+            name: stack.enter_context(
+                live_server(ROOT / "models", source=Path(source).resolve(), grpc_port="0")
+            )
             for name, source in sources.items()
         }
-        for url, _ in running.values():
+        for url in running.values():
             for kind, body in bodies.items():
                 wrk(url, paths[kind], body, 16, 2)  # warm up
         for _ in range(args.rounds):
             for c in levels:
-                for name, (url, pid) in running.items():
+                for name, url in running.items():
                     for kind, body in bodies.items():
-                        part = measure(url, pid, paths[kind], body, c, args.seconds / args.rounds)
+                        part = measure(
+                            url, url.pid, paths[kind], body, c, args.seconds / args.rounds
+                        )
                         total = rows.setdefault(f"{name}: {kind}", {}).setdefault(c, {})
                         for key in ("requests", "seconds", "cpu_s"):
                             total[key] = total.get(key, 0) + part[key]

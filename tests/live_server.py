@@ -33,15 +33,17 @@ def live_server(
     timeout: float = 120.0,
     log_file: Path | None = None,
     port: int = 0,
+    source: Path | None = None,
     **settings: str,
 ):
     """Start `python -m service`, wait until ready, yield its base URL, then stop it.
 
     With `log_file`, the server's log (stderr) goes there instead of the test's output.
-    `port` 0: a free one."""
+    `port` 0: a free one. `source`: run that checkout's code (benchmarks of two revisions)."""
     port = port or free_port()
     env = {
         **os.environ,
+        **({"PYTHONPATH": str(source)} if source is not None else {}),
         "RNNSERVE_MODEL_REPOSITORY": str(repository),
         "RNNSERVE_HOST": "127.0.0.1",
         "RNNSERVE_PORT": str(port),
@@ -50,7 +52,9 @@ def live_server(
         **{f"RNNSERVE_{k.upper()}": str(v) for k, v in settings.items()},
     }
     stderr = log_file.open("ab") if log_file is not None else None
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stderr=stderr)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"], env=env, stderr=stderr, cwd=source
+    )
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = process.pid
     try:
