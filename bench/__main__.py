@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.http import uvicorn_app, wrk
+from bench.http import throughput_table, uvicorn_app, wrk
 from bench.inprocess import batch_sweep, latest_version, padded_vs_grouped, tuning
 from bench.payloads import write_bodies
 from tests.live_server import live_server
@@ -25,20 +25,7 @@ def measure_http(url: str, path: str, bodies: Path, levels: list[int], seconds: 
 
 
 def table(title: str, rows: dict[str, dict[int, dict]], levels: list[int]) -> str:
-    lines = [
-        f"\n{title}",
-        f"{'server':<22}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}" for c in levels),
-    ]
-    for name, by_level in rows.items():
-        lines.append(
-            f"{name:<22}"
-            + "".join(
-                f"{by_level[c]['rps']:>12.0f}{by_level[c]['p50_ms']:>9.2f}{by_level[c]['p99_ms']:>9.2f}"
-                for c in levels
-            )
-        )
-    return "\n".join(lines)
+    return f"\n{title}\n" + throughput_table(rows, levels, "server")
 
 
 def classify(model: str, seconds: float, levels: list[int], tokens: int) -> dict:

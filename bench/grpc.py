@@ -22,6 +22,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpc_client
 import tritonclient.http.aio as http_client
 
+from bench.http import throughput_table
 from bench.payloads import texts
 from tests.live_server import free_port, live_server
 
@@ -130,16 +131,7 @@ def main() -> None:
             )
         )
     print(f"\n{args.model}, one 64-token text per request, tritonclient (asyncio) in one process")
-    print(
-        f"{'transport':<14}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}" for c in levels)
-    )
-    for mode, by_level in table.items():
-        cells = "".join(
-            f"{by_level[c]['rps']:>12.0f}{by_level[c]['p50_ms']:>9.2f}{by_level[c]['p99_ms']:>9.2f}"
-            for c in levels
-        )
-        print(f"{mode:<14}{cells}")
+    print(throughput_table(table, levels, "transport"))
     print("\nagainst HTTP JSON (req/s):")
     for mode in ("grpc", "http binary"):
         ratios = [f"c={c}: {table[mode][c]['rps'] / table['http json'][c]['rps']:.2f}"

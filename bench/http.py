@@ -96,3 +96,17 @@ def wrk(url: str, path: str, bodies: Path, connections: int, seconds: float) -> 
     stats = json.loads(out.strip().splitlines()[-1])
     stats["rps"] = stats["requests"] / stats["seconds"]
     return stats
+
+
+def throughput_table(rows: dict[str, dict[int, dict]], levels: list[int], what: str) -> str:
+    """req/s, p50 and p99 of each row (wrk's figures) at each concurrency level."""
+    width = max(len(what), *(len(name) for name in rows)) + 2
+    header = "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}" for c in levels)
+    lines = [f"{what:<{width}}{header}"]
+    for name, by_level in rows.items():
+        cells = "".join(
+            f"{s['rps']:>12.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+            for s in (by_level[c] for c in levels)
+        )
+        lines.append(f"{name:<{width}}{cells}")
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.http import throughput_table
 from bench.inprocess import latest_version
 from contract.manifest import Manifest
 from model_src import dates
@@ -80,18 +81,7 @@ def run(folder: Path, levels: list[int], seconds: float, threads: int) -> dict:
 
 
 def table(results: dict[str, dict[int, dict]], levels: list[int]) -> str:
-    lines = [
-        f"{'decoding':<20}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}" for c in levels)
-    ]
-    for name, by_level in results.items():
-        lines.append(
-            f"{name:<20}"
-            + "".join(
-                f"{r['rps']:>12.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                for r in (by_level[c] for c in levels)
-            )
-        )
+    lines = [throughput_table(results, levels, "decoding")]
     base, step = results["each request alone"], results["step batching"]
     lines.append(
         f"{'throughput ratio':<20}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.http import wrk
+from bench.http import throughput_table, wrk
 from bench.inprocess import latest_version
 from bench.payloads import write_bodies
 from contract.text import TokenVocabulary
@@ -94,16 +94,12 @@ def main() -> None:
                         runs[model][c].append(wrk(url, path, bodies, c, args.seconds))
     print(f"\n{args.tokens}-token texts, {args.seconds:g} s per cell, {args.rounds} rounds "
           "(best round shown)")  # fmt: skip
-    print(
-        f"{'model':<36}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}" for c in levels)
-    )
     best = {m: {c: max(r, key=lambda s: s["rps"]) for c, r in by.items()} for m, by in runs.items()}
-    for model, by_level in best.items():
-        name = f"{model} ({'ours, attention' if model == OURS else 'user module, logits only'})"
-        print(f"{name:<36}" + "".join(
-            f"{s['rps']:>12.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}" for s in by_level.values()
-        ))  # fmt: skip
+    named = {
+        f"{m} ({'ours, attention' if m == OURS else 'user module, logits only'})": by_level
+        for m, by_level in best.items()
+    }
+    print(throughput_table(named, levels, "model"))
     for c in levels:
         ratio = best[user][c]["rps"] / best[OURS][c]["rps"]
         print(f"user / ours at c={c}: {ratio:.2f}")
