@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from bench.inprocess import load
 from contract.words import tokenize
-from service.api.responses import FastJSONResponse
+from service.responses import FastJSONResponse
 from service.schemas import PredictRequest
 
 

@@ -1,4 +1,5 @@
-"""The FastAPI app factory: settings -> repository -> routes, with one error handler."""
+"""The FastAPI app factory: settings -> repository and data plane -> the HTTP routes (and the
+gRPC server beside them), with the error handlers that answer every failure as JSON."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from starlette.requests import ClientDisconnect
 
 from service import __version__, tracing, workers
 from service.api import health, sessions, ui, v1, v2
-from service.api.body import add_schemas, describe
-from service.api.responses import FastJSONResponse, error_response
+from service.api.body import add_schemas, check_json, invalid_body
+from service.api.errors import status_of, table_for
+from service.dataplane import DataPlane
 from service.errors import ClientGone, ServiceError
 from service.limits import BodySizeLimit
 from service.logs import RequestLog, note
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
 from service.repository import ModelRepository
+from service.responses import FastJSONResponse, error_response
 from service.schemas import PredictRequest
 from service.security import ApiKeyAuth
+from service.sessions import SessionSettings, open_store
 from service.settings import Settings
 
 log = logging.getLogger("rnnserve")
@@ -33,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     repository = ModelRepository(settings, metrics)
+    plane = DataPlane(repository, metrics, settings)
 
     tracing.start_from_environment()  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
@@ -42,11 +47,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         polling = asyncio.create_task(repository.poll())
         grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
+        app.state.sessions = sessions = open_store(
+            settings.session_store,
+            SessionSettings(
+                session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
+            ),
+            settings.workers,
+            metrics.registry,
+        )
         try:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer
 
-                grpc_server = app.state.grpc = GrpcServer(repository, metrics, settings)
+                grpc_server = app.state.grpc = GrpcServer(plane)
                 await grpc_server.start()
             yield
         finally:
@@ -56,8 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             announcing.cancel()
             await asyncio.gather(polling, announcing, return_exceptions=True)
             await repository.close()
-            if getattr(app.state, "sessions", None) is not None:
-                await app.state.sessions.close()  # the session store's connections
+            if sessions is not None:
+                await sessions.close()  # the session store's connections
             tracing.shutdown()
 
     app = FastAPI(
@@ -71,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.repository = repository
+    app.state.dataplane = plane
     v1.add_routes(app)  # first: the hot routes are matched before the others
     v2.add_routes(app)
     app.include_router(health.router)
@@ -93,32 +107,29 @@ def _secret(key: SecretStr | None) -> str | None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """The service's errors by the HTTP table; FastAPI's own validation as the lean routes'
+    parsing reports it; a client gone; Starlette's 404/405; and anything else as a bug."""
+
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> FastJSONResponse:
-        return error_response(error.status_code, error.message, error.headers)
+        status = status_of(error, table_for(request.url.path))
+        return error_response(status, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> FastJSONResponse:
-        problems = error.errors()
-        content_type = request.headers.get("content-type", "application/json")
-        if "json" not in content_type and request.method == "POST":
-            return error_response(
-                415, f"send the body as JSON (Content-Type: application/json), not {content_type}"
-            )
-        if any(p["type"] == "json_invalid" for p in problems):
-            return error_response(
-                400,
-                "the body is not valid JSON: "
-                + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems),
-            )
-        return error_response(422, "; ".join(describe(p) for p in problems))
+        try:
+            if request.method == "POST":
+                check_json(request.headers.get("content-type"))
+            raise invalid_body(list(error.errors()))
+        except ServiceError as found:
+            return await service_error(request, found)
 
     @app.exception_handler(ClientDisconnect)
     async def client_hung_up(request: Request, error: ClientDisconnect) -> FastJSONResponse:
         """Not a server fault: counted, and logged only as the request's access line."""
         request.app.state.metrics.disconnects.labels("reading the body").inc()
         note(disconnected="while sending its body")
-        return error_response(ClientGone.status_code, "the client disconnected")
+        return await service_error(request, ClientGone("the client disconnected"))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> FastJSONResponse:

@@ -1,4 +1,5 @@
-"""The service's error types; one handler maps each to a `{"error": ...}` response."""
+"""What can go wrong, in no wire's terms: each wire maps these to its status codes in one table
+(`service.api.errors` for HTTP, `service.rpc.server.CODES` for gRPC)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from typing import ClassVar
 
 
 class ServiceError(Exception):
-    status_code = 500
-    headers: ClassVar[dict[str, str] | None] = None
+    headers: ClassVar[dict[str, str] | None] = None  # sent with the error (HTTP headers, trailers)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -17,61 +17,65 @@ class ServiceError(Exception):
 class InternalError(ServiceError):
     """A fault of the server or the model, not of the request."""
 
-    status_code = 500
-
 
 class BadRequest(ServiceError):
-    status_code = 400
+    """The message itself is malformed: not JSON, a header that does not fit the body."""
 
 
-class Unprocessable(ServiceError):
-    """Well-formed JSON whose content the model cannot take."""
+class InputError(ServiceError):
+    """The request is well formed but its content cannot be taken: the one error a task raises
+    about its input, whichever wire it came by. The message says where and what
+    (`instances[2] has no words to classify`); `where` is that place for a program to read
+    (`instances[2]`, `input 'text'`, `parameters.truncate`)."""
 
-    status_code = 422
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class UnsupportedMediaType(ServiceError):
+    """The body is in a form this route does not read."""
 
 
 class NotFound(ServiceError):
-    status_code = 404
+    pass
 
 
 class Gone(ServiceError):
     """It existed and no longer does (an expired, evicted or deleted session)."""
 
-    status_code = 410
-
 
 class Conflict(ServiceError):
     """The request assumed a state the resource is no longer in."""
 
-    status_code = 409
 
-
-class Unsupported(ServiceError):
+class NotOffered(ServiceError):
     """The server's configuration cannot offer this (and retrying will not change that)."""
-
-    status_code = 501
 
 
 class PayloadTooLarge(ServiceError):
-    status_code = 413
+    pass
 
 
 class ModelNotReady(ServiceError):
-    status_code = 503
+    pass
 
 
 class Overloaded(ServiceError):
     """Refused at once so clients can back off (never an unbounded queue)."""
 
-    status_code = 503
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
+class Unavailable(ServiceError):
+    """Something the request needs (a shared store) does not answer; it may later."""
+
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "2"}
+
+
 class DeadlineExceeded(ServiceError):
-    status_code = 504
+    pass
 
 
 class ClientGone(ServiceError):
     """The client closed the connection before its answer; nobody will read this."""
-
-    status_code = 499

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.responses import error_response
+from service.responses import error_response
 
 
 class BodyTooLarge(Exception):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,9 +29,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.errors import Gone, NotFound, ServiceError
+from service.errors import Gone, NotFound, Unavailable
 from service.sessions import Session, SessionSettings, _iso, why
-from service.tasks.forecast import StreamState
 
 log = logging.getLogger("rnnserve")
 PREFIX = "rnnserve:"
@@ -96,11 +95,8 @@ return 1
 """
 
 
-class SessionStoreUnavailable(ServiceError):
+class SessionStoreUnavailable(Unavailable):
     """Redis does not answer: sessions wait for it, predictions do not need it."""
-
-    status_code = 503
-    headers = {"Retry-After": "2"}  # noqa: RUF012 (as ServiceError declares it)
 
 
 class RedisSessions:
@@ -111,12 +107,10 @@ class RedisSessions:
         url: str,
         settings: SessionSettings | None = None,
         registry: CollectorRegistry | None = None,
-        decode: Callable[[bytes], Any] = StreamState.from_bytes,
         prefix: str = PREFIX,
         timeout_s: float = 1.0,
     ) -> None:
         self.settings = settings or SessionSettings()
-        self.decode = decode
         self.prefix = prefix
         self.lru = f"{prefix}lru"
         self.client = redis.Redis.from_url(
@@ -140,6 +134,7 @@ class RedisSessions:
                 registry=registry,
                 multiprocess_mode="mostrecent",
             )
+        self._registry = registry
 
     @property
     def ttl_s(self) -> float:
@@ -153,9 +148,9 @@ class RedisSessions:
     def _remember_ms(self) -> int:
         return round(max(REMEMBER_S, 4 * self.settings.session_ttl_s) * 1000)
 
-    async def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session:
+    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
         session = Session(secrets.token_urlsafe(16), model, version, state, state_bytes)
-        args = [self.prefix, session.id, model, version, state.to_bytes(), state_bytes]
+        args = [self.prefix, session.id, model, version, state, state_bytes]
         args += [self._ttl_ms, self.settings.max_sessions, self._remember_ms]
         async with self._guard():
             evicted, count = await self._create(keys=[self.lru], args=args)
@@ -174,7 +169,7 @@ class RedisSessions:
             session_id,
             model,
             int(fields[b"version"]),
-            self.decode(fields[b"state"]),
+            fields[b"state"],
             int(fields[b"state_bytes"]),
             created_at=int(fields[b"created"]) / 1000,
             last_used_at=int(fields[b"used"]) / 1000,
@@ -187,8 +182,8 @@ class RedisSessions:
     async def turn(self, session: Session) -> AsyncIterator[Session]:
         yield session  # as read; no lock: `commit` checks that nobody stepped it since
 
-    async def commit(self, session: Session, state: Any, added: int, last: bytes) -> int | None:
-        args = [self.prefix, session.id, session.steps, added, state.to_bytes(), last]
+    async def commit(self, session: Session, state: bytes, added: int, last: bytes) -> int | None:
+        args = [self.prefix, session.id, session.steps, added, state, last]
         async with self._guard():
             steps = await self._commit(
                 keys=[self.lru], args=[*args, self._ttl_ms, self._remember_ms]
@@ -221,6 +216,9 @@ class RedisSessions:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._registry is not None:
+            for collector in (self._closed, self._open):
+                self._registry.unregister(collector)
 
     async def _end(self, model: str, session_id: str, reason: str) -> None:
         args = [self.prefix, session_id, model, reason, self._remember_ms]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.responses import error_response
+from service.responses import error_response
 
 OPEN = ("/v2/health/live", "/v2/health/ready", "/metrics")
 OPEN_PREFIXES = ("/ui",)

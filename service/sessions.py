@@ -1,10 +1,11 @@
 """Streaming sessions: the store protocol the routes use, and the in-process store (no HTTP here).
 
-A session belongs to one model version and holds that version's carried state (fixed in size,
-see `service.tasks.forecast.StreamState`). Idle sessions expire after `ttl_s`; past
-`max_sessions` the least recently used one is evicted. A step on an expired, evicted or deleted
-session is told so (`Gone`, 410) for as long as the store remembers its id; an id it never
-issued is `NotFound`. Each session has a lock so its steps run one at a time, in order.
+A session belongs to one model version and holds that version's carried state as the bytes
+its task encodes (`service.tasks.base.StreamingTask`): a store knows no task. Idle sessions
+expire after `ttl_s`; past `max_sessions` the least recently used one is evicted. A step on an
+expired, evicted or deleted session is told so (`Gone`) for as long as the store remembers its
+id; an id it never issued is `NotFound`. Each session has a lock so its steps run one at a time,
+in order.
 
 `SessionBackend` is what the routes see: `MemorySessions` (one process) wraps `SessionStore`;
 `service.redis_sessions.RedisSessions` keeps the same meaning across workers and replicas.
@@ -40,7 +41,7 @@ class Session:
     id: str
     model: str
     version: int
-    state: Any  # the task's carried state; replaced, never mutated, after each step
+    state: bytes  # the task's carried state, encoded; replaced after each step
     state_bytes: int
     created_at: float = field(default_factory=time.time)
     last_used_at: float = field(default_factory=time.time)
@@ -76,6 +77,8 @@ class SessionStore:
         self._gone: OrderedDict[str, str] = OrderedDict()  # id -> why, remembered (bounded)
         self._remember = 4 * self.settings.max_sessions
         self._closed: Counter | None = None
+        self._collectors: list[Any] = []
+        self._registry = registry
         if registry is not None:
             self._register(registry)
 
@@ -90,7 +93,7 @@ class SessionStore:
     def ttl_s(self) -> float:
         return self.settings.session_ttl_s
 
-    def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session:
+    def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
         self.sweep()
         while len(self._sessions) >= self.settings.max_sessions:
             _, oldest = self._sessions.popitem(last=False)
@@ -158,28 +161,42 @@ class SessionStore:
 
     def _register(self, registry: CollectorRegistry) -> None:
         # Scrapes sweep too, so idle sessions leave the figures even when no request comes.
-        Gauge("rnnserve_sessions", "Open streaming sessions.", registry=registry).set_function(
-            lambda: self.sweep() or len(self._sessions)
-        )
-        Gauge(
-            "rnnserve_session_state_bytes",
-            "Bytes of carried model state held by all open sessions.",
-            registry=registry,
-        ).set_function(lambda: self.state_bytes)
-        Gauge(
-            "rnnserve_session_max_state_bytes",
-            "Largest carried state of one open session (bounded by the model, not the history).",
-            registry=registry,
-        ).set_function(lambda: max((s.state_bytes for s in self._sessions.values()), default=0))
-        Gauge("rnnserve_session_limit", "Most sessions kept.", registry=registry).set(
-            self.settings.max_sessions
-        )
+        gauges = {
+            "rnnserve_sessions": ("Open streaming sessions.", self._count),
+            "rnnserve_session_state_bytes": (
+                "Bytes of carried model state held by all open sessions.",
+                lambda: self.state_bytes,
+            ),
+            "rnnserve_session_max_state_bytes": (
+                "Largest carried state of one open session (bounded by the model, not the "
+                "history).",
+                lambda: max((s.state_bytes for s in self._sessions.values()), default=0),
+            ),
+        }
+        for name, (documentation, read) in gauges.items():
+            gauge = Gauge(name, documentation, registry=registry)
+            gauge.set_function(read)
+            self._collectors.append(gauge)
+        limit = Gauge("rnnserve_session_limit", "Most sessions kept.", registry=registry)
+        limit.set(self.settings.max_sessions)
         self._closed = Counter(
             "rnnserve_sessions_closed",
             "Sessions closed, by reason.",
             ("reason",),
             registry=registry,
         )
+        self._collectors += [limit, self._closed]
+        self._registry = registry
+
+    def _count(self) -> int:
+        self.sweep()
+        return len(self._sessions)
+
+    def unregister(self) -> None:
+        """Take this store's series out of the registry (the app's lifespan has ended)."""
+        for collector in self._collectors:
+            self._registry.unregister(collector)
+        self._collectors = []
 
 
 def why(reason: str, settings: SessionSettings) -> str:
@@ -206,13 +223,15 @@ class SessionBackend(Protocol):
     @property
     def ttl_s(self) -> float: ...
 
-    async def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session: ...
+    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session: ...
 
     async def get(self, model: str, session_id: str) -> Session: ...
 
     def turn(self, session: Session) -> AbstractAsyncContextManager[Session]: ...
 
-    async def commit(self, session: Session, state: Any, added: int, last: bytes) -> int | None: ...
+    async def commit(
+        self, session: Session, state: bytes, added: int, last: bytes
+    ) -> int | None: ...
 
     async def describe(self, model: str, session_id: str) -> dict[str, Any]: ...
 
@@ -233,7 +252,7 @@ class MemorySessions:
     def ttl_s(self) -> float:
         return self.store.ttl_s
 
-    async def create(self, model: str, version: int, state: Any, state_bytes: int) -> Session:
+    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
         return self.store.create(model, version, state, state_bytes)
 
     async def get(self, model: str, session_id: str) -> Session:
@@ -245,7 +264,7 @@ class MemorySessions:
             self.store.check_open(session)
             yield session
 
-    async def commit(self, session: Session, state: Any, added: int, last: bytes) -> int | None:
+    async def commit(self, session: Session, state: bytes, added: int, last: bytes) -> int | None:
         session.state = state
         session.steps += added
         session.last = last
@@ -263,7 +282,19 @@ class MemorySessions:
         self.store.check_open(session)
 
     async def close(self) -> None:
-        return None
+        self.store.unregister()
+
+
+def open_store(
+    store: str, settings: SessionSettings, workers: int, registry: CollectorRegistry
+) -> SessionBackend | None:
+    """The server's session store: `memory` for one process, a `redis://` URL for several
+    workers or replicas; None when sessions cannot work (memory, several workers)."""
+    if store == "memory":
+        return MemorySessions(SessionStore(settings, registry)) if workers == 1 else None
+    from service.redis_sessions import RedisSessions
+
+    return RedisSessions(store, settings, registry)
 
 
 def _iso(seconds: float) -> str:

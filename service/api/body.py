@@ -13,38 +13,41 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from service.errors import BadRequest, ServiceError, Unprocessable
+from service.errors import BadRequest, InputError, ServiceError, UnsupportedMediaType
 
 Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"
 
 
-class UnsupportedMediaType(ServiceError):
-    status_code = 415
-
-
 async def parse_body(request: Request, model: type[Body]) -> Body:
-    content_type = request.headers.get("content-type", "application/json")
-    if "json" not in content_type:
-        raise UnsupportedMediaType(
-            f"send the body as JSON (Content-Type: application/json), not {content_type}"
-        )
+    check_json(request.headers.get("content-type"))
     return validate_json(model, await request.body())
 
 
-def validate_json(
-    model: type[Body], data: bytes, invalid: type[ServiceError] = Unprocessable
-) -> Body:
-    """Malformed JSON is a 400; JSON the model does not accept raises `invalid`."""
+def check_json(content_type: str | None) -> None:
+    """A body without Content-Type is read as JSON; one that says it is not JSON is refused."""
+    if content_type is not None and "json" not in content_type:
+        raise UnsupportedMediaType(
+            f"send the body as JSON (Content-Type: application/json), not {content_type}"
+        )
+
+
+def validate_json(model: type[Body], data: bytes) -> Body:
     try:
         return model.model_validate_json(data)
     except ValidationError as error:
-        problems = error.errors(include_url=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            raise BadRequest(
-                "the body is not valid JSON: " + "; ".join(p["msg"] for p in problems)
-            ) from None
-        raise invalid("; ".join(describe(p) for p in problems)) from None
+        raise invalid_body(error.errors(include_url=False)) from None
+
+
+def invalid_body(problems: list[Any]) -> ServiceError:
+    """What pydantic found wrong with a body: not JSON (BadRequest), or JSON the schema does
+    not accept (InputError), for the routes that parse their own body and FastAPI's alike."""
+    if any(p["type"] == "json_invalid" for p in problems):
+        return BadRequest(
+            "the body is not valid JSON: "
+            + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems)
+        )
+    return InputError("; ".join(describe(p) for p in problems))
 
 
 def describe(problem: Any) -> str:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service import workers
-from service.api.responses import FastJSONResponse
+from service.api.inference import dataplane
+from service.responses import FastJSONResponse
 
 router = APIRouter(tags=["health"])
 
@@ -23,11 +23,11 @@ async def live() -> FastJSONResponse:
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> FastJSONResponse:
     """200 once every model has loaded and answered a warm-up inference, else 503 and why."""
-    repository = request.app.state.repository
-    reasons = repository.not_ready() or workers.not_ready(request.app.state.settings)
+    plane = dataplane(request)
+    reasons = plane.not_ready()
     if reasons:
         return FastJSONResponse({"ready": False, "error": "; ".join(reasons)}, status_code=503)
-    problems = repository.problems()  # failed versions of models that serve all the same
+    problems = plane.problems()  # failed versions of models that serve all the same
     return FastJSONResponse({"ready": True, "problems": problems} if problems else {"ready": True})
 
 

@@ -1,24 +1,25 @@
-"""What every inference route does around the model: choose a version, count it in flight,
-watch for the client leaving, and record metrics."""
+"""What the HTTP inference routes add around the data plane: the client leaving cancels the
+work (dropping its queued sequences)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
 
-from contract.manifest import version_number
-from service import tracing
-from service.errors import ClientGone, NotFound, ServiceError
-from service.logs import note
-from service.metrics import Metrics
+from service.api.errors import V1, V2, counted
+from service.dataplane import DataPlane
+from service.errors import ClientGone
 from service.registry import ModelVersion
-from service.repository import ModelRepository
 
 T = TypeVar("T")
+COUNTED = {False: counted(V1), True: counted(V2)}  # by the path: /v2/... or not
+
+
+def dataplane(request: Request) -> DataPlane:
+    return request.app.state.dataplane
 
 
 async def infer(
@@ -27,43 +28,12 @@ async def infer(
     version: int | None,
     work: Callable[[ModelVersion], Awaitable[T]],
 ) -> tuple[ModelVersion, T]:
-    state = request.app.state
-    return await run_inference(
-        state.repository,
-        state.metrics,
+    return await dataplane(request).infer(
         name,
         version,
         lambda mv: _unless_disconnected(request, work(mv)),
+        COUNTED[request.url.path.startswith("/v2/")],
     )
-
-
-async def run_inference(
-    repository: ModelRepository,
-    metrics: Metrics,
-    name: str,
-    version: int | None,
-    work: Callable[[ModelVersion], Awaitable[T]],
-) -> tuple[ModelVersion, T]:
-    """What HTTP and gRPC share: the version chosen and held, metrics, the batch's spans."""
-    mv = repository.acquire(name, version)
-    note(model=mv.name, version=mv.version)
-    started = time.perf_counter()
-    status = 500
-    try:
-        result = await work(mv)
-        status = 200
-        tracing.record_batch(mv.name, mv.version)
-    except ServiceError as error:
-        status = error.status_code
-        if isinstance(error, ClientGone):
-            metrics.disconnects.labels("waiting for the model").inc()
-        raise
-    finally:
-        mv.release()
-        labels = (mv.name, str(mv.version))
-        metrics.requests.labels(*labels, str(status)).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-    return mv, result
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -88,11 +58,3 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         raise
     finally:
         watcher.cancel()
-
-
-def parse_version(name: str, version: str) -> int:
-    """Versions are positive integers; anything else names no version."""
-    number = version_number(version)
-    if number is None:
-        raise NotFound(f"model {name!r} has no version {version!r}")
-    return number

@@ -1,4 +1,5 @@
-"""Streaming session routes: the server keeps a forecaster's state between a client's steps.
+"""Streaming session routes: the server keeps a task's state between a client's steps, for any
+task that implements `service.tasks.base.StreamingTask` (our forecasters, or a plugin's task).
 
     POST   /v1/models/{name}/sessions               -> {"session_id": ...}
     POST   /v1/models/{name}/sessions/{id}:step     {"values": [...]} -> the next k values
@@ -23,15 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.body import parse_body
 from service.api.inference import infer
-from service.api.responses import FastJSONResponse
 from service.api.routing import add_lean_post
-from service.errors import Conflict, Overloaded, Unprocessable, Unsupported
+from service.errors import Conflict, InputError, NotOffered, Overloaded
 from service.registry import ModelVersion
 from service.repository import ModelRepository
+from service.responses import FastJSONResponse
 from service.schemas import ErrorBody
-from service.sessions import MemorySessions, Session, SessionBackend, SessionSettings, SessionStore
-from service.tasks.base import parse_parameters
-from service.tasks.forecast import ForecastParameters, ForecastTask
+from service.sessions import Session, SessionBackend
+from service.tasks.base import StreamingTask
 
 MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same session, in a row
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504)}
@@ -59,16 +59,20 @@ class SessionCreated(BaseModel):
     model_name: str
     model_version: str
     ttl_s: float
-    max_values: int = Field(description="most values one step may send")
-    horizon: int = Field(description="future values each step forecasts")
+    model_config = ConfigDict(extra="allow")  # and what the task tells (`session_facts`)
+
+    max_values: int | None = Field(None, description="a forecaster: most values one step sends")
+    horizon: int | None = Field(None, description="a forecaster: future values each step gives")
 
 
 class StepResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a task's answer (a forecaster's shown here)
+
     session_id: str
     model_name: str
     model_version: str
     steps: int = Field(description="observations the session has seen")
-    forecast: list[float]
+    forecast: list[float] | None = None
     attention: list[float] | None = Field(
         None, description="weight of each of the most recent values, oldest first"
     )
@@ -86,34 +90,22 @@ class SessionInfo(BaseModel):
 
 
 def store_of(request: Request) -> SessionBackend:
-    """The app's session store, made on first use from the server's settings."""
-    state = request.app.state
-    store = getattr(state, "sessions", None)
+    """The app's session store (built in its lifespan), or why sessions are off."""
+    store = getattr(request.app.state, "sessions", None)
     if store is None:
-        settings = state.settings
-        limits = SessionSettings(
-            session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
+        settings = request.app.state.settings
+        raise NotOffered(
+            f"streaming sessions are off: this server runs {settings.workers} worker "
+            "processes and keeps sessions in memory, where a step reaching another worker "
+            "would not find its session (the operator sets RNNSERVE_SESSION_STORE=redis://...)"
         )
-        if settings.session_store == "memory" and settings.workers > 1:
-            raise Unsupported(
-                f"streaming sessions are off: this server runs {settings.workers} worker "
-                "processes and keeps sessions in memory, where a step reaching another worker "
-                "would not find its session (the operator sets RNNSERVE_SESSION_STORE=redis://...)"
-            )
-        if settings.session_store == "memory":
-            store = MemorySessions(SessionStore(limits, registry=state.metrics.registry))
-        else:
-            from service.redis_sessions import RedisSessions
-
-            store = RedisSessions(settings.session_store, limits, state.metrics.registry)
-        state.sessions = store
     return store
 
 
-def _forecaster(mv: ModelVersion) -> ForecastTask:
-    if not isinstance(mv.task, ForecastTask):
+def _streaming(mv: ModelVersion) -> StreamingTask:
+    if not isinstance(mv.task, StreamingTask):
         task = mv.manifest.task if mv.manifest else "unknown"
-        raise Unprocessable(f"model {mv.name!r} ({task}) does not keep streaming sessions")
+        raise InputError(f"model {mv.name!r} ({task}) does not keep streaming sessions")
     return mv.task
 
 
@@ -126,59 +118,60 @@ async def _serving(request: Request, session: Session, store: SessionBackend) ->
 
 
 @router.post("", status_code=201, response_model=SessionCreated)
-async def open_session(name: str, request: Request) -> SessionCreated:
+async def open_session(name: str, request: Request) -> FastJSONResponse:
     repository: ModelRepository = request.app.state.repository
     mv = repository.get(name)
-    task = _forecaster(mv)
+    task = _streaming(mv)
     store = store_of(request)
-    session = await store.create(mv.name, mv.version, task.new_state(), task.state_bytes)
-    return SessionCreated(
-        session_id=session.id,
-        model_name=mv.name,
-        model_version=str(mv.version),
-        ttl_s=store.ttl_s,
-        max_values=task.max_values,
-        horizon=task.horizon,
-    )
+    state = task.encode_state(task.open_state())
+    session = await store.create(mv.name, mv.version, state, task.state_bytes)
+    created = {
+        "session_id": session.id,
+        "model_name": mv.name,
+        "model_version": str(mv.version),
+        "ttl_s": store.ttl_s,
+        **task.session_facts,
+    }
+    return FastJSONResponse(created, status_code=201)
 
 
 async def step(request: Request, name: str, session_id: str) -> FastJSONResponse:
-    """Feed new observations to a session; the forecast for the next k steps."""
+    """Feed new observations to a session; the task's answer (a forecaster: the next k)."""
     store = store_of(request)
     session = await store.get(name, session_id)
     body = await parse_body(request, StepRequest)
-    params = parse_parameters(ForecastParameters, body.parameters)
     await _serving(request, session, store)
     timeout = request.app.state.settings.request_timeout_s
 
     async def work(mv: ModelVersion) -> tuple[dict[str, Any], int]:
         nonlocal session
-        task = _forecaster(mv)
-        values = task.check(body.values)  # validated in full before it can touch the state
-        digest = hashlib.blake2b(values.tobytes(), digest_size=16).digest()
+        task = _streaming(mv)
+        checked = task.check_step(body.values, body.parameters)  # in full, before the state
+        added = len(body.values)
+        digest = hashlib.blake2b(orjson.dumps(body.values), digest_size=16).digest()
         for _ in range(MAX_TURNS):
             async with store.turn(session) as now:
                 if body.expect_steps is not None and body.expect_steps != now.steps:
-                    return _replay(now, body.expect_steps, len(values), digest), now.steps
-                prediction, state = await task.step(now.state, values, params.attention, timeout)
-                last = LAST.pack(now.steps, digest) + orjson.dumps(prediction)
-                steps = await store.commit(now, state, len(values), last)
+                    return _replay(now, body.expect_steps, added, digest), now.steps
+                answer, state = await task.step(task.decode_state(now.state), checked, timeout)
+                last = LAST.pack(now.steps, digest) + orjson.dumps(answer)
+                steps = await store.commit(now, task.encode_state(state), added, last)
             if steps is not None:
-                return prediction, steps
+                return answer, steps
             session = await store.get(name, session_id)  # another step came first: read again
         raise Overloaded(
             f"session {session_id!r} is being stepped by {MAX_TURNS} other requests at once; "
             "send one step at a time"
         )
 
-    mv, (prediction, steps) = await infer(request, name, session.version, work)
+    mv, (answer, steps) = await infer(request, name, session.version, work)
     return FastJSONResponse(
         {
             "session_id": session.id,
             "model_name": mv.name,
             "model_version": str(mv.version),
             "steps": steps,
-            **prediction,
+            **answer,
         }
     )
 

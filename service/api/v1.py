@@ -6,12 +6,13 @@ from fastapi import APIRouter, FastAPI, Request
 
 from service import tracing
 from service.api.body import parse_body
-from service.api.inference import infer, parse_version
-from service.api.responses import FastJSONResponse
+from service.api.inference import infer
 from service.api.routing import add_lean_post
+from service.dataplane import parse_version
 from service.errors import PayloadTooLarge
 from service.registry import ModelVersion, default_version
 from service.repository import ModelRepository
+from service.responses import FastJSONResponse
 from service.schemas import (
     ErrorBody,
     ModelDetail,

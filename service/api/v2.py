@@ -3,15 +3,12 @@ repository extensions. Inference goes through the same batcher as V1."""
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from service import __version__, tracing
+from service import tracing
 from service.api.body import validate_json
-from service.api.inference import infer, parse_version
-from service.api.responses import FastJSONResponse
+from service.api.inference import dataplane, infer
 from service.api.routing import add_lean_post
 from service.codecs import (
     HEADER_LENGTH,
@@ -21,7 +18,7 @@ from service.codecs import (
     select_outputs,
     split_body,
 )
-from service.errors import BadRequest, Conflict
+from service.dataplane import parse_version
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -29,55 +26,29 @@ from service.protocol import (
     RepositoryModel,
     ServerMetadata,
 )
-from service.registry import ModelVersion
-from service.repository import ModelRepository
+from service.responses import FastJSONResponse
 from service.schemas import ErrorBody
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERRORS)
 
 
-def _repository(request: Request) -> ModelRepository:
-    return request.app.state.repository
-
-
 @router.get("", response_model=ServerMetadata)
-async def server_metadata() -> ServerMetadata:
-    return ServerMetadata(name="rnnserve", version=__version__, extensions=EXTENSIONS)
-
-
-def _shown(request: Request, name: str, version: str | None) -> ModelVersion:
-    return shown_version(_repository(request), name, version)
-
-
-def shown_version(repository: ModelRepository, name: str, version: str | None) -> ModelVersion:
-    """The version a metadata call is about: the one named, else the default one."""
-    number = None if version is None else parse_version(name, version)
-    return repository.shown(name, number)
+async def server_metadata(request: Request) -> ServerMetadata:
+    return dataplane(request).server_metadata()
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
 async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
-    mv = _shown(request, name, version)
-    versions = _repository(request).versions_of(name)
-    return ModelMetadata(
-        name=name,
-        versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
-        platform="onnxruntime_onnx",
-        inputs=mv.task.inputs if mv.task else [],
-        outputs=mv.task.outputs if mv.task else [],
-        state=mv.state,
-        error=mv.error,
-    )
+    return dataplane(request).model_metadata(name, version)
 
 
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
     """200 when the model (version) serves; 400 with the reason when it does not."""
-    mv = _shown(request, name, version)
+    mv = dataplane(request).shown(name, version)
     if mv.state != "ready":
         return FastJSONResponse({"error": mv.describe()}, status_code=400)
     return FastJSONResponse({"name": name, "ready": True})
@@ -96,7 +67,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     settings = request.app.state.settings
     with tracing.span("parse"):
         header, raw = split_body(data, request.headers.get(HEADER_LENGTH))
-        body = validate_json(InferenceRequest, header, invalid=BadRequest)
+        body = validate_json(InferenceRequest, header)
         arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
         check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
@@ -133,46 +104,18 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
 @router.post("/repository/index", response_model=list[RepositoryModel])
 async def repository_index(request: Request) -> list[RepositoryModel]:
     """Every version on disk or in memory, with its state (Triton's repository extension)."""
-    repository = _repository(request)
-    states = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE",
-              "unloading": "UNLOADING"}  # fmt: skip
-    index: dict[tuple[str, int], RepositoryModel] = {}
-    for name, versions in (await asyncio.to_thread(repository.discover)).items():
-        for version in versions:
-            reason = "unloaded" if name in repository.unloaded else "not in the version policy"
-            index[name, version] = RepositoryModel(
-                name=name, version=str(version), state="UNAVAILABLE", reason=reason
-            )
-    for name, versions in repository.models.items():
-        for version, mv in versions.items():
-            index[name, version] = RepositoryModel(
-                name=name, version=str(version), state=states[mv.state], reason=mv.error or ""
-            )
-    return [index[key] for key in sorted(index)]
-
-
-def _one_worker(request: Request) -> None:
-    """Load and unload change the worker that answers, not its siblings: refused with several."""
-    workers = request.app.state.settings.workers
-    if workers > 1:
-        raise Conflict(
-            f"this server runs {workers} worker processes and a load or unload would change only "
-            "the one that answers; change the model repository on disk instead (every worker "
-            "polls it), or run one worker per server"
-        )
+    return await dataplane(request).repository_index()
 
 
 @router.post("/repository/models/{name}/load")
 async def repository_load(request: Request, name: str) -> FastJSONResponse:
-    _one_worker(request)
-    versions = await _repository(request).load_model(name)
+    versions = await dataplane(request).load_model(name)
     return FastJSONResponse({"name": name, "versions": [str(v) for v in versions]})
 
 
 @router.post("/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> FastJSONResponse:
-    _one_worker(request)
-    await _repository(request).unload_model(name)
+    await dataplane(request).unload_model(name)
     return FastJSONResponse({"name": name, "unloaded": True})
 
 

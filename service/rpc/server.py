@@ -16,28 +16,29 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from service import __version__, tracing, workers
-from service.api.inference import parse_version, run_inference
-from service.api.v2 import shown_version
+from service import errors as e
+from service import tracing
 from service.codecs import check_batch, select_outputs
+from service.dataplane import DataPlane, parse_version
 from service.errors import DeadlineExceeded, NotFound, ServiceError
 from service.logs import REQUEST_ID, log_access, request_facts
-from service.metrics import Metrics
-from service.repository import ModelRepository
 from service.rpc import inference_pb2 as pb
 from service.rpc.methods import SERVICE, add_to_server
-from service.rpc.tensors import decode_inputs, encode_outputs, parameters
+from service.rpc.tensors import inputs_from_message, outputs_into_message, parameters
 from service.security import presented
-from service.settings import Settings
 
 log = logging.getLogger("rnnserve.grpc")
 Code = grpc.StatusCode
 # As Triton maps its errors: bad input INVALID_ARGUMENT, unknown model or version NOT_FOUND,
 # not ready or overloaded UNAVAILABLE (clients retry it), out of time DEADLINE_EXCEEDED.
-CODES = {
-    400: Code.INVALID_ARGUMENT, 404: Code.NOT_FOUND, 410: Code.NOT_FOUND,
-    413: Code.RESOURCE_EXHAUSTED, 422: Code.INVALID_ARGUMENT, 499: Code.CANCELLED,
-    503: Code.UNAVAILABLE, 504: Code.DEADLINE_EXCEEDED,
+# The gRPC wire's one table (what is not here is INTERNAL).
+CODES: dict[type[e.ServiceError], grpc.StatusCode] = {
+    e.BadRequest: Code.INVALID_ARGUMENT, e.InputError: Code.INVALID_ARGUMENT,
+    e.NotFound: Code.NOT_FOUND, e.Gone: Code.NOT_FOUND, e.Conflict: Code.FAILED_PRECONDITION,
+    e.PayloadTooLarge: Code.RESOURCE_EXHAUSTED, e.ClientGone: Code.CANCELLED,
+    e.NotOffered: Code.UNIMPLEMENTED, e.ModelNotReady: Code.UNAVAILABLE,
+    e.Overloaded: Code.UNAVAILABLE, e.Unavailable: Code.UNAVAILABLE,
+    e.DeadlineExceeded: Code.DEADLINE_EXCEEDED,
 }  # fmt: skip
 OPEN = frozenset(
     {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", "/grpc.health.v1.Health/Check",
@@ -46,23 +47,34 @@ OPEN = frozenset(
 T = TypeVar("T")
 
 
+def code_of(error: e.ServiceError) -> grpc.StatusCode:
+    """The code of `error`'s class, or of the nearest class above it in the table."""
+    return next((CODES[k] for k in type(error).__mro__ if k in CODES), Code.INTERNAL)
+
+
+def counted(error: e.ServiceError | None) -> str:
+    """A gRPC request is counted by the status code it answers."""
+    return "OK" if error is None else code_of(error).name
+
+
 class InferenceService:
-    def __init__(self, repository: ModelRepository, metrics: Metrics, settings: Settings) -> None:
-        self.repository = repository
-        self.metrics = metrics
-        self.settings = settings
+    """Each method: the message decoded, one data plane call, the answer encoded."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.settings = plane.settings
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
         return await _answer("ServerLive", context, _given(pb.ServerLiveResponse(live=True)))
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
-        ready = not not_ready(self.repository, self.settings)
+        ready = not self.plane.not_ready()
         return await _answer("ServerReady", context, _given(pb.ServerReadyResponse(ready=ready)))
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
         async def ready() -> pb.ModelReadyResponse:
             try:
-                mv = shown_version(self.repository, request.name, request.version or None)
+                mv = self.plane.shown(request.name, request.version or None)
             except NotFound:  # as Triton answers: not ready, rather than an error
                 return pb.ModelReadyResponse(ready=False)
             return pb.ModelReadyResponse(ready=mv.state == "ready")
@@ -70,21 +82,22 @@ class InferenceService:
         return await _answer("ModelReady", context, ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
-        metadata = pb.ServerMetadataResponse(name="rnnserve", version=__version__)
+        given = self.plane.server_metadata()
+        metadata = pb.ServerMetadataResponse(
+            name=given.name, version=given.version, extensions=given.extensions
+        )
         return await _answer("ServerMetadata", context, _given(metadata))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
         async def metadata() -> pb.ModelMetadataResponse:
-            mv = shown_version(self.repository, request.name, request.version or None)
-            versions = self.repository.versions_of(request.name)
-            task = mv.task
+            given = self.plane.model_metadata(request.name, request.version or None)
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
-                name=request.name,
-                versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
-                platform="onnxruntime_onnx",
-                inputs=[tensor(**t.model_dump()) for t in (task.inputs if task else [])],
-                outputs=[tensor(**t.model_dump()) for t in (task.outputs if task else [])],
+                name=given.name,
+                versions=given.versions,
+                platform=given.platform,
+                inputs=[tensor(**t.model_dump()) for t in given.inputs],
+                outputs=[tensor(**t.model_dump()) for t in given.outputs],
             )
 
         return await _answer("ModelMetadata", context, metadata)
@@ -98,7 +111,7 @@ class InferenceService:
             version = None
             if request.model_version:
                 version = parse_version(request.model_name, request.model_version)
-            arrays = decode_inputs(request, settings.max_binary_tensor_bytes)
+            arrays = inputs_from_message(request, settings.max_binary_tensor_bytes)
             check_batch(arrays, settings.max_instances)
             given = parameters(request.parameters)
         timeout = settings.request_timeout_s
@@ -107,12 +120,11 @@ class InferenceService:
             if remaining <= 0:
                 raise DeadlineExceeded("the call's deadline passed before it could run")
             timeout = min(timeout, remaining)
-        mv, outputs = await run_inference(
-            self.repository,
-            self.metrics,
+        mv, outputs = await self.plane.infer(
             request.model_name,
             version,
             lambda mv: mv.infer(arrays, given, timeout),
+            counted,
         )
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])
@@ -120,7 +132,7 @@ class InferenceService:
                 model_name=mv.name, model_version=str(mv.version), id=request.id
             )
             # Raw in, raw out (what Triton's clients read); typed contents in, typed out.
-            encode_outputs(response, outputs, raw=bool(request.raw_input_contents))
+            outputs_into_message(response, outputs, raw=bool(request.raw_input_contents))
         return response
 
 
@@ -150,7 +162,7 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
                 code = Code.OK
                 return result
             except ServiceError as error:
-                code = CODES.get(error.status_code, Code.INTERNAL)
+                code = code_of(error)
                 message = error.message
                 trailers = [(k.lower(), v) for k, v in (error.headers or {}).items()]
             except asyncio.CancelledError:
@@ -196,22 +208,16 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return self.deny
 
 
-def not_ready(repository: ModelRepository, settings: Settings) -> list[str]:
-    """Why the server is not ready, as /v2/health/ready sees it (every worker counted)."""
-    return repository.not_ready() or workers.not_ready(settings)
-
-
 class Health(health_aio.HealthServicer):
     """`grpc.health.v1`: "" and the inference service are SERVING when the server is ready
     (what a Kubernetes gRPC readiness probe asks); "liveness" whenever the process answers."""
 
-    def __init__(self, repository: ModelRepository, settings: Settings) -> None:
+    def __init__(self, plane: DataPlane) -> None:
         super().__init__()
-        self.repository = repository
-        self.settings = settings
+        self.plane = plane
 
     async def refresh(self) -> None:
-        ready = not not_ready(self.repository, self.settings)
+        ready = not self.plane.not_ready()
         status = health_pb2.HealthCheckResponse
         serving = status.SERVING if ready else status.NOT_SERVING
         for service in ("", SERVICE):
@@ -232,10 +238,9 @@ class Health(health_aio.HealthServicer):
 class GrpcServer:
     """The gRPC server of one app: started and stopped in the app's lifespan."""
 
-    def __init__(self, repository: ModelRepository, metrics: Metrics, settings: Settings) -> None:
-        self.repository = repository
-        self.metrics = metrics
-        self.settings = settings
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.settings = plane.settings
         self.port = 0
         self._server: Any = None
         self._health_task: asyncio.Task | None = None
@@ -250,8 +255,8 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP
             ],
         )
-        add_to_server(InferenceService(self.repository, self.metrics, settings), server)
-        health = Health(self.repository, settings)
+        add_to_server(InferenceService(self.plane), server)
+        health = Health(self.plane)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         self.port = server.add_insecure_port(f"{host}:{settings.grpc_port}")

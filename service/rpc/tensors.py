@@ -31,7 +31,9 @@ def parameters(fields: Any) -> dict[str, Any]:
     return values
 
 
-def decode_inputs(request: pb.ModelInferRequest, max_tensor_bytes: int) -> dict[str, np.ndarray]:
+def inputs_from_message(
+    request: pb.ModelInferRequest, max_tensor_bytes: int
+) -> dict[str, np.ndarray]:
     """Each input as an array of its declared shape; BYTES inputs as arrays of str."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -85,7 +87,9 @@ def _from_contents(
         raise BadRequest(f"input {name!r}: a value does not fit {datatype}") from None
 
 
-def encode_outputs(response: pb.ModelInferResponse, outputs: list[OutputTensor], raw: bool) -> None:
+def outputs_into_message(
+    response: pb.ModelInferResponse, outputs: list[OutputTensor], raw: bool
+) -> None:
     """Fill `response` with the outputs, as raw_output_contents or as typed contents (raw all
     the same when a datatype has no typed field: the two forms cannot be mixed)."""
     raw = raw or any(out.datatype not in CONTENTS for out in outputs)

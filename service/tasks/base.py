@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import onnxruntime as ort
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from contract.manifest import Manifest
 from service.batching import BatchStats
 from service.codecs import OutputTensor
-from service.errors import BadRequest, Unprocessable
+from service.errors import InputError
 from service.protocol import MetadataTensor
 from service.settings import BatchingSettings, Settings
 
@@ -62,16 +62,47 @@ class ServingTask(Protocol):
     def close(self) -> None: ...
 
 
-def parse_parameters(model: type[Params], parameters: dict[str, Any], v2: bool = False) -> Params:
-    """A task's request parameters, validated: 422 on V1, 400 on V2 (which ignores extras,
-    since V2 clients send protocol parameters of their own)."""
-    if v2:
+@runtime_checkable
+class StreamingTask(Protocol):
+    """A task that keeps a state between a client's steps: the capability behind sessions.
+
+    A session opens a state, each step feeds it new values and keeps the state the step
+    returns, and a store (in memory or shared) holds the state as the bytes this task encodes.
+    Any task, a plugin's included, gets sessions by implementing these members.
+    """
+
+    state_bytes: int  # memory one session's state takes (reported in metrics)
+    session_facts: dict[str, Any]  # told to a client when its session opens
+
+    def open_state(self) -> Any:
+        """The state of a session that has seen nothing."""
+
+    def encode_state(self, state: Any) -> bytes: ...
+
+    def decode_state(self, data: bytes) -> Any:
+        """`encode_state`'s bytes back (ValueError if they are not this task's state)."""
+
+    def check_step(self, values: list[Any], parameters: dict[str, Any]) -> Any:
+        """A step's values and parameters validated in full (InputError), before they may
+        touch the state."""
+
+    async def step(self, state: Any, checked: Any, timeout: float) -> tuple[dict[str, Any], Any]:
+        """One step on checked values: the answer and the state to keep."""
+
+
+def parse_parameters(
+    model: type[Params], parameters: dict[str, Any], ignore_unknown: bool = False
+) -> Params:
+    """A task's request parameters, validated (InputError says which and why). Tensor requests
+    ignore names the model does not know: their clients send protocol parameters of their own."""
+    if ignore_unknown:
         parameters = {k: v for k, v in parameters.items() if k in model.model_fields}
     try:
         return model.model_validate(parameters)
     except ValidationError as error:
+        places = ["parameters." + ".".join(str(x) for x in p["loc"]) for p in error.errors()]
         message = "; ".join(
-            "parameters." + ".".join(str(x) for x in p["loc"]) + f": {p['msg']}"
-            for p in error.errors(include_url=False)
+            f"{where}: {p['msg']}"
+            for where, p in zip(places, error.errors(include_url=False), strict=True)
         )
-        raise (BadRequest if v2 else Unprocessable)(message) from None
+        raise InputError(message, where=places[0]) from None

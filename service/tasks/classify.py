@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.text import encoder_for
 from service.batching import Batcher
 from service.codecs import OutputTensor
-from service.errors import BadRequest, Unprocessable
+from service.errors import InputError
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
@@ -94,13 +94,13 @@ class ClassifyTask:
         self.max_tokens = min(prep.max_tokens, cap or prep.max_tokens)
         self.labels = manifest.labels
         graph = ctx.folder / manifest.graphs["model"].file
-        self.session, self.provider = ctx.create_inference_session(graph)
+        self.graph, self.provider = ctx.create_inference_session(graph)
         # A batch of one or two is fastest on one thread (no pool to wake between runs);
         # more threads pay off only on bigger batches. Measured in bench/README.md.
-        self.small_session = (
+        self.small_graph = (
             ctx.create_inference_session(graph, threads=1)[0]
             if self.provider == "CPUExecutionProvider"
-            else self.session
+            else self.graph
         )
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
@@ -129,7 +129,7 @@ class ClassifyTask:
     ) -> list[OutputTensor]:
         """V2: `text` (BYTES) or `tokens` (+ `lengths`) in; `probabilities`, `label` and
         `attention` (padded with zeros to the longest input) out."""
-        truncate = parse_parameters(ClassifyParameters, parameters, v2=True).truncate
+        truncate = parse_parameters(ClassifyParameters, parameters, ignore_unknown=True).truncate
         items = self.prepare_tensors(arrays, truncate)
         results = await self.batcher.submit(items, timeout)
         return self.output_tensors(items, results)
@@ -140,29 +140,34 @@ class ClassifyTask:
     def close(self) -> None:
         self.batcher.close()
 
-    def prepare(self, instances: list[Any], truncate: bool) -> list[Encoded]:
-        """Validate every instance before any joins a batch: a bad one fails only its request."""
+    def prepare(
+        self, instances: list[Any], truncate: bool, where: str = "instances"
+    ) -> list[Encoded]:
+        """Validate every instance before any joins a batch: a bad one fails only its request.
+        `where` names the list in errors (`instances`, or the V2 input `text`)."""
         items = []
         for i, text in enumerate(instances):
+            at = f"{where}[{i}]"
             if not isinstance(text, str):
-                raise Unprocessable(f"instances[{i}] must be a string, got {type(text).__name__}")
+                raise InputError(f"{at} must be a string, got {type(text).__name__}", at)
             tokens, ids = self.encoder.encode(text)
             if not tokens:
-                raise Unprocessable(f"instances[{i}] has no {self.unit} to classify")
+                raise InputError(f"{at} has no {self.unit} to classify", at)
             truncated = len(tokens) > self.max_tokens
             if truncated and not truncate:
-                raise Unprocessable(
-                    f"instances[{i}] has {len(tokens)} tokens; this model takes at most "
-                    f"{self.max_tokens} (set parameters.truncate to cut longer texts)"
+                raise InputError(
+                    f"{at} has {len(tokens)} tokens; this model takes at most "
+                    f"{self.max_tokens} (set parameters.truncate to cut longer texts)",
+                    at,
                 )
             n = self.max_tokens
             items.append(Encoded(tokens[:n], np.array(ids[:n], np.int64), truncated))
         return items
 
     def warm_up(self) -> None:
-        """One small and one large batch: both sessions answer before the version is ready."""
+        """One small and one large batch: both graphs answer before the version is ready."""
         for size in (1, SMALL_BATCH + 1):
-            self.run(self.prepare(["warm up the session"] * size, truncate=False))
+            self.run(self.prepare(["warm up the graph"] * size, truncate=False))
 
     def run(self, items: list[Encoded]) -> list[Scores]:
         """One batch from the batcher: grouped by length, padded, run on the worker thread."""
@@ -174,8 +179,8 @@ class ClassifyTask:
             for row, i in enumerate(group):
                 tokens[row, : lengths[i]] = items[i].ids
             feed = {"tokens": tokens, "lengths": np.array([lengths[i] for i in group], np.int64)}
-            session = self.small_session if len(group) <= SMALL_BATCH else self.session
-            probabilities, *attention = session.run(self.output_names, feed)
+            graph = self.small_graph if len(group) <= SMALL_BATCH else self.graph
+            probabilities, *attention = graph.run(self.output_names, feed)
             for row, i in enumerate(group):
                 weights = attention[0][row, : lengths[i]] if attention else NO_ATTENTION
                 results[i] = Scores(probabilities[row], weights)
@@ -204,14 +209,11 @@ class ClassifyTask:
             if texts.ndim == 2 and texts.shape[1] == 1:
                 texts = texts[:, 0]
             if texts.ndim != 1 or texts.dtype != object:
-                raise BadRequest(f"input {TEXT!r} must be BYTES of shape [batch]")
-            try:
-                return self.prepare(texts.tolist(), truncate)
-            except Unprocessable as error:
-                raise BadRequest(error.message.replace("instances", TEXT)) from None
+                raise InputError(f"input {TEXT!r} must be BYTES of shape [batch]")
+            return self.prepare(texts.tolist(), truncate, where=TEXT)
         if names in ({TOKENS}, {TOKENS, LENGTHS}):
             return self._from_ids(arrays[TOKENS], arrays.get(LENGTHS), truncate)
-        raise BadRequest(
+        raise InputError(
             f"inputs {sorted(names)}: this model takes {TEXT!r} (BYTES [batch]) or "
             f"{TOKENS!r} (INT64 [batch, sequence]) with optional {LENGTHS!r} (INT64 [batch])"
         )
@@ -222,25 +224,25 @@ class ClassifyTask:
         """Checked on Python lists: each numpy call on the event loop may hand the GIL to the
         batch thread and wait to get it back."""
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu" or 0 in tokens.shape:
-            raise BadRequest(f"input {TOKENS!r} must be INT64 or INT32 of shape [batch, sequence]")
+            raise InputError(f"input {TOKENS!r} must be INT64 or INT32 of shape [batch, sequence]")
         width = tokens.shape[1]
         if lengths is None:
             counts = [width] * len(tokens)
         elif lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
-            raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
+            raise InputError(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
         else:
             counts = lengths.tolist()
         rows = tokens.tolist()
         size = self.encoder.vocab_size
         if min(map(min, rows)) < 0 or max(map(max, rows)) >= size:
-            raise BadRequest(f"input {TOKENS!r}: ids must be in 0..{size - 1}")
+            raise InputError(f"input {TOKENS!r}: ids must be in 0..{size - 1}")
         items = []
         for row, (ids, n) in enumerate(zip(rows, counts, strict=True)):
             if not 1 <= n <= width:
-                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{width}")
+                raise InputError(f"{LENGTHS}[{row}] = {n} is not in 1..{width}")
             truncated = n > self.max_tokens
             if truncated and not truncate:
-                raise BadRequest(
+                raise InputError(
                     f"{TOKENS}[{row}] has {n} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer inputs)"
                 )

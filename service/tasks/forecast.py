@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.manifest import GraphSpec
 from contract.series import check_values, scale, unscale
 from service.batching import Batcher
 from service.codecs import OutputTensor
-from service.errors import BadRequest, Unprocessable
+from service.errors import InputError
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 from service.tasks.classify import length_groups
@@ -71,10 +72,8 @@ class StreamState:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StreamState:
-        if data[:4] == b"RST1":  # a user's forecaster keeps its graph's own state tensors
-            from service.tasks.forecast_states import StateTensors
-
-            return StateTensors.from_bytes(data)  # type: ignore[return-value]
+        if len(data) < cls.HEADER.size:
+            raise ValueError(f"not a stream state ({len(data)} bytes)")
         magic, layers, hidden, window, filled, last = cls.HEADER.unpack_from(data)
         size = cls.HEADER.size + 4 * hidden * (layers + window)
         if magic != b"RSS1" or len(data) != size:
@@ -89,31 +88,40 @@ class StreamState:
 @dataclass(slots=True)
 class Chunk:
     values: np.ndarray  # (T,) float32, scaled
-    state: StreamState
+    state: Any  # the forecaster's state (ours: StreamState)
 
 
 @dataclass(slots=True)
 class StepResult:
     forecast: np.ndarray  # (k,) raw units
-    attention: np.ndarray  # (W,) over the memory slots, oldest first; 0 on empty slots
-    state: StreamState
+    attention: np.ndarray | None  # (W,) over the memory slots, oldest first; 0 on empty slots
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepInput:
+    """A session step's values, checked and scaled, and whether it wants attention."""
+
+    values: np.ndarray
+    attention: bool
 
 
 class ForecastTask:
-    """A streaming forecaster version: scale as in training, batch chunks with their states."""
+    """A streaming forecaster version: scale as in training, batch chunks with their states.
+
+    Ours carries a `StreamState` and answers attention too; a user's step graph carries its
+    own state tensors (`service.tasks.forecast_states`). Both are a `StreamingTask`.
+    """
 
     def __init__(self, ctx: TaskContext) -> None:
         manifest, prep = ctx.manifest, ctx.manifest.preprocessing
-        if prep.kind != "series" or "step" not in manifest.graphs:
+        if prep is None or prep.kind != "series" or "step" not in manifest.graphs:
             raise ValueError("a forecaster needs series preprocessing and a 'step' graph")
         self.mean, self.std = prep.mean, prep.std
         self.window, self.horizon = prep.window, prep.horizon
         self.max_values = prep.max_values
-        specs = {t.name: t for t in manifest.graphs["step"].inputs}
-        self.layers, _, self.hidden = specs["state"].shape
-        self.session, self.provider = ctx.create_inference_session(
-            ctx.folder / manifest.graphs["step"].file
-        )
+        graph = manifest.graphs["step"]
+        self.graph, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
         self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
@@ -123,19 +131,26 @@ class ForecastTask:
         ]
         self.outputs = [
             MetadataTensor(name="forecast", datatype="FP32", shape=[-1, self.horizon]),
-            MetadataTensor(name="attention", datatype="FP32", shape=[-1, self.window]),
         ]
+        self.read_graph(graph)
+        self.state_bytes = self.open_state().nbytes  # memory one session's state takes
+        self.session_facts = {"max_values": self.max_values, "horizon": self.horizon}
+
+    def read_graph(self, graph: GraphSpec) -> None:
+        """What the state's shape and the outputs are, from the step graph's specs."""
+        specs = {t.name: t for t in graph.inputs}
+        self.layers, _, self.hidden = specs["state"].shape
+        self.outputs.append(
+            MetadataTensor(name="attention", datatype="FP32", shape=[-1, self.window])
+        )
 
     @property
     def queue_depth(self) -> int:
         return self.batcher.queue_depth
 
-    @property
-    def state_bytes(self) -> int:
-        """Memory one session's state takes (the bound reported in metrics)."""
-        return self.new_state().nbytes
+    # -- the streaming capability (see service.tasks.base.StreamingTask) ---------------------
 
-    def new_state(self) -> StreamState:
+    def open_state(self) -> Any:
         return StreamState(
             np.zeros((self.layers, self.hidden), np.float32),
             np.zeros((self.window, self.hidden), np.float32),
@@ -143,15 +158,32 @@ class ForecastTask:
             0,
         )
 
+    def encode_state(self, state: Any) -> bytes:
+        return state.to_bytes()
+
+    def decode_state(self, data: bytes) -> Any:
+        return StreamState.from_bytes(data)
+
+    def check_step(self, values: list[Any], parameters: dict[str, Any]) -> StepInput:
+        params = parse_parameters(ForecastParameters, parameters)
+        return StepInput(self.check(values), params.attention)
+
+    async def step(
+        self, state: Any, checked: StepInput, timeout: float
+    ) -> tuple[dict[str, Any], Any]:
+        """One session step: the prediction and the state to keep."""
+        (result,) = await self.batcher.submit([Chunk(checked.values, state)], timeout)
+        return self.respond(result, checked.attention), result.state
+
     def check(self, values: Any, where: str = "values") -> np.ndarray:
-        """Raw numbers from a request -> a scaled chunk, or Unprocessable saying what is wrong."""
+        """Raw numbers from a request -> a scaled chunk, or InputError saying what is wrong."""
         try:
             raw = check_values(values, self.max_values, where)
         except ValueError as error:
-            raise Unprocessable(str(error)) from None
+            raise InputError(str(error), where) from None
         scaled = scale(raw, self.mean, self.std)
         if not np.isfinite(scaled).all():
-            raise Unprocessable(f"{where} holds a value too large for this model")
+            raise InputError(f"{where} holds a value too large for this model", where)
         return scaled
 
     # -- V1 and sessions ---------------------------------------------------------------------
@@ -160,27 +192,20 @@ class ForecastTask:
         self, instances: list[Any], parameters: dict[str, Any], timeout: float
     ) -> list[dict[str, Any]]:
         params = parse_parameters(ForecastParameters, parameters)
-        fresh = self.new_state()
+        fresh = self.open_state()
         items = [Chunk(self.check(v, f"instances[{i}]"), fresh) for i, v in enumerate(instances)]
         results = await self.batcher.submit(items, timeout)
         return [self.respond(r, params.attention) for r in results]
 
-    async def step(
-        self, state: StreamState, values: np.ndarray, attention: bool, timeout: float
-    ) -> tuple[dict[str, Any], StreamState]:
-        """One session step on checked values: the prediction and the state to keep."""
-        (result,) = await self.batcher.submit([Chunk(values, state)], timeout)
-        return self.respond(result, attention), result.state
-
     def respond(self, result: StepResult, attention: bool) -> dict[str, Any]:
         prediction: dict[str, Any] = {"forecast": result.forecast.tolist()}
-        if attention:
+        if attention and result.attention is not None:
             filled = result.state.filled
             prediction["attention"] = result.attention[self.window - filled :].tolist()
         return prediction
 
     def warm_up(self) -> None:
-        self.run([Chunk(self.check([0.0, 1.0, 2.0]), self.new_state())])
+        self.run([Chunk(self.check([0.0, 1.0, 2.0]), self.open_state())])
 
     def run(self, items: list[Chunk]) -> list[StepResult]:
         """One batch from the batcher: grouped by chunk length, states stacked, run, scattered."""
@@ -195,7 +220,7 @@ class ForecastTask:
                 "last": np.array([s.last for s in states], np.float32),
                 "filled": np.array([s.filled for s in states], np.int64),
             }
-            forecast, weights, state, memory, last, filled = self.session.run(None, feed)
+            forecast, weights, state, memory, last, filled = self.graph.run(None, feed)
             forecast = unscale(forecast, self.mean, self.std)
             for row, i in enumerate(group):
                 # Copies: a view would keep the whole batch's arrays alive in every session.
@@ -216,20 +241,20 @@ class ForecastTask:
         """V2: `values` (FP32 [batch, T]) with optional `lengths` (INT64 [batch]) in, each row
         read from a fresh state; `forecast` (FP32 [batch, k]) and `attention` (FP32
         [batch, W], zero on slots before the first value) out."""
-        parse_parameters(ForecastParameters, parameters, v2=True)
+        parse_parameters(ForecastParameters, parameters, ignore_unknown=True)
         items = self.prepare_tensors(arrays)
         results = await self.batcher.submit(items, timeout)
-        return [
-            OutputTensor(
-                "forecast", "FP32", np.stack([r.forecast for r in results]).astype(np.float32)
-            ),
-            OutputTensor("attention", "FP32", np.stack([r.attention for r in results])),
-        ]
+        forecast = np.stack([r.forecast for r in results]).astype(np.float32)
+        outputs = [OutputTensor("forecast", "FP32", forecast)]
+        if results[0].attention is not None:
+            attention = np.stack([r.attention for r in results])
+            outputs.append(OutputTensor("attention", "FP32", attention))
+        return outputs
 
     def prepare_tensors(self, arrays: dict[str, np.ndarray]) -> list[Chunk]:
         names = set(arrays)
         if names not in ({VALUES}, {VALUES, LENGTHS}):
-            raise BadRequest(
+            raise InputError(
                 f"inputs {sorted(names)}: this model takes {VALUES!r} (FP32 [batch, values]) "
                 f"with optional {LENGTHS!r} (INT64 [batch])"
             )
@@ -237,20 +262,17 @@ class ForecastTask:
         if values.ndim == 1:
             values = values[None, :]
         if values.ndim != 2 or values.dtype.kind != "f" or 0 in values.shape:
-            raise BadRequest(f"input {VALUES!r} must be FP32 or FP64 of shape [batch, values]")
+            raise InputError(f"input {VALUES!r} must be FP32 or FP64 of shape [batch, values]")
         lengths = arrays.get(LENGTHS)
         if lengths is None:
             lengths = np.full(len(values), values.shape[1])
         if lengths.shape != (len(values),) or lengths.dtype.kind not in "iu":
-            raise BadRequest(f"input {LENGTHS!r} must be integers of shape [{len(values)}]")
-        fresh, items = self.new_state(), []
+            raise InputError(f"input {LENGTHS!r} must be integers of shape [{len(values)}]")
+        fresh, items = self.open_state(), []
         for row, n in enumerate(lengths.tolist()):
             if not 1 <= n <= values.shape[1]:
-                raise BadRequest(f"{LENGTHS}[{row}] = {n} is not in 1..{values.shape[1]}")
-            try:
-                items.append(Chunk(self.check(values[row, :n].tolist(), f"{VALUES}[{row}]"), fresh))
-            except Unprocessable as error:
-                raise BadRequest(error.message) from None
+                raise InputError(f"{LENGTHS}[{row}] = {n} is not in 1..{values.shape[1]}")
+            items.append(Chunk(self.check(values[row, :n].tolist(), f"{VALUES}[{row}]"), fresh))
         return items
 
     async def drain(self) -> None:

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from contract.manifest import GraphSpec
 from contract.series import unscale
-from service.batching import Batcher
-from service.codecs import OutputTensor
-from service.protocol import MetadataTensor
-from service.tasks.base import TaskContext, parse_parameters
+from service.tasks.base import TaskContext
 from service.tasks.forecast import (
     LENGTHS,
     VALUES,
     Chunk,
-    ForecastParameters,
     ForecastTask,
     StepResult,
     padded_chunks,
@@ -77,31 +73,16 @@ class StateTensors:
 class StateForecastTask(ForecastTask):
     """A user's forecaster (manifest origin `module`): forecasts, no attention."""
 
-    def __init__(self, ctx: TaskContext) -> None:
-        manifest, prep = ctx.manifest, ctx.manifest.preprocessing
-        if prep is None or prep.kind != "series" or "step" not in manifest.graphs:
-            raise ValueError("a forecaster needs series preprocessing and a 'step' graph")
-        self.mean, self.std = prep.mean, prep.std
-        self.window, self.horizon, self.max_values = prep.window, prep.horizon, prep.max_values
-        graph = manifest.graphs["step"]
+    def read_graph(self, graph: GraphSpec) -> None:
         self.state_specs = [t for t in graph.inputs if t.name not in (VALUES, LENGTHS)]
-        self.session, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
-        self.max_waste = ctx.limits.max_padding_waste
-        self.max_batch = ctx.limits.max_batch_size
-        self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
-        self.inputs = [
-            MetadataTensor(name=VALUES, datatype="FP32", shape=[-1, -1]),
-            MetadataTensor(name=LENGTHS, datatype="INT64", shape=[-1]),
-        ]
-        self.outputs = [MetadataTensor(name="forecast", datatype="FP32", shape=[-1, self.horizon])]
 
-    def new_state(self) -> StateTensors:  # type: ignore[override]
+    def open_state(self) -> StateTensors:
         return StateTensors(
             tuple(np.zeros([int(d) for d in t.shape[1:]], t.dtype) for t in self.state_specs)
         )
 
-    def respond(self, result: StepResult, attention: bool) -> dict[str, Any]:
-        return {"forecast": result.forecast.tolist()}
+    def decode_state(self, data: bytes) -> StateTensors:
+        return StateTensors.from_bytes(data)
 
     def run(self, items: list[Chunk]) -> list[StepResult]:
         results: list[StepResult | None] = [None] * len(items)
@@ -109,20 +90,12 @@ class StateForecastTask(ForecastTask):
             feed = {VALUES: chunk, LENGTHS: lengths}
             for k, spec in enumerate(self.state_specs):
                 feed[spec.name] = np.stack([items[i].state.arrays[k] for i in group])
-            forecast, *states = self.session.run(None, feed)
+            forecast, *states = self.graph.run(None, feed)
             forecast = unscale(forecast, self.mean, self.std)
             for row, i in enumerate(group):
                 new = StateTensors(tuple(s[row].copy() for s in states))
-                results[i] = StepResult(forecast[row], None, new)  # type: ignore[arg-type]
+                results[i] = StepResult(forecast[row], None, new)
         return results  # type: ignore[return-value]
-
-    async def infer(
-        self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
-    ) -> list[OutputTensor]:
-        parse_parameters(ForecastParameters, parameters, v2=True)
-        results = await self.batcher.submit(self.prepare_tensors(arrays), timeout)
-        forecast = np.stack([r.forecast for r in results]).astype(np.float32)
-        return [OutputTensor("forecast", "FP32", forecast)]
 
 
 def serving(ctx: TaskContext) -> ForecastTask:

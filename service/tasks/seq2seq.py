@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
 from service.batching import AdmissionQueue, Waiting
 from service.codecs import OutputTensor
-from service.errors import BadRequest, InternalError, ModelNotReady, Unprocessable
+from service.errors import InputError, InternalError, ModelNotReady
 from service.metrics import DecodeStepStats
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
@@ -123,7 +123,7 @@ class Seq2SeqTask:
         self, instances: list[Any], parameters: dict[str, Any], timeout: float
     ) -> list[dict[str, Any]]:
         params = parse_parameters(Seq2SeqParameters, parameters)
-        sequences = self.prepare(instances, params, Unprocessable)
+        sequences = self.prepare(instances, params)
         results = await self.submit(sequences, timeout)
         return [
             self.respond(s, r, params.attention) for s, r in zip(sequences, results, strict=True)
@@ -133,15 +133,15 @@ class Seq2SeqTask:
         self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
     ) -> list[OutputTensor]:
         """V2: `text` (BYTES [batch]) in, `output` (BYTES [batch]) out."""
-        params = parse_parameters(Seq2SeqParameters, parameters, v2=True)
+        params = parse_parameters(Seq2SeqParameters, parameters, ignore_unknown=True)
         if set(arrays) != {TEXT}:
-            raise BadRequest(f"inputs {sorted(arrays)}: this model takes {TEXT!r} (BYTES [batch])")
+            raise InputError(f"inputs {sorted(arrays)}: this model takes {TEXT!r} (BYTES [batch])")
         texts = arrays[TEXT]
         if texts.ndim == 2 and texts.shape[1] == 1:
             texts = texts[:, 0]
         if texts.ndim != 1 or texts.dtype != object:
-            raise BadRequest(f"input {TEXT!r} must be BYTES of shape [batch]")
-        sequences = self.prepare(texts.tolist(), params, BadRequest, TEXT)
+            raise InputError(f"input {TEXT!r} must be BYTES of shape [batch]")
+        sequences = self.prepare(texts.tolist(), params, TEXT)
         results = await self.submit(sequences, timeout)
         return [OutputTensor(OUTPUT, "BYTES", np.array([r.text for r in results], dtype=object))]
 
@@ -149,24 +149,27 @@ class Seq2SeqTask:
         self,
         instances: list[Any],
         params: Seq2SeqParameters,
-        error: type[Unprocessable] | type[BadRequest],
-        what: str = "instances",
+        where: str = "instances",
     ) -> list[Sequence]:
-        """Validate every instance before any joins the decode: a bad one fails its request."""
+        """Validate every instance before any joins the decode: a bad one fails its request.
+        `where` names the list in errors (`instances`, or the V2 input `text`)."""
         if params.beam_width > self.max_beam:
-            raise error(f"parameters.beam_width must be in 1..{self.max_beam}")
+            raise InputError(
+                f"parameters.beam_width must be in 1..{self.max_beam}", "parameters.beam_width"
+            )
         max_len = min(params.max_output_chars or self.max_output, self.max_output)
         sequences = []
         for i, text in enumerate(instances):
+            at = f"{where}[{i}]"
             if not isinstance(text, str):
-                raise error(f"{what}[{i}] must be a string, got {type(text).__name__}")
+                raise InputError(f"{at} must be a string, got {type(text).__name__}", at)
             chars = normalize(text)
             if not chars:
-                raise error(f"{what}[{i}] is empty")
+                raise InputError(f"{at} is empty", at)
             if len(chars) > self.max_input:
-                raise error(
-                    f"{what}[{i}] has {len(chars)} characters; this model takes at most "
-                    f"{self.max_input}"
+                raise InputError(
+                    f"{at} has {len(chars)} characters; this model takes at most {self.max_input}",
+                    at,
                 )
             ids = np.array(self.source.encode(chars), np.int64)
             sequences.append(Sequence(chars, ids, params.beam_width, max_len))
@@ -274,7 +277,7 @@ class Seq2SeqTask:
     ) -> list[Decoded]:
         """Blocking: decode texts together without the loop (warm-up, tests, benchmarks)."""
         params = Seq2SeqParameters(beam_width=width, max_output_chars=max_len)
-        sequences = self.prepare(texts, params, Unprocessable)
+        sequences = self.prepare(texts, params)
         active = list(sequences)
         self.step(active, active)
         while active := [s for s in active if s.result is None]:

@@ -15,7 +15,7 @@ import numpy as np
 from contract.manifest import TensorSpec
 from service.batching import Batcher
 from service.codecs import NUMPY, OutputTensor
-from service.errors import BadRequest, InternalError, ServiceError, Unprocessable
+from service.errors import InputError, InternalError
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext
 
@@ -56,7 +56,7 @@ class TensorTask:
     def __init__(self, ctx: TaskContext) -> None:
         graph = ctx.manifest.graphs["model"]
         self.input_specs, self.output_specs = graph.inputs, graph.outputs
-        self.session, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
+        self.graph, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
         firsts = {s.shape[0] if s.shape else None for s in self.input_specs}
         self.batched = (
             len(firsts) == 1
@@ -81,14 +81,14 @@ class TensorTask:
                 feed[spec.name] = np.full(shape, "", dtype=object)
             else:
                 feed[spec.name] = np.zeros(shape, spec.dtype)
-        (result,) = self.run([self.check(feed, BadRequest)])
+        (result,) = self.run([self.check(feed)])
         if self.batched and any(len(r) != 2 for r in result):
             self.batched = False  # its outputs do not follow the first axis: one run a request
 
     async def infer(
         self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
     ) -> list[OutputTensor]:
-        (result,) = await self.batcher.submit([self.check(arrays, BadRequest)], timeout)
+        (result,) = await self.batcher.submit([self.check(arrays)], timeout)
         return [
             OutputTensor(s.name, v2_type(s), r)
             for s, r in zip(self.output_specs, result, strict=True)
@@ -103,15 +103,13 @@ class TensorTask:
         for i, instance in enumerate(instances):
             if not isinstance(instance, dict) or sorted(instance) != sorted(names):
                 got = sorted(instance) if isinstance(instance, dict) else type(instance).__name__
-                raise Unprocessable(
+                raise InputError(
                     f"instances[{i}] must be an object with the inputs {names}, got {got}"
                 )
         if self.batched:
-            feeds = [self.check(self._stack(instances, names), Unprocessable)]
+            feeds = [self.check(self._stack(instances, names))]
         else:
-            feeds = [
-                self.check(self._stack([x], names, row=False), Unprocessable) for x in instances
-            ]
+            feeds = [self.check(self._stack([x], names, row=False)) for x in instances]
         results = await self.batcher.submit(feeds, timeout)
         if self.batched:
             (result,) = results
@@ -135,17 +133,17 @@ class TensorTask:
                 else:
                     array = np.array(values, dtype=spec.dtype)
             except (ValueError, TypeError, OverflowError) as error:
-                raise Unprocessable(
+                raise InputError(
                     f"input {spec.name!r}: {error}; expected {expected(spec)}"
                 ) from None
             arrays[spec.name] = array if row else array[0]
         return arrays
 
-    def check(self, arrays: dict[str, np.ndarray], error: type[ServiceError]) -> Feed:
+    def check(self, arrays: dict[str, np.ndarray]) -> Feed:
         """Every input the graph takes, of its dtype and shape; nothing else."""
         wanted = [s.name for s in self.input_specs]
         if sorted(arrays) != sorted(wanted):
-            raise error(
+            raise InputError(
                 f"inputs {sorted(arrays)}: this model takes "
                 + ", ".join(expected(s) for s in self.input_specs)
             )
@@ -153,20 +151,20 @@ class TensorTask:
         for spec in self.input_specs:
             array = arrays[spec.name]
             if array_type(array) != v2_type(spec):
-                raise error(
+                raise InputError(
                     f"input {spec.name!r} is {array_type(array)}; expected {expected(spec)}"
                 )
             fits = array.ndim == len(spec.shape) and all(
                 isinstance(d, str) or d == n for d, n in zip(spec.shape, array.shape, strict=False)
             )
             if not fits:
-                raise error(
+                raise InputError(
                     f"input {spec.name!r} has shape {list(array.shape)}; expected {expected(spec)}"
                 )
             if self.batched:
                 rows.add(array.shape[0])
         if len(rows) > 1:
-            raise error(f"the inputs' first axes (the batch) differ: {sorted(rows)}")
+            raise InputError(f"the inputs' first axes (the batch) differ: {sorted(rows)}")
         key = tuple(arrays[s.name].shape[1:] for s in self.input_specs)
         return Feed(arrays, rows.pop() if rows else 1, key)
 
@@ -184,7 +182,7 @@ class TensorTask:
                     name: np.concatenate([feeds[i].arrays[name] for i in members])
                     for name in feeds[members[0]].arrays
                 }
-            outputs = self.session.run(self.names, stacked)
+            outputs = self.graph.run(self.names, stacked)
             if len(members) == 1:
                 results[members[0]] = outputs
                 continue

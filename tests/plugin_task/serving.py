@@ -9,7 +9,7 @@ import numpy as np
 from contract.words import PAD_ID, Vocabulary, tokenize
 from service.batching import Batcher
 from service.codecs import OutputTensor
-from service.errors import BadRequest, Unprocessable
+from service.errors import InputError
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext
 
@@ -33,7 +33,7 @@ class WordCountTask:
     def prepare(self, texts: list[Any]) -> list[list[str]]:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not tokenize(text):
-                raise Unprocessable(f"instances[{i}] must be a text with words")
+                raise InputError(f"instances[{i}] must be a text with words")
         return [tokenize(text) for text in texts]
 
     def run(self, items: list[list[str]]) -> list[float]:
@@ -60,7 +60,7 @@ class WordCountTask:
         self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
     ) -> list[OutputTensor]:
         if set(arrays) != {"text"}:
-            raise BadRequest("this model takes one input, 'text' (BYTES [batch])")
+            raise InputError("this model takes one input, 'text' (BYTES [batch])")
         counts = await self.batcher.submit(self.prepare(arrays["text"].tolist()), timeout)
         return [OutputTensor("unknown", "FP32", np.array(counts, np.float32))]
 

@@ -1,10 +1,9 @@
 """A user's forecaster keeps its graph's own state tensors: what a shared store writes and reads
-back must be the same state (the Redis store decodes with `StreamState.from_bytes`)."""
+back must be the same state (stores hold the bytes the task encodes and decodes)."""
 
 import numpy as np
 import pytest
 
-from service.tasks.forecast import StreamState
 from service.tasks.forecast_states import StateTensors
 
 
@@ -12,7 +11,7 @@ def test_state_tensors_survive_the_shared_stores_bytes():
     state = StateTensors(
         (np.arange(12, dtype=np.float32).reshape(3, 4), np.array(7, np.int64), np.ones(2, bool))
     )
-    back = StreamState.from_bytes(state.to_bytes())
+    back = StateTensors.from_bytes(state.to_bytes())
     assert isinstance(back, StateTensors)
     assert [a.dtype for a in back.arrays] == [np.float32, np.int64, np.bool_]
     for a, b in zip(state.arrays, back.arrays, strict=True):

@@ -43,7 +43,6 @@ def app_client():
     )
     with TestClient(app) as client:
         wait_ready(client)
-        app.state.sessions = MemorySessions(SessionStore(registry=app.state.metrics.registry))
         yield app, client
 
 

@@ -1,0 +1,155 @@
+"""The data plane: what every wire does, said once and in no wire's terms.
+
+The HTTP routes (`service.api`) and the gRPC methods (`service.rpc`) are thin adapters: they
+decode their message, call one method here, and encode the answer and the errors their way.
+Here: which version a request means, inference around the model (held, counted, timed),
+metadata, readiness, and repository control. Nothing here knows a request or a status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from contract.manifest import version_number
+from service import __version__, tracing, workers
+from service.errors import ClientGone, Conflict, InternalError, NotFound, ServiceError
+from service.logs import note
+from service.metrics import Metrics
+from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
+from service.registry import ModelVersion
+from service.repository import ModelRepository
+from service.settings import Settings
+
+T = TypeVar("T")
+SERVER_NAME = "rnnserve"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+PLATFORM = "onnxruntime_onnx"
+REPOSITORY_STATES = {
+    "ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "unloading": "UNLOADING"
+}  # fmt: skip
+
+
+def parse_version(name: str, version: str) -> int:
+    """Versions are positive integers; anything else names no version."""
+    number = version_number(version)
+    if number is None:
+        raise NotFound(f"model {name!r} has no version {version!r}")
+    return number
+
+
+class DataPlane:
+    """One per app: both wires' adapters hold the same one (same repository, same batchers)."""
+
+    def __init__(self, repository: ModelRepository, metrics: Metrics, settings: Settings) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.settings = settings
+
+    # -- inference ---------------------------------------------------------------------------
+
+    async def infer(
+        self,
+        name: str,
+        version: int | None,
+        work: Callable[[ModelVersion], Awaitable[T]],
+        status_of: Callable[[ServiceError | None], str],
+    ) -> tuple[ModelVersion, T]:
+        """Run `work` on the version chosen (held until it ends so it cannot be retired under
+        it), with its request count, latency and the batch's spans. Requests are counted by
+        the status the wire answers: `status_of` an error, or of None for success."""
+        mv = self.repository.acquire(name, version)
+        note(model=mv.name, version=mv.version)
+        started = time.perf_counter()
+        status = status_of(InternalError("unexpected"))
+        try:
+            result = await work(mv)
+            status = status_of(None)
+            tracing.record_batch(mv.name, mv.version)
+        except ServiceError as error:
+            status = status_of(error)
+            if isinstance(error, ClientGone):
+                self.metrics.disconnects.labels("waiting for the model").inc()
+            raise
+        finally:
+            mv.release()
+            labels = (mv.name, str(mv.version))
+            self.metrics.requests.labels(*labels, status).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        return mv, result
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+
+    def shown(self, name: str, version: str | None) -> ModelVersion:
+        """The version a metadata call is about: the one named, else the default one."""
+        number = None if version is None else parse_version(name, version)
+        return self.repository.shown(name, number)
+
+    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        mv = self.shown(name, version)
+        versions = self.repository.versions_of(name)
+        return ModelMetadata(
+            name=name,
+            versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
+            platform=PLATFORM,
+            inputs=mv.task.inputs if mv.task else [],
+            outputs=mv.task.outputs if mv.task else [],
+            state=mv.state,
+            error=mv.error,
+        )
+
+    # -- health ------------------------------------------------------------------------------
+
+    def not_ready(self) -> list[str]:
+        """Why the server is not ready (every worker counted); empty when it is."""
+        return self.repository.not_ready() or workers.not_ready(self.settings)
+
+    def problems(self) -> list[str]:
+        """Failed versions of models that serve all the same: reported, not holding readiness."""
+        return self.repository.problems()
+
+    # -- repository control (Triton's repository extension) ----------------------------------
+
+    async def repository_index(self) -> list[RepositoryModel]:
+        """Every version on disk or in memory, with its state."""
+        repository = self.repository
+        index: dict[tuple[str, int], RepositoryModel] = {}
+        for name, versions in (await asyncio.to_thread(repository.discover)).items():
+            for version in versions:
+                reason = "unloaded" if name in repository.unloaded else "not in the version policy"
+                index[name, version] = RepositoryModel(
+                    name=name, version=str(version), state="UNAVAILABLE", reason=reason
+                )
+        for name, versions in repository.models.items():
+            for version, mv in versions.items():
+                index[name, version] = RepositoryModel(
+                    name=name,
+                    version=str(version),
+                    state=REPOSITORY_STATES[mv.state],
+                    reason=mv.error or "",
+                )
+        return [index[key] for key in sorted(index)]
+
+    async def load_model(self, name: str) -> list[int]:
+        self._one_worker()
+        return await self.repository.load_model(name)
+
+    async def unload_model(self, name: str) -> None:
+        self._one_worker()
+        await self.repository.unload_model(name)
+
+    def _one_worker(self) -> None:
+        """Load and unload change the worker that answers, not its siblings: refused with
+        several."""
+        count = self.settings.workers
+        if count > 1:
+            raise Conflict(
+                f"this server runs {count} worker processes and a load or unload would change "
+                "only the one that answers; change the model repository on disk instead (every "
+                "worker polls it), or run one worker per server"
+            )
