@@ -63,7 +63,7 @@ def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeyp
         wait_ready(client)
         task = app.state.repository.get("tiny-lstm").task
         held = HeldSession(task.small_graph)
-        monkeypatch.setattr(task, "small_session", held)
+        monkeypatch.setattr(task, "small_graph", held)
         results = asyncio.run(many_calls(address, 8, until_refused=6, then=held.gate.set))
     refused = [r for r in results if isinstance(r, InferenceServerException)]
     answered = [r for r in results if not isinstance(r, Exception)]
@@ -86,7 +86,7 @@ def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, ca
         wait_ready(client)
         task = app.state.repository.get("tiny-lstm").task
         held = HeldSession(task.small_graph)
-        monkeypatch.setattr(task, "small_session", held)
+        monkeypatch.setattr(task, "small_graph", held)
 
         def http(request_id: str):
             return client.post(

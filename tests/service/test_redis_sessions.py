@@ -187,8 +187,10 @@ def test_a_retried_step_gets_its_first_answer_and_is_not_applied_twice(two_apps)
 def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url)
-        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
-        created = await store.create("m", 1, fresh, fresh.nbytes)
+        fresh = StreamState(
+            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
+        ).to_bytes()
+        created = await store.create("m", 1, fresh, len(fresh))
         one, two = await store.get("m", created.id), await store.get("m", created.id)
         assert await store.commit(one, fresh, 5, b"") == 5
         assert await store.commit(two, fresh, 3, b"") is None  # read before the first commit
@@ -201,7 +203,9 @@ def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
 def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(session_ttl_s=0.3))
-        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
+        fresh = StreamState(
+            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
+        ).to_bytes()
         idle, busy = [await store.create("m", 1, fresh, 1) for _ in range(2)]
         await asyncio.sleep(0.2)
         await store.commit(await store.get("m", busy.id), fresh, 1, b"")
@@ -220,7 +224,9 @@ def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
 def test_past_the_limit_the_least_recently_used_session_is_evicted(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(max_sessions=2))
-        fresh = StreamState(np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0)
+        fresh = StreamState(
+            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
+        ).to_bytes()
         a = await store.create("m", 1, fresh, 1)
         b = await store.create("m", 1, fresh, 1)
         await store.commit(await store.get("m", a.id), fresh, 1, b"")  # b is now the least recent
