@@ -23,11 +23,12 @@ from service.limits import BodySizeLimit
 from service.logs import RequestLog, note
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
+from service.redis_sessions import RedisSessions
 from service.repository import ModelRepository
 from service.responses import FastJSONResponse, error_response
 from service.schemas import PredictRequest
 from service.security import ApiKeyAuth
-from service.sessions import SessionSettings, open_store
+from service.sessions import MemorySessions, SessionBackend, SessionSettings, SessionStore
 from service.settings import Settings
 
 log = logging.getLogger("rnnserve")
@@ -47,14 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         polling = asyncio.create_task(repository.poll())
         grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
-        app.state.sessions = sessions = open_store(
-            settings.session_store,
-            SessionSettings(
-                session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
-            ),
-            settings.workers,
-            metrics.registry,
-        )
+        app.state.sessions = sessions = _session_store(settings, metrics)
         try:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer
@@ -100,6 +94,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLog)  # outermost: every answer, 401 and 413 included, is logged
     _add_error_handlers(app)
     return app
+
+
+def _session_store(settings: Settings, metrics: Metrics) -> SessionBackend | None:
+    """`memory` for one process, a `redis://` URL for several workers or replicas; None (the
+    session routes say why) when sessions cannot work: in memory with several workers."""
+    limits = SessionSettings(
+        session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions
+    )
+    if settings.session_store == "memory":
+        if settings.workers > 1:
+            return None
+        return MemorySessions(SessionStore(limits, metrics.registry))
+    return RedisSessions(settings.session_store, limits, metrics.registry)
 
 
 def _secret(key: SecretStr | None) -> str | None:

@@ -285,18 +285,6 @@ class MemorySessions:
         self.store.unregister()
 
 
-def open_store(
-    store: str, settings: SessionSettings, workers: int, registry: CollectorRegistry
-) -> SessionBackend | None:
-    """The server's session store: `memory` for one process, a `redis://` URL for several
-    workers or replicas; None when sessions cannot work (memory, several workers)."""
-    if store == "memory":
-        return MemorySessions(SessionStore(settings, registry)) if workers == 1 else None
-    from service.redis_sessions import RedisSessions
-
-    return RedisSessions(store, settings, registry)
-
-
 def _iso(seconds: float) -> str:
     return (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
