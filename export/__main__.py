@@ -13,12 +13,23 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from contract import registry
 from contract.manifest import MODEL_NAME
-from export.driver import QUANTIZATIONS, Options, Unsupported, check_options, write_version
+from export.driver import (
+    QUANTIZATIONS,
+    ContractError,
+    NotExportable,
+    Options,
+    check_options,
+    write_version,
+)
 from export.publish import publish
+
+
+def exportable_tasks() -> list[str]:
+    """Every task in the registry (plugins' included) that can export a model of its own."""
+    return sorted(n for n, parts in registry.tasks().items() if parts.module_exporter or (
+        parts.exporter and not parts.checkpoint_format))  # fmt: skip
 
 
 def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
@@ -43,9 +54,7 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
         help="refuse a quantised graph that loses more held-out accuracy",
     )
     own = p.add_argument_group("your own model (instead of a checkpoint)")
-    own.add_argument(
-        "--task", choices=["classify", "seq2seq", "forecast", "tensor"], help="what it does"
-    )
+    own.add_argument("--task", choices=exportable_tasks(), help="what it does")
     own.add_argument(
         "--module",
         help="FILE.py:CALLABLE or package.module:CALLABLE -> nn.Module (seq2seq: one with "
@@ -76,14 +85,12 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
 
 
 def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path:
-    """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
+    """A user's module or graph, through export.api; a broken contract is one line, exit 1.
+    torch is imported only for a module: a graph (`--task tensor`) needs onnx alone."""
     import onnx
-    from torch import nn
 
-    from contract.chars import CharVocabulary
     from export import api
     from export.common import ParityError
-    from export.user_module import ContractError, build_module
 
     if args.checkpoint is not None:
         p.error("give a checkpoint, or --task with --module or --onnx, not both")
@@ -95,6 +102,11 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
                 args.onnx, name=args.name, repository=args.repository,
                 description=args.description,
             )  # fmt: skip
+        from torch import nn
+
+        from contract.chars import CharVocabulary
+        from export.user_module import build_module
+
         if args.task == "forecast":
             if args.module is None:
                 p.error("--task forecast takes --module (a step module with initial_state)")
@@ -146,7 +158,7 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
             eval_data=args.eval_data,
             options=options,
         )
-    except (ContractError, ParityError, Unsupported, json.JSONDecodeError) as error:
+    except (ContractError, ParityError, NotExportable, json.JSONDecodeError) as error:
         p.exit(1, f"{p.prog}: refused: {error}\n")
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         p.exit(1, f"{p.prog}: refused: the graph fails onnx.checker: {str(error).strip()}\n")
@@ -164,6 +176,8 @@ def main(argv: list[str] | None = None) -> Path:
         return folder
     if args.checkpoint is None:
         p.error("give a checkpoint written by rnnserve train, or --task with --module or --onnx")
+    import torch
+
     kind = torch.load(args.checkpoint, map_location="cpu", weights_only=True).get("format")
     try:
         parts = registry.for_checkpoint(kind)
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
     exporter_class = registry.load(parts.exporter)
     try:
         check_options(parts.name, exporter_class, options)
-    except Unsupported as error:
+    except NotExportable as error:
         p.error(str(error))
     exporter = exporter_class(args.checkpoint)
     folder = publish(

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from contract import registry
 from contract.manifest import MODEL_NAME
 from contract.text import TokenVocabulary
-from export.driver import Options, TaskExporter, check_options, write_version
+from export.driver import ContractError, Options, TaskExporter, check_options, write_version
 from export.publish import publish
 from export.tensor import TensorExporter
-from export.user_classifier import TextInput, read_eval_data
-from export.user_module import ContractError
+
+if TYPE_CHECKING:  # torch is needed to export a module, not to publish an ONNX graph
+    from torch import nn
 
 
 def publish_classifier(
@@ -44,6 +44,8 @@ def publish_classifier(
     [B, C] or (logits, attention [B, T]). `vocab`: tokens in id order, or a file of one token a
     line (for `tokenizer` "words" or "chars"); `tokenizer` may instead be a Hugging Face
     tokenizer.json. `eval_data`: (text, label) pairs or a `label<TAB>text` file, for int8."""
+    from export.user_classifier import TextInput, read_eval_data
+
     labels = list(labels)
     if isinstance(vocab, str | Path):
         vocab = TokenVocabulary.read_tokens(Path(vocab))

@@ -84,6 +84,7 @@ class ClassifierExporter(Exporter):
         from model_src.train import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
+        self.training = self.checkpoint.get("training")
         self.vocab = Vocabulary(tuple(self.checkpoint["vocab"]))
         self.max_tokens = self.checkpoint["max_tokens"]
 

@@ -1,19 +1,24 @@
-"""What every exporter does the same way: the opset, ONNX export, sessions, export facts."""
+"""What every exporter does the same way: the opset, ONNX export, sessions, export facts.
+
+torch is imported only where a module is exported: a graph made elsewhere (task `tensor`) is
+published in a serving install, with onnx and onnxruntime alone."""
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
-from torch import nn
 
 from contract.manifest import Architecture, ExportInfo
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 OPSET = 17
 _ARCHITECTURE_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers", "bidirectional",
@@ -35,6 +40,8 @@ def export_info(
     **extra: Any,
 ) -> ExportInfo:
     """The opset, the library versions that made the graph, and its parity with PyTorch."""
+    if from_torch:
+        import torch
     return ExportInfo(
         **{
             "opset": OPSET,
@@ -63,6 +70,8 @@ def to_onnx(
     dynamic_axes: dict[str, dict[int, str]],
 ) -> None:
     """Export a module with the TorchScript exporter at our opset."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(

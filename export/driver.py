@@ -19,8 +19,12 @@ from export.common import ParityError, export_info, now
 QUANTIZATIONS = ("int8",)
 
 
-class Unsupported(ValueError):
+class NotExportable(ValueError):
     """An export option this task's exporter does not offer."""
+
+
+class ContractError(ValueError):
+    """The user's module or graph does not keep the task's documented contract."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,10 @@ class Quality:
 
 
 class TaskExporter(Protocol):
-    """A task's export part in the registry, built from a checkpoint path."""
+    """A task's export part in the registry: from a checkpoint, a user's module or a graph."""
 
-    checkpoint: dict[str, Any]
     quantizable: bool  # whether int8 quantisation is offered
+    training: dict[str, Any] | None  # the manifest's training facts; None: not trained by us
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
         """Write the ONNX graphs into the folder; their specs by role."""
@@ -82,6 +86,7 @@ class Exporter:
     """Defaults for a task exporter: no int8, no extra files, no extra metrics."""
 
     quantizable = False
+    training: dict[str, Any] | None = None
 
     def write_files(self, folder: Path) -> list[str]:
         return []
@@ -96,7 +101,7 @@ class Exporter:
 def check_options(task: str, exporter: type[TaskExporter], options: Options) -> None:
     """Refuse, with one message for every task, an option its exporter does not offer."""
     if options.quantize is not None and not exporter.quantizable:
-        raise Unsupported(f"--quantize {options.quantize} is not supported for {task} models")
+        raise NotExportable(f"--quantize {options.quantize} is not supported for {task} models")
 
 
 def write_version(
@@ -108,7 +113,7 @@ def write_version(
     for spec in graphs.values():
         onnx.checker.check_model(onnx.load(str(folder / spec.file)), full_check=True)
     parity = checked_parity(exporter, folder, options.tolerance)
-    training = exporter.checkpoint.get("training")  # None: a user's module or graph
+    training = exporter.training
     metrics = dict(training["metrics"]) if training else {}
     accuracy_change = None
     if options.quantize == "int8":

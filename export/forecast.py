@@ -157,6 +157,7 @@ class ForecastExporter(Exporter):
         from model_src.train_forecast import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
+        self.training = self.checkpoint.get("training")
         self.preprocessing = SeriesPreprocessing(**self.checkpoint["preprocessing"])
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:

@@ -186,6 +186,7 @@ class Seq2SeqExporter(Exporter):
         from model_src.train_seq2seq import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
+        self.training = self.checkpoint.get("training")
         self.source = CharVocabulary(tuple(self.checkpoint["input_vocab"]))
         self.target = CharVocabulary(tuple(self.checkpoint["output_vocab"]))
         self.max_in = self.checkpoint["max_input_chars"]

@@ -16,8 +16,7 @@ import onnx
 
 from contract.manifest import GraphSpec, TensorSpec
 from export.common import cpu_session
-from export.driver import Exporter
-from export.user_module import ContractError
+from export.driver import ContractError, Exporter
 
 GRAPH_FILE = "model.onnx"
 DTYPES = {
@@ -75,8 +74,6 @@ def example_feed(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
 
 class TensorExporter(Exporter):
     """The tensor task's exporter: copy the graph, read its specs, run it once."""
-
-    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (a graph: no training facts)
 
     def __init__(self, graph: Path) -> None:
         if not graph.is_file():

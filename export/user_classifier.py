@@ -120,7 +120,6 @@ class UserClassifierExporter(Exporter):
     """The classify task's exporter for a user's module: contract, padding and parity checks."""
 
     quantizable = True
-    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (no checkpoint, no training facts)
 
     def __init__(
         self,

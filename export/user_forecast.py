@@ -33,8 +33,6 @@ DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.int64: "int6
 class UserForecastExporter(Exporter):
     """The forecast task's exporter for a user's step module: state, padding, chunk parity."""
 
-    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (no training facts)
-
     def __init__(
         self, step: nn.Module, mean: float = 0.0, std: float = 1.0, max_values: int = 1024
     ) -> None:

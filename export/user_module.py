@@ -18,9 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-
-class ContractError(ValueError):
-    """The user's module or graph does not keep the task's documented contract."""
+from export.driver import ContractError
 
 
 def load_callable(spec: str) -> Callable[..., Any]:

@@ -61,8 +61,6 @@ def _check(value: Any, shape: list[int], what: str, floating: bool = True) -> to
 class UserSeq2SeqExporter(Exporter):
     """The seq2seq task's exporter for a user's modules: contract, padding and decode parity."""
 
-    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (no training facts)
-
     def __init__(
         self,
         encoder: nn.Module,

@@ -80,3 +80,40 @@ def test_quantize_is_refused_alike_for_every_task_that_does_not_offer_it(
     assert exit.value.code == 2
     assert f"--quantize int8 is not supported for {task} models" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()  # refused before any work
+
+
+def test_a_graph_made_elsewhere_is_exported_without_torch(tmp_path):
+    """`rnnserve export --task tensor` in a serving install: onnx and onnxruntime suffice."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from contract.manifest import Manifest
+
+    doubled = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(doubled, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    argv = ["export", "--task", "tensor", "--onnx", str(tmp_path / "model.onnx")]
+    argv += ["--name", "double", "--repository", str(tmp_path / "models")]
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = Manifest.read(tmp_path / "models" / "double" / "1")
+    assert (manifest.task, manifest.origin, manifest.export.torch_version) == (
+        "tensor",
+        "onnx",
+        None,
+    )
+    assert [(t.name, t.dtype, t.shape) for t in manifest.graphs["model"].inputs] == [
+        ("x", "float32", ["batch", 3])
+    ]
