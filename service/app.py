@@ -23,7 +23,6 @@ from service.limits import BodySizeLimit
 from service.logs import RequestLog, note
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
-from service.redis_sessions import RedisSessions
 from service.repository import ModelRepository
 from service.responses import FastJSONResponse, error_response
 from service.schemas import PredictRequest
@@ -106,6 +105,8 @@ def _session_store(settings: Settings, metrics: Metrics) -> SessionBackend | Non
         if settings.workers > 1:
             return None
         return MemorySessions(SessionStore(limits, metrics.registry))
+    from service.redis_sessions import RedisSessions  # redis-py loads OpenTelemetry's SDK
+
     return RedisSessions(settings.session_store, limits, metrics.registry)
 
 
