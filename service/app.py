@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__, tracing, workers
+from service import __version__, process, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, check_json, invalid_body
 from service.api.errors import status_of, table_for
@@ -36,7 +36,7 @@ log = logging.getLogger("rnnserve")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    repository = ModelRepository(settings, metrics)
+    repository = ModelRepository(settings, metrics, after_retiring=process.return_freed_memory)
     plane = DataPlane(repository, metrics, settings)
 
     tracing.start_from_environment()  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Models load in the background: /v2/health/live answers while they warm up.
         polling = asyncio.create_task(repository.poll())
+        tuning = asyncio.create_task(process.freeze_when_loaded(repository))
         grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
         app.state.sessions = sessions = _session_store(settings, metrics)
@@ -58,9 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if grpc_server is not None:
                 await grpc_server.stop()
-            polling.cancel()
-            announcing.cancel()
-            await asyncio.gather(polling, announcing, return_exceptions=True)
+            for task in (polling, tuning, announcing):
+                task.cancel()
+            await asyncio.gather(polling, tuning, announcing, return_exceptions=True)
             await repository.close()
             if sessions is not None:
                 await sessions.close()  # the session store's connections
@@ -104,10 +105,10 @@ def _session_store(settings: Settings, metrics: Metrics) -> SessionBackend | Non
     if settings.session_store == "memory":
         if settings.workers > 1:
             return None
-        return MemorySessions(SessionStore(limits, metrics.registry))
+        return MemorySessions(SessionStore(limits, metrics.prometheus))
     from service.redis_sessions import RedisSessions  # redis-py loads OpenTelemetry's SDK
 
-    return RedisSessions(settings.session_store, limits, metrics.registry)
+    return RedisSessions(settings.session_store, limits, metrics.prometheus)
 
 
 def _secret(key: SecretStr | None) -> str | None:

@@ -19,9 +19,9 @@ from service.errors import ClientGone, Conflict, InternalError, NotFound, Servic
 from service.logs import note
 from service.metrics import Metrics
 from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
-from service.registry import ModelVersion
 from service.repository import ModelRepository
 from service.settings import Settings
+from service.versions import ModelVersion
 
 T = TypeVar("T")
 SERVER_NAME = "rnnserve"
@@ -60,7 +60,7 @@ class DataPlane:
         """Run `work` on the version chosen (held until it ends so it cannot be retired under
         it), with its request count, latency and the batch's spans. Requests are counted by
         the status the wire answers: `status_of` an error, or of None for success."""
-        mv = self.repository.acquire(name, version)
+        mv = self.repository.live.acquire(name, version)
         note(model=mv.name, version=mv.version)
         started = time.perf_counter()
         status = status_of(InternalError("unexpected"))
@@ -88,11 +88,11 @@ class DataPlane:
     def shown(self, name: str, version: str | None) -> ModelVersion:
         """The version a metadata call is about: the one named, else the default one."""
         number = None if version is None else parse_version(name, version)
-        return self.repository.shown(name, number)
+        return self.repository.live.shown(name, number)
 
     def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
         mv = self.shown(name, version)
-        versions = self.repository.versions_of(name)
+        versions = self.repository.live.versions_of(name)
         return ModelMetadata(
             name=name,
             versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],

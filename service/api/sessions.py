@@ -26,12 +26,12 @@ from service.api.body import parse_body
 from service.api.inference import infer
 from service.api.routing import add_lean_post
 from service.errors import Conflict, InputError, NotOffered, Overloaded
-from service.registry import ModelVersion
 from service.repository import ModelRepository
 from service.responses import FastJSONResponse
 from service.schemas import ErrorBody
 from service.sessions import Session, SessionBackend
 from service.tasks.base import StreamingTask
+from service.versions import ModelVersion
 
 MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same session, in a row
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504)}
@@ -120,7 +120,7 @@ async def _serving(request: Request, session: Session, store: SessionBackend) ->
 @router.post("", status_code=201, response_model=SessionCreated)
 async def open_session(name: str, request: Request) -> FastJSONResponse:
     repository: ModelRepository = request.app.state.repository
-    mv = repository.get(name)
+    mv = repository.live.get(name)
     task = _streaming(mv)
     store = store_of(request)
     state = task.encode_state(task.open_state())
