@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from service import __version__, process, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, check_json, invalid_body
-from service.api.errors import status_of, table_for
+from service.api.errors import V2, counted, status_of, table_for
 from service.dataplane import DataPlane
 from service.errors import ClientGone, ServiceError
 from service.limits import BodySizeLimit
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer
 
-                grpc_server = app.state.grpc = GrpcServer(plane)
+                grpc_server = app.state.grpc = GrpcServer(plane, counted(V2))
                 await grpc_server.start()
             yield
         finally:

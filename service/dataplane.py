@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from contract.manifest import version_number
 from service import __version__, tracing, workers
 from service.errors import ClientGone, Conflict, InternalError, NotFound, ServiceError
 from service.logs import note
 from service.metrics import Metrics
+from service.model_config import model_config
 from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
 from service.repository import ModelRepository
 from service.settings import Settings
@@ -25,7 +26,7 @@ from service.versions import ModelVersion
 
 T = TypeVar("T")
 SERVER_NAME = "rnnserve"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 PLATFORM = "onnxruntime_onnx"
 REPOSITORY_STATES = {
     "ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "unloading": "UNLOADING"
@@ -63,10 +64,10 @@ class DataPlane:
         mv = self.repository.live.acquire(name, version)
         note(model=mv.name, version=mv.version)
         started = time.perf_counter()
-        status = status_of(InternalError("unexpected"))
+        status, ok = status_of(InternalError("unexpected")), False
         try:
             result = await work(mv)
-            status = status_of(None)
+            status, ok = status_of(None), True
             tracing.record_batch(mv.name, mv.version)
         except ServiceError as error:
             status = status_of(error)
@@ -75,9 +76,10 @@ class DataPlane:
             raise
         finally:
             mv.release()
-            labels = (mv.name, str(mv.version))
+            labels, seconds = (mv.name, str(mv.version)), time.perf_counter() - started
             self.metrics.requests.labels(*labels, status).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(*labels).observe(seconds)
+            mv.statistics.request(ok, seconds)
         return mv, result
 
     # -- metadata ----------------------------------------------------------------------------
@@ -102,6 +104,28 @@ class DataPlane:
             state=mv.state,
             error=mv.error,
         )
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's model configuration extension."""
+        mv = self.shown(name, version)
+        return model_config(mv, self.settings, self.repository.policy_for(name))
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
+        """Triton's statistics extension: every ready version, of one model, or one version
+        (a failed or unloading version has none unless named)."""
+        repository = self.repository
+        number = None if version is None or name is None else parse_version(name, version)
+        if name is None:
+            chosen = [mv for versions in repository.models.values() for mv in versions.values()]
+        elif number is None:
+            chosen = list(repository.live.versions_of(name).values())
+        else:
+            chosen = [repository.live.shown(name, number)]
+        return [
+            mv.statistics.as_dict(mv.name, mv.version)
+            for mv in sorted(chosen, key=lambda mv: (mv.name, mv.version))
+            if mv.state == "ready" or number is not None
+        ]
 
     # -- health ------------------------------------------------------------------------------
 
@@ -150,6 +174,6 @@ class DataPlane:
         if count > 1:
             raise Conflict(
                 f"this server runs {count} worker processes and a load or unload would change "
-                "only the one that answers; change the model repository on disk instead (every "
-                "worker polls it), or run one worker per server"
+                "only the one that answers; change the model repository instead (every worker "
+                "polls it), or run one worker per server"
             )

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.manifest import MODEL_NAME
+from service.batching import BatchStats
 from service.discovery import Fingerprint, discover, fingerprint, select_versions
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
 from service.settings import Settings
+from service.statistics import Statistics
 from service.versions import LiveVersions, ModelVersion
 
 log = logging.getLogger("rnnserve.repository")
@@ -103,7 +105,7 @@ class ModelRepository:
 
     async def _load(self, current: dict[int, ModelVersion], mv: ModelVersion) -> None:
         current[mv.version] = mv
-        observer = self.metrics.batch_observer(mv.name, mv.version)
+        observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
         try:
             loaded = await asyncio.to_thread(
@@ -235,3 +237,14 @@ class ModelRepository:
             for mv in versions.values()
             if mv.task is not None
         ]
+
+
+def _observer(metrics: Callable[[BatchStats], None], statistics: Statistics) -> Callable:
+    """Each batch feeds the metrics and the version's statistics (never the version itself,
+    which holds the task that holds this callback)."""
+
+    def observe(stats: BatchStats) -> None:
+        metrics(stats)
+        statistics.batch(stats)
+
+    return observe

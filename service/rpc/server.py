@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.json_format import ParseDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -44,7 +45,12 @@ OPEN = frozenset(
     {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", "/grpc.health.v1.Health/Check",
      "/grpc.health.v1.Health/Watch"}
 )  # fmt: skip
+REPOSITORY = frozenset(
+    f"/{SERVICE}/{method}"
+    for method in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+)
 T = TypeVar("T")
+Counted = Callable[[e.ServiceError | None], str]
 
 
 def code_of(error: e.ServiceError) -> grpc.StatusCode:
@@ -52,17 +58,13 @@ def code_of(error: e.ServiceError) -> grpc.StatusCode:
     return next((CODES[k] for k in type(error).__mro__ if k in CODES), Code.INTERNAL)
 
 
-def counted(error: e.ServiceError | None) -> str:
-    """A gRPC request is counted by the status code it answers."""
-    return "OK" if error is None else code_of(error).name
-
-
 class InferenceService:
     """Each method: the message decoded, one data plane call, the answer encoded."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, counted: Counted) -> None:
         self.plane = plane
         self.settings = plane.settings
+        self.counted = counted
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
         return await _answer("ServerLive", context, _given(pb.ServerLiveResponse(live=True)))
@@ -102,6 +104,53 @@ class InferenceService:
 
         return await _answer("ModelMetadata", context, metadata)
 
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> Any:
+        async def config() -> pb.ModelConfigResponse:
+            described = self.plane.model_config(request.name, request.version or None)
+            return pb.ModelConfigResponse(config=ParseDict(described, pb.ModelConfig()))
+
+        return await _answer("ModelConfig", context, config)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> Any:
+        async def statistics() -> pb.ModelStatisticsResponse:
+            name = request.name or None
+            stats = self.plane.model_statistics(name, request.version or None)
+            return ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+
+        return await _answer("ModelStatistics", context, statistics)
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
+        async def index() -> pb.RepositoryIndexResponse:
+            entries = await self.plane.repository_index()
+            model = pb.RepositoryIndexResponse.ModelIndex
+            return pb.RepositoryIndexResponse(
+                models=[
+                    model(**entry.model_dump())
+                    for entry in entries
+                    if not request.ready or entry.state == "READY"
+                ]
+            )
+
+        return await _answer("RepositoryIndex", context, index)
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> Any:
+        async def load() -> pb.RepositoryModelLoadResponse:
+            await self.plane.load_model(request.model_name)
+            return pb.RepositoryModelLoadResponse()
+
+        return await _answer("RepositoryModelLoad", context, load)
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> Any:
+        async def unload() -> pb.RepositoryModelUnloadResponse:
+            await self.plane.unload_model(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        return await _answer("RepositoryModelUnload", context, unload)
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         return await _answer("ModelInfer", context, lambda: self._infer(request, context))
 
@@ -124,7 +173,7 @@ class InferenceService:
             request.model_name,
             version,
             lambda mv: mv.infer(arrays, given, timeout),
-            counted,
+            self.counted,
         )
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])
@@ -184,28 +233,35 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """The HTTP API key, as call metadata (`authorization: Bearer <key>` or `x-api-key`);
-    liveness, readiness and health stay open, as on HTTP."""
+    """The HTTP API keys, as call metadata (`authorization: Bearer <key>` or `x-api-key`):
+    liveness, readiness and health stay open, and the repository methods take the admin key
+    when one is set, as on HTTP."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key.encode()
-
-        async def deny(request: Any, context: Any) -> None:
-            await context.abort(
-                Code.UNAUTHENTICATED,
-                "this call needs the API key: send 'authorization: Bearer <key>' or 'x-api-key'",
-            )
-
-        self.deny = grpc.unary_unary_rpc_method_handler(deny)
+    def __init__(self, key: str | None, admin_key: str | None) -> None:
+        self.key = key.encode() if key else None
+        self.admin_key = admin_key.encode() if admin_key else None
+        self.deny = {kind: _denial(kind) for kind in ("API key", "admin API key")}
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        if details.method in OPEN:
+        needed = self.admin_key if details.method in REPOSITORY and self.admin_key else None
+        needed = needed or self.key
+        if needed is None or details.method in OPEN:
             return await continuation(details)
         metadata = ((k.encode(), v.encode() if isinstance(v, str) else v)
                     for k, v in details.invocation_metadata or ())  # fmt: skip
-        if presented(metadata, self.key):
+        if presented(metadata, needed):
             return await continuation(details)
-        return self.deny
+        return self.deny["admin API key" if needed is self.admin_key else "API key"]
+
+
+def _denial(kind: str) -> Any:
+    async def deny(request: Any, context: Any) -> None:
+        await context.abort(
+            Code.UNAUTHENTICATED,
+            f"this call needs the {kind}: send 'authorization: Bearer <key>' or 'x-api-key'",
+        )
+
+    return grpc.unary_unary_rpc_method_handler(deny)
 
 
 class Health(health_aio.HealthServicer):
@@ -238,9 +294,10 @@ class Health(health_aio.HealthServicer):
 class GrpcServer:
     """The gRPC server of one app: started and stopped in the app's lifespan."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, counted: Counted) -> None:
         self.plane = plane
         self.settings = plane.settings
+        self.counted = counted  # the status label its requests get in the metrics
         self.port = 0
         self._server: Any = None
         self._health_task: asyncio.Task | None = None
@@ -248,14 +305,15 @@ class GrpcServer:
     async def start(self) -> None:
         settings = self.settings
         key = settings.api_key.get_secret_value() if settings.api_key else None
+        admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         self._server = server = grpc.aio.server(
-            interceptors=[ApiKeyInterceptor(key)] if key else None,
+            interceptors=[ApiKeyInterceptor(key, admin)] if key or admin else None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP
             ],
         )
-        add_to_server(InferenceService(self.plane), server)
+        add_to_server(InferenceService(self.plane, self.counted), server)
         health = Health(self.plane)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
