@@ -147,14 +147,16 @@ class ClassifyTask:
         `where` names the list in errors (`instances`, or the V2 input `text`)."""
         items = []
         for i, text in enumerate(instances):
-            at = f"{where}[{i}]"
             if not isinstance(text, str):
+                at = f"{where}[{i}]"
                 raise InputError(f"{at} must be a string, got {type(text).__name__}", at)
             tokens, ids = self.encoder.encode(text)
             if not tokens:
+                at = f"{where}[{i}]"
                 raise InputError(f"{at} has no {self.unit} to classify", at)
             truncated = len(tokens) > self.max_tokens
             if truncated and not truncate:
+                at = f"{where}[{i}]"
                 raise InputError(
                     f"{at} has {len(tokens)} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer texts)",
