@@ -22,7 +22,9 @@ ONNX_TYPES: dict[str, DType] = {
 }  # fmt: skip
 
 
-def tensor_spec(name: str, onnx_type: str, dims: Sequence[int | str | None], what: str) -> TensorSpec:
+def tensor_spec(
+    name: str, onnx_type: str, dims: Sequence[int | str | None], what: str
+) -> TensorSpec:
     """One graph input or output; a dynamic axis keeps its name, or is named by position."""
     dtype = ONNX_TYPES.get(onnx_type.lower())
     if dtype is None:

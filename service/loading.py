@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
 import onnxruntime as ort
+from pydantic import ValidationError
 
 from contract.graphs import GRAPH_FILE, graph_manifest, tensor_spec
 from contract.manifest import MANIFEST_FILE, Manifest, sha256_of
@@ -100,9 +99,12 @@ def read_manifest(name: str, version: int, folder: Path) -> Manifest:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     try:
-        inputs = [tensor_spec(i.name, _onnx_type(i.type), i.shape, "input") for i in session.get_inputs()]
+        inputs = [
+            tensor_spec(i.name, _onnx_type(i.type), i.shape, "input") for i in session.get_inputs()
+        ]
         outputs = [
-            tensor_spec(o.name, _onnx_type(o.type), o.shape, "output") for o in session.get_outputs()
+            tensor_spec(o.name, _onnx_type(o.type), o.shape, "output")
+            for o in session.get_outputs()
         ]
     except ValueError as error:
         raise LoadError(f"{GRAPH_FILE} without a manifest: {error}") from None
@@ -115,7 +117,11 @@ def _visible_files(folder: Path) -> list[str]:
 
 def _onnx_type(ort_type: str) -> str:
     """onnxruntime's "tensor(float)" -> ONNX's "float"; a sequence or map stays unserved."""
-    return ort_type.removeprefix("tensor(").removesuffix(")") if ort_type.startswith("tensor(") else ort_type
+    return (
+        ort_type.removeprefix("tensor(").removesuffix(")")
+        if ort_type.startswith("tensor(")
+        else ort_type
+    )
 
 
 def explain(error: Exception) -> str:

@@ -33,7 +33,10 @@ def crd_schema(kind: str, version: str) -> dict[str, Any]:
     """The openAPIV3Schema of one version of a KServe CRD, made strict: the API server with
     field validation Strict (kubectl's default since 1.27) refuses unknown fields, where the
     schema does not preserve them."""
-    file = {"InferenceService": "inferenceservices", "ClusterServingRuntime": "clusterservingruntimes"}
+    file = {
+        "InferenceService": "inferenceservices",
+        "ClusterServingRuntime": "clusterservingruntimes",
+    }
     with gzip.open(DATA / f"serving.kserve.io_{file[kind]}.yaml.gz", "rt") as f:
         crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
@@ -158,7 +161,8 @@ def blocked_env_errors(containers: list[dict[str, Any]]) -> list[str]:
     """(pkg/validation/env_policy.go, ValidateBlockedEnvVars with DefaultBlockedEnvVars; called
     by inference_service_validation.go, validateBlockedEnvVars, and the ServingRuntime webhook)"""
     return [
-        f"setting {e['name']} in container {c.get('name', 'kserve-container')!r} is not allowed for security reasons"
+        f"setting {e['name']} in container {c.get('name', 'kserve-container')!r} is not allowed "
+        "for security reasons"
         for c in containers
         for e in c.get("env", [])
         if e["name"] in BLOCKED_ENV
@@ -231,7 +235,9 @@ def runtime_priority_errors(new: dict[str, Any], existing: list[dict[str, Any]])
     for other in existing:
         if other["metadata"]["name"] == new["metadata"]["name"]:
             continue
-        if not set(other["spec"].get("protocolVersions", [])) & set(new["spec"]["protocolVersions"]):
+        if not set(other["spec"].get("protocolVersions", [])) & set(
+            new["spec"]["protocolVersions"]
+        ):
             continue
         for theirs in other["spec"]["supportedModelFormats"]:
             for ours in new["spec"]["supportedModelFormats"]:
@@ -300,7 +306,9 @@ def knative_pod_errors(pod: dict[str, Any]) -> list[str]:
     for container in pod["containers"]:
         errors += [f"must not set {f}" for f in sorted(set(container) - CONTAINER_FIELDS)]
         security = container.get("securityContext", {})
-        errors += [f"must not set securityContext.{f}" for f in sorted(set(security) - SECURITY_FIELDS)]
+        errors += [
+            f"must not set securityContext.{f}" for f in sorted(set(security) - SECURITY_FIELDS)
+        ]
         if security.get("privileged") is True:
             errors.append("privileged may only be false")
         if set(security.get("capabilities", {})) - {"drop"}:

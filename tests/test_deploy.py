@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
 import httpx
 import kubernetes_validate
 import pytest
@@ -305,7 +306,9 @@ def test_replicas_spread_over_nodes_and_zones():
     assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     for constraint in spread.values():
         assert constraint["maxSkew"] == 1
-        assert constraint["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert (
+            constraint["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        )
 
 
 def test_prometheus_scrapes_the_http_port_of_every_pod():
@@ -337,7 +340,9 @@ def test_images_name_their_registry_and_the_release():
     """A bare `rnnserve:0.1.0` resolves on no cluster: every image names its registry, and
     the rnnserve image's tag is the project's version (README.md says how to pin a digest)."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    reference = re.compile(r"^[a-z0-9.-]+\.[a-z]+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
+    reference = re.compile(
+        r"^[a-z0-9.-]+\.[a-z]+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
+    )
     for path, doc in deploy_documents():
         for container in containers_of(doc):
             if "image" not in container:
@@ -398,7 +403,9 @@ def rnnserve_variables() -> list[tuple[str, str, str]]:
     found = []
     for path, doc in deploy_documents():
         for container in containers_of(doc):
-            found += [(path.name, e["name"], e["value"]) for e in container.get("env", []) if "value" in e]
+            found += [
+                (path.name, e["name"], e["value"]) for e in container.get("env", []) if "value" in e
+            ]
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         for stage in stages(ROOT / dockerfile).values():
             found += [(dockerfile, k, v) for k, v in env_of(stage).items()]

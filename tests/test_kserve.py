@@ -71,7 +71,10 @@ def test_kserves_webhook_admits_each_inference_service(path):
 def test_a_custom_predictor_says_protocol_v2_for_http_and_grpc():
     """grpc-v2 is refused on a custom predictor (CustomPredictor.validateCustomProtocol)."""
     for name in ("inferenceservice.yaml", "inferenceservice-grpc.yaml"):
-        env = {e["name"]: e.get("value") for e in load(KSERVE / name)["spec"]["predictor"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value")
+            for e in load(KSERVE / name)["spec"]["predictor"]["containers"][0]["env"]
+        }
         assert env["PROTOCOL"] == "v2", name
     wrong = isvc("inferenceservice-grpc.yaml")
     wrong["spec"]["predictor"]["containers"][0]["env"][0] = {"name": "PROTOCOL", "value": "grpc-v2"}
@@ -91,7 +94,9 @@ def test_cpu_scaling_only_in_raw_mode_and_concurrency_in_serverless():
     assert admission.autoscaling_errors(raw) == ["[cpu] is not a supported metric"]
     for name in ("inferenceservice.yaml", "inferenceservice-bucket.yaml"):
         doc = isvc(name)
-        assert admission.serverless(doc) and doc["spec"]["predictor"]["scaleMetric"] == "concurrency"
+        assert (
+            admission.serverless(doc) and doc["spec"]["predictor"]["scaleMetric"] == "concurrency"
+        )
     raw = isvc("inferenceservice-grpc.yaml")
     raw["spec"]["predictor"]["scaleTarget"] = 150
     assert admission.autoscaling_errors(raw) == [
@@ -148,7 +153,9 @@ def test_serverless_pods_keep_their_security_settings_on_the_container():
         doc = load(path)
         pod = admission.predictor_pod(doc, runtime_for(doc))
         security = pod["containers"][0]["securityContext"]
-        non_root = security.get("runAsNonRoot") or pod.get("securityContext", {}).get("runAsNonRoot")
+        non_root = security.get("runAsNonRoot") or pod.get("securityContext", {}).get(
+            "runAsNonRoot"
+        )
         assert non_root is True, path.name
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
@@ -171,7 +178,10 @@ def test_the_raw_inference_service_carries_http_and_grpc_with_a_grace_period():
 def test_the_runtime_offers_rnnserve_and_onnx_over_v2_and_grpc_on_kserves_ports():
     spec = RUNTIME["spec"]
     formats = {f["name"]: f for f in spec["supportedModelFormats"]}
-    assert set(formats) == {"rnnserve", "onnx"} and set(spec["protocolVersions"]) == {"v2", "grpc-v2"}
+    assert set(formats) == {"rnnserve", "onnx"} and set(spec["protocolVersions"]) == {
+        "v2",
+        "grpc-v2",
+    }
     args = spec["containers"][0]["args"]
     assert args == [
         "--model_name={{.Name}}",
@@ -192,7 +202,9 @@ def test_kserve_gives_the_bucket_model_to_this_runtime():
     assert not admission.runtime_supports(onnx, RUNTIME)
     onnx["spec"]["predictor"]["model"]["runtime"] = "rnnserve"
     assert admission.runtime_supports(onnx, RUNTIME)
-    triton = [r for r in admission.kserve_runtimes() if r["metadata"]["name"] == "kserve-tritonserver"]
+    triton = [
+        r for r in admission.kserve_runtimes() if r["metadata"]["name"] == "kserve-tritonserver"
+    ]
     onnx["spec"]["predictor"]["model"].pop("runtime")
     assert admission.runtime_supports(onnx, triton[0])
 
@@ -216,9 +228,7 @@ def kserve_args(model_dir: Path, name: str, http_port: int, grpc_port: int) -> l
     """The runtime's arguments as KServe renders them, on free ports of this machine."""
     args = RUNTIME["spec"]["containers"][0]["args"]
     rendered = [a.replace("{{.Name}}", name).replace("/mnt/models", str(model_dir)) for a in args]
-    return [
-        a.replace("=8080", f"={http_port}").replace("=9000", f"={grpc_port}") for a in rendered
-    ]
+    return [a.replace("=8080", f"={http_port}").replace("=9000", f"={grpc_port}") for a in rendered]
 
 
 def serve_kserve(model_dir: Path, name: str):
@@ -253,7 +263,7 @@ def test_one_models_folder_in_mnt_models_is_served_under_the_inference_services_
         answer = infer_text(url, "sentiment")
         assert (answer["model_name"], answer["model_version"]) == ("sentiment", "1")
         original = json.loads((tiny_repository / "tiny-lstm" / "1" / "manifest.json").read_text())
-        labels = [o for o in answer["outputs"] if o["name"] == "label"][0]["data"]
+        labels = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
         assert set(labels) <= set(original["labels"])
         assert grpc_ready(grpc_address)
 
@@ -278,7 +288,11 @@ def test_a_bare_model_onnx_is_served_as_a_tensor_model_through_v2(tmp_path):
         assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
         detail = httpx.get(f"{url}/v1/models/iris").json()
         assert detail["versions"] == [1]
-        body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [5, 4], "data": x[:5].ravel().tolist()}]}
+        body = {
+            "inputs": [
+                {"name": "X", "datatype": "FP32", "shape": [5, 4], "data": x[:5].ravel().tolist()}
+            ]
+        }
         answer = httpx.post(f"{url}/v2/models/iris/infer", json=body).json()
         outputs = {o["name"]: o for o in answer["outputs"]}
         probabilities = np.array(outputs["probabilities"]["data"]).reshape(5, 2)
@@ -288,7 +302,11 @@ def test_a_bare_model_onnx_is_served_as_a_tensor_model_through_v2(tmp_path):
 
 
 def infer_text(url: str, model: str) -> dict[str, Any]:
-    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a fine film", "dull"]}]}
+    body = {
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a fine film", "dull"]}
+        ]
+    }
     response = httpx.post(f"{url}/v2/models/{model}/infer", json=body)
     assert response.status_code == 200, response.text
     return response.json()

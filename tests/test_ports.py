@@ -38,7 +38,11 @@ def listening(reuse_port: bool):
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RNNSERVE_MODEL_REPOSITORY": str(DEFAULT_MODELS), "RNNSERVE_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "RNNSERVE_MODEL_REPOSITORY": str(DEFAULT_MODELS),
+        "RNNSERVE_HOST": "127.0.0.1",
+    }
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         env=env,

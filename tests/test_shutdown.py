@@ -27,7 +27,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.rpc import inference_pb2 as pb
 from service.rpc.methods import Stub
-
 from tests.conftest import DEFAULT_MODELS
 from tests.live_server import free_port
 from tests.test_real_server import expected_probabilities, random_texts
@@ -143,7 +142,9 @@ async def drive(process: subprocess.Popen, url: str, grpc_address: str, run: Shu
                 status = type(error).__name__
             run.readiness.append((time.monotonic() - sent, status, in_flight))
             in_flight = sum(not t.done() for t in tasks)
-            run.grpc_health.append((time.monotonic() - sent, await health_status(health), in_flight))
+            run.grpc_health.append(
+                (time.monotonic() - sent, await health_status(health), in_flight)
+            )
             await asyncio.sleep(0.02)
         run.exit_seconds = time.monotonic() - sent
         run.responses = await asyncio.gather(*tasks, return_exceptions=True)

@@ -78,8 +78,9 @@ def test_a_broken_model_published_later_is_reported_but_keeps_the_replica_ready(
     client, repository = served
     publish_broken(repository, "broken", 1)
     wait_until(
-        lambda: client.get("/v1/models/broken").json().get("status", [{}])[0].get("state")
-        == "failed",
+        lambda: (
+            client.get("/v1/models/broken").json().get("status", [{}])[0].get("state") == "failed"
+        ),
         "the broken model's load",
     )
     ready = client.get("/v2/health/ready")
