@@ -8,6 +8,7 @@ ONNX type names both libraries use ("float", "int64", ...).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,8 +94,6 @@ def onnx_opset(graph: Path) -> int:
 
 def _opset_entry(data: bytes) -> tuple[str, int]:
     """OperatorSetIdProto: domain (1, string), version (2, varint)."""
-    import io
-
     domain, version, f = "", 0, io.BytesIO(data)
     while tag := _varint(f):
         if tag == (1 << 3 | 2):
