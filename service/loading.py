@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from contract.graphs import GRAPH_FILE, graph_manifest, tensor_spec
 from contract.manifest import MANIFEST_FILE, Manifest, sha256_of
 from service.batching import BatchStats
+from service.phases import TimedSession
 from service.runtime import create_inference_session
 from service.settings import Settings
 from service.tasks import ServingTask, TaskContext, build_task
@@ -73,8 +75,8 @@ def load_version(
                 folder=folder,
                 settings=settings,
                 limits=settings.batching_for(name),
-                create_inference_session=lambda graph, threads=None: create_inference_session(
-                    graph, settings, threads
+                create_inference_session=lambda graph, threads=None: _timed(
+                    create_inference_session(graph, settings, threads)
                 ),
                 on_batch=on_batch,
             )
@@ -122,6 +124,12 @@ def _onnx_type(ort_type: str) -> str:
         if ort_type.startswith("tensor(")
         else ort_type
     )
+
+
+def _timed(made: tuple[Any, str]) -> tuple[Any, str]:
+    """The session, its runs noted for statistics (see service.phases)."""
+    session, provider = made
+    return TimedSession(session), provider
 
 
 def explain(error: Exception) -> str:
