@@ -17,8 +17,7 @@ import onnx
 from contract.graphs import GRAPH_FILE, tensor_spec
 from contract.manifest import GraphSpec, TensorSpec
 from export.common import cpu_session
-from export.driver import Exporter
-from export.user_module import ContractError
+from export.driver import ContractError, Exporter
 
 EXAMPLE_SIZE = 2  # each dynamic axis of the example run
 
@@ -65,8 +64,6 @@ def example_feed(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
 
 class TensorExporter(Exporter):
     """The tensor task's exporter: copy the graph, read its specs, run it once."""
-
-    checkpoint: dict[str, Any] = {"training": None}  # noqa: RUF012 (a graph: no training facts)
 
     def __init__(self, graph: Path) -> None:
         if not graph.is_file():
