@@ -59,13 +59,13 @@ class Seq2SeqText:
         return self.target.token(i)
 
     def decode(self, ids: list[int]) -> str:
-        """Output ids (without the end) as text; padding and start tokens are not written."""
-        kept = [i for i in ids if i not in (self.bos_id, self.target.pad_id)]
+        """Output ids (without the end) as text: every token the model wrote, as its own
+        greedy decode would print it (ours drop their special symbols, as in training)."""
         if self.joiner is None:
-            return self.target.tokenizer.decode(kept)  # type: ignore[attr-defined]
+            return self.target.tokenizer.decode(ids)  # type: ignore[attr-defined]
         if isinstance(self.target, CharSource):
-            return self.target.vocab.decode(kept)
-        return self.joiner.join(self.target.token(i) for i in kept)
+            return self.target.vocab.decode(ids)
+        return self.joiner.join(self.target.token(i) for i in ids)
 
 
 def seq2seq_text(

@@ -305,10 +305,12 @@ def test_the_page_at_phone_width(browser, server):
 
 def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
     """The other two tasks render from the real API: an output with its alignment heatmap,
-    and a forecast drawn after its history."""
+    and a forecast drawn after its history. The date model is named, and offers the examples,
+    its manifest records."""
     from playwright.sync_api import expect
 
-    date = "22 novembre 2026"
+    date = "22 November 2026"
+    manifest = httpx.get(f"{server}/v1/models/dates").json()["manifest"]
     expected = httpx.post(
         f"{server}/v1/models/dates:predict",
         json={"instances": [date], "parameters": {"attention": True}},
@@ -318,8 +320,12 @@ def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
     try:
         page.goto(f"{server}/")
         page.get_by_label("Model", exact=True).select_option("dates")
-        page.get_by_label("Date, written any way").fill(date)
-        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#model-summary")).to_have_text(
+            f"dates, version 1: {manifest['title']} ({manifest['description']})."
+        )
+        expect(page.locator("button.example")).to_have_text(manifest["examples"])
+        page.get_by_role("button", name=date).click()  # an example runs at once
+        expect(page.get_by_label("Text in")).to_have_value(date)
         expect(page.locator("#result .output")).to_have_text(expected["output"], timeout=15_000)
         heatmap = page.locator("#result table.heatmap")
         expect(heatmap.locator("tbody tr")).to_have_count(len(expected["output_chars"]))

@@ -392,10 +392,47 @@ def test_the_page_shows_users_models(own):
             label = page.locator('#result [data-output="label"] dd')
             expected = own["sklearn"].predict(np.zeros((1, 4), np.float32))[0]
             expect(label).to_have_text(str(expected), timeout=15_000)
+            check_the_page_tells_the_truth(page, own["url"])
             watched.check_clean(own["url"])
         finally:
             watched.close()
             browser.close()
+
+
+def check_the_page_tells_the_truth(page, url: str) -> None:
+    """A model exported with a title, a description and examples is shown with them; one
+    without is described in plain words, with no examples of another model's kind."""
+    from playwright.sync_api import expect
+
+    card = page.locator('.model-card[data-model="translate"]')
+    expect(card.locator(".title")).to_have_text("French to English")
+    expect(card.locator(".desc")).to_have_text(
+        "The PyTorch tutorial's translator, trained on ten sentences."
+    )
+    page.get_by_label("Model", exact=True).select_option("translate")
+    expect(page.locator("#model-summary")).to_have_text(
+        "translate, version 1: French to English (The PyTorch tutorial's translator, trained "
+        "on ten sentences.)."
+    )
+    expect(page.locator("button.example")).to_have_text(["je suis grand", "il est petit"])
+    expect(page.locator("#instance")).to_have_attribute("placeholder", "je suis grand")
+    page.get_by_role("button", name="il est petit").click()
+    expected = httpx.post(
+        f"{url}/v1/models/translate:predict",
+        json={"instances": ["il est petit"], "parameters": {"attention": True}},
+    ).json()["predictions"][0]
+    expect(page.locator("#result .output")).to_have_text(expected["output"], timeout=15_000)
+    heatmap = page.locator("#result table.heatmap")
+    expect(heatmap.locator("tbody tr")).to_have_count(len(expected["output_tokens"]))
+    expect(heatmap.locator("thead th")).to_have_text(expected["input_tokens"])
+    expect(page.locator("#result h3")).to_have_text("Alignment: output tokens by input tokens")
+
+    for name, what in (("s2s", "a sequence-to-sequence model"), ("attn", "a text classifier")):
+        page.get_by_label("Model", exact=True).select_option(name)
+        expect(page.locator("#model-summary")).to_have_text(f"{name}, version 1: {what}.")
+        expect(page.locator("#examples")).to_be_hidden()
+        expect(page.locator("#try")).not_to_contain_text("date")
+        expect(page.locator("#try")).not_to_contain_text("film")
 
 
 def torch_decode(model, source: CharVocabulary, text: str, max_len: int = 12):
