@@ -108,6 +108,21 @@ def test_the_page_files_are_packaged():
             assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not packaged"
 
 
+def test_what_the_page_says_about_a_model_comes_from_its_manifest(client):
+    """The page's words for a model are its manifest's (title, description, examples, served
+    by GET /v1/models/{name}); each task's presentation holds only plain wording of its own."""
+    for name in ("tiny-lstm", "tiny-gru"):
+        manifest = client.get(f"/v1/models/{name}").json()["manifest"]
+        assert (manifest["title"], manifest["examples"]) == ("", [])
+    for task, generic in (("classify", "a text classifier"), ("seq2seq", "a sequence-to-sequence")):
+        script = (UI_DIR / "tasks" / f"{task}.js").read_text()
+        assert "examples: []," in script
+        assert f'name: "{generic.removeprefix("a ")}' in script
+        assert not re.search(r"date|novemb|film|review", script, re.I), task
+    app = (UI_DIR / "app.js").read_text()
+    assert "manifest.title ||" in app and "manifest.examples" in app
+
+
 # ------------------------------------------------------------------------ in a browser
 
 
