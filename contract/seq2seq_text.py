@@ -68,9 +68,7 @@ class Seq2SeqText:
         return self.joiner.join(self.target.token(i) for i in ids)
 
 
-def seq2seq_text(
-    prep: CharPreprocessing | Seq2SeqTokensPreprocessing, folder: Path
-) -> Seq2SeqText:
+def seq2seq_text(prep: CharPreprocessing | Seq2SeqTokensPreprocessing, folder: Path) -> Seq2SeqText:
     """The text side a seq2seq manifest describes, over the files of its version folder."""
     if isinstance(prep, CharPreprocessing):
         source = CharSource(CharVocabulary.load(folder / prep.input_vocab_file))
@@ -99,4 +97,3 @@ def joiner_of(output: object) -> str | None:
     if isinstance(output, TokenizerPreprocessing):
         return None
     return "" if getattr(output, "kind", "") == "chars" else " "
-

@@ -62,9 +62,7 @@ class TokenVocabulary:
         return self._ids[token]
 
     @classmethod
-    def named(
-        cls, tokens: Iterable[str], pad_token: str, unk_token: str | None
-    ) -> TokenVocabulary:
+    def named(cls, tokens: Iterable[str], pad_token: str, unk_token: str | None) -> TokenVocabulary:
         """A vocabulary whose padding and unknown tokens are named (they must be in it)."""
         tokens = tuple(tokens)
         if not tokens:

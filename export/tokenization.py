@@ -33,7 +33,7 @@ def regex_tokenizer(
     try:
         split = pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
     except Exception as error:
-        raise ContractError(f"--tokenizer-regex {pattern!r} is not a valid regex: {error}") from None
+        raise ContractError(f"--tokenizer-regex {pattern!r} is not a regex: {error}") from None
     ids = {token: i for i, token in enumerate(vocab)}
     tokenizer = Tokenizer(models.WordLevel(ids, unk_token=unk_token or "\0"))
     if lowercase:
@@ -90,8 +90,10 @@ def check_tokenizer(encoder: TextEncoder, examples: TokenizerExamples, what: str
 
 
 def _example(text: object, ids: object, where: str) -> tuple[str, list[int]]:
-    if not isinstance(text, str) or not isinstance(ids, list | tuple) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    if (
+        not isinstance(text, str)
+        or not isinstance(ids, list | tuple)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
     ):
         raise ContractError(f"{where}: expected a text and a list of integer ids")
     return text, list(ids)

@@ -128,7 +128,7 @@ def check_outputs_kind(scores: torch.Tensor, outputs: str) -> None:
             f"every row the module returned on the parity batch is non-negative and sums to 1: "
             f"these look like probabilities, which the graph would softmax again "
             f"({float(row[best]):.3f} would be served as {float(again[best]):.3f}); if they are, "
-            "export with --outputs probabilities (Python: outputs=\"probabilities\") and they "
+            'export with --outputs probabilities (Python: outputs="probabilities") and they '
             "are served as they are"
         )
     if outputs == "probabilities" and not probabilities:

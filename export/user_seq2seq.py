@@ -102,7 +102,7 @@ class UserSeq2SeqExporter(Exporter):
         decoder: nn.Module,
         source: TextInput,
         target: TextInput,
-        tokens: Seq2SeqTokens = Seq2SeqTokens(),  # noqa: B008 (frozen)
+        tokens: Seq2SeqTokens = Seq2SeqTokens(),
         tokenizer_examples: TokenizerExamples = (),
     ) -> None:
         self.model = SimpleNamespace(encoder=encoder.eval(), decoder=decoder.eval())

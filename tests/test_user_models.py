@@ -31,11 +31,13 @@ TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and blan
          "Brilliant!", "what a charming , funny movie"]  # fmt: skip
 SEQ2SEQ = ROOT / "tests" / "user_models" / "seq2seq.py"
 TUTORIAL = ROOT / "tests" / "user_models" / "tutorial_seq2seq.py"
-PAIRS = [("je suis grand", "i am tall"), ("je suis petit", "i am short"),
-         ("il est grand", "he is tall"), ("il est petit", "he is short"),
-         ("elle est contente", "she is happy"), ("nous sommes contents", "we are happy"),
-         ("tu es fatigue", "you are tired"), ("je suis fatigue", "i am tired"),
-         ("ils sont grands", "they are tall"), ("je ne suis pas grand", "i am not tall")]  # fmt: skip
+PAIRS = [
+    ("je suis grand", "i am tall"), ("je suis petit", "i am short"),
+    ("il est grand", "he is tall"), ("il est petit", "he is short"),
+    ("elle est contente", "she is happy"), ("nous sommes contents", "we are happy"),
+    ("tu es fatigue", "you are tired"), ("je suis fatigue", "i am tired"),
+    ("ils sont grands", "they are tall"), ("je ne suis pas grand", "i am not tall"),
+]  # fmt: skip
 FORECAST = ROOT / "tests" / "user_models" / "forecast.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
 

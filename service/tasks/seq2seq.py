@@ -175,9 +175,7 @@ class Seq2SeqTask:
                     f"{what}[{i}] has {len(ids)} {self.text.unit}; this model takes at most "
                     f"{self.max_input}"
                 )
-            sequences.append(
-                Sequence(tokens, np.array(ids, np.int64), params.beam_width, max_len)
-            )
+            sequences.append(Sequence(tokens, np.array(ids, np.int64), params.beam_width, max_len))
         return sequences
 
     def respond(self, seq: Sequence, result: Decoded, attention: bool) -> dict[str, Any]:

@@ -298,9 +298,7 @@ def corpus_vocab(texts: list[str], min_count: int = 1) -> list[str]:
     return ["<pad>", "<unk>", *sorted(t for t, n in counts.items() if n >= min_count)]
 
 
-def test_tokenizer_examples_that_the_served_tokenizer_disagrees_with_are_refused(
-    tmp_path, capfd
-):
+def test_tokenizer_examples_that_the_served_tokenizer_disagrees_with_are_refused(tmp_path, capfd):
     """The built-in word tokenizer splits "it's" where the user's does not: refused with the
     first differing example; a regex tokenizer built from the user's regex agrees."""
     vocab = corpus_vocab(CORPUS)

@@ -8,10 +8,11 @@ contract around the tutorial's modules (their weights unchanged), masking the pa
 tutorial's attention reads. Training and evaluation are the tutorial's, at tiny sizes.
 """
 
+# ruff: noqa: RUF005, RUF059 (the tutorial's own code, kept as it is written)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (the tutorial's spelling)
+import torch.nn.functional as F
 from torch import nn
 
 SOS_token = 0
@@ -27,11 +28,11 @@ class Lang:
         self.index2word = {0: "SOS", 1: "EOS"}
         self.n_words = 2  # Count SOS and EOS
 
-    def addSentence(self, sentence):  # noqa: N802
+    def addSentence(self, sentence):
         for word in sentence.split(" "):
             self.addWord(word)
 
-    def addWord(self, word):  # noqa: N802
+    def addWord(self, word):
         if word not in self.word2index:
             self.word2index[word] = self.n_words
             self.word2count[word] = 1
@@ -123,11 +124,11 @@ class AttnDecoderRNN(nn.Module):
         return output, hidden, attn_weights
 
 
-def indexesFromSentence(lang, sentence):  # noqa: N802
+def indexesFromSentence(lang, sentence):
     return [lang.word2index[word] for word in sentence.split(" ")]
 
 
-def tensorFromSentence(lang, sentence):  # noqa: N802
+def tensorFromSentence(lang, sentence):
     indexes = indexesFromSentence(lang, sentence)
     indexes.append(EOS_token)
     return torch.tensor(indexes, dtype=torch.long).view(1, -1)
@@ -173,9 +174,7 @@ def train(pairs, input_lang, output_lang, hidden_size=16, epochs=60, seed=0):
         decoder_optimizer.zero_grad()
         encoder_outputs, encoder_hidden = encoder(input_ids)
         decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden, target_ids)
-        loss = criterion(
-            decoder_outputs.view(-1, decoder_outputs.size(-1)), target_ids.view(-1)
-        )
+        loss = criterion(decoder_outputs.view(-1, decoder_outputs.size(-1)), target_ids.view(-1))
         loss.backward()
         encoder_optimizer.step()
         decoder_optimizer.step()
