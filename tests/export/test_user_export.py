@@ -381,3 +381,33 @@ def test_the_page_card_travels_in_the_manifest(tmp_path, vocab_file):
         repository=tmp_path / "models", title="From Python", examples=["abc"],
     )  # fmt: skip
     assert (Manifest.read(folder).title, Manifest.read(folder).examples) == ("From Python", ["abc"])
+
+
+def test_a_seq2seq_reads_and_writes_through_a_tokenizer_json(tmp_path):
+    """One tokenizer.json for both sides (its own [PAD], [BOS], [EOS]); the served text side
+    is rebuilt from the published files and decodes with the tokenizer's own decoder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from contract.seq2seq_text import seq2seq_text
+    from export.api import publish_seq2seq
+    from export.user_module import load_callable
+
+    words = ["[PAD]", "[BOS]", "[EOS]", "[UNK]", *(f"w{i}" for i in range(10))]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    model = load_callable(f"{ROOT / 'tests/user_models/seq2seq.py'}:build")(
+        input_size=len(words), output_size=len(words)
+    )
+    folder = publish_seq2seq(
+        model.encoder, model.decoder, tokenizer=tmp_path / "tokenizer.json", pad_token="[PAD]",
+        unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]", max_output_chars=6,
+        tokenizer_examples=[("w1 w2 zz", [5, 6, 3])], name="hf", repository=tmp_path / "models",
+    )  # fmt: skip
+    prep = Manifest.read(folder).preprocessing
+    assert (prep.input.kind, prep.output.kind, prep.bos_id, prep.eos_id) == (
+        "hf_tokenizer", "hf_tokenizer", 1, 2,
+    )  # fmt: skip
+    text = seq2seq_text(prep, folder)
+    assert text.encode("w1 w2 zz") == (["w1", "w2", "[UNK]"], [5, 6, 3])
+    assert text.decode([5, 6]) == "w1 w2"
