@@ -51,7 +51,7 @@ class TextInput:
     tokenizer_regex: str | None = None  # instead: tokens are re.findall(regex), in `vocab`
     vocab: tuple[str, ...] = ()  # tokens in id order (words, chars)
     pad_token: str = "<pad>"
-    unk_token: str = "<unk>"
+    unk_token: str | None = "<unk>"  # None: none (a seq2seq's input may lack one)
     lowercase: bool = False
     max_tokens: int = 256
 

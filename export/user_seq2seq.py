@@ -64,11 +64,12 @@ def seq2seq_side(text: TextInput, tokens: Seq2SeqTokens, what: str) -> TextEncod
         raise ContractError(f"the {what} side: {error}") from None
 
 
-def special_id(encoder: TextEncoder, token: str, what: str, option: str) -> int:
+def special_id(encoder: TextEncoder, token: str, what: str, side: str) -> int:
+    """The id of a special token named by the user, or a refusal saying which option names it."""
     i = _id_of(encoder, token)
     if i is None:
         raise ContractError(
-            f"the {what} token {token!r} is not in the {option} vocabulary; name it with "
+            f"the {what} token {token!r} is not in the {side} vocabulary; name it with "
             f"--{what}-token"
         )
     return i
