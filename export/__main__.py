@@ -194,6 +194,12 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
                 max_output_chars=args.max_output,
                 options=options,
             )
+        if args.task != "classify":  # a plugin's task: its flags are not this command's
+            p.error(
+                f"--task {args.task}: this command exports the built-in tasks; publish a "
+                f"{args.task} model with its package's exporter (registry: "
+                f"{registry.get(args.task).module_exporter or registry.get(args.task).exporter})"
+            )
         if args.module is None or args.labels is None or args.onnx is not None:
             p.error("--task classify takes --module, --labels and --vocab or --tokenizer FILE")
         module = build_module(args.module, args.config, args.weights)

@@ -148,7 +148,7 @@ async def step(request: Request, name: str, session_id: str) -> FastJSONResponse
         task = _streaming(mv)
         checked = task.check_step(body.values, body.parameters)  # in full, before the state
         added = len(body.values)
-        digest = hashlib.blake2b(orjson.dumps(body.values), digest_size=16).digest()
+        digest = _digest(body.values)
         for _ in range(MAX_TURNS):
             async with store.turn(session) as now:
                 if body.expect_steps is not None and body.expect_steps != now.steps:
@@ -174,6 +174,15 @@ async def step(request: Request, name: str, session_id: str) -> FastJSONResponse
             **answer,
         }
     )
+
+
+def _digest(values: list[Any]) -> bytes:
+    """A step's values as sent, to tell a retry of it from another step (any JSON numbers)."""
+    try:
+        data = orjson.dumps(values)
+    except TypeError:  # an integer beyond 64 bits, which a task may still take as a number
+        data = repr(values).encode()
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 LAST = struct.Struct("<q16s")  # a session's last step: the count before it, its values' digest

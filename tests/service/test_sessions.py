@@ -322,3 +322,15 @@ def step_expecting(client, session: str, values, steps: int):
     return client.post(
         f"{MODEL}/sessions/{session}:step", json={"values": values, "expect_steps": steps}
     )
+
+
+def test_a_step_of_any_json_numbers_is_answered_and_retried_alike(client):
+    """An integer beyond 64 bits is still a number to the forecaster; a retry of that step
+    (same values, same expected count) gets the same answer back."""
+    session = new_session(client)
+    path = f"{MODEL}/sessions/{session}:step"
+    first = client.post(path, json={"values": [2**70], "expect_steps": 0})
+    assert first.status_code == 200, first.text
+    assert first.json()["steps"] == 1
+    again = client.post(path, json={"values": [2**70], "expect_steps": 0})
+    assert again.status_code == 200 and again.json() == first.json()
