@@ -39,7 +39,7 @@ def publish_classifier(
     max_tokens: int = 256,
     eval_data: Iterable[tuple[str, int | str]] | Path | str | None = None,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a text classifier: `forward(tokens int64[B, T], lengths int64[B])` -> logits
     [B, C] or (logits, attention [B, T]). `vocab`: tokens in id order, or a file of one token a
     line (for `tokenizer` "words" or "chars"); `tokenizer` may instead be a Hugging Face
@@ -80,7 +80,7 @@ def publish_seq2seq(
     max_input_chars: int = 64,
     max_output_chars: int = 64,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a character seq2seq model: `encoder(chars int64[B, S], lengths int64[B])` ->
     (memory [B, S, M], state [B, D]); `decoder(token int64[B], state, memory, mask bool[B, S])`
     -> (logits [B, V], next_state [B, D], attention [B, S]). Both vocabularies are characters
@@ -103,7 +103,7 @@ def publish_forecaster(
     std: float = 1.0,
     max_values: int = 1024,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
     first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
     *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
@@ -116,7 +116,7 @@ def publish_forecaster(
 
 def publish_onnx(
     graph: Path | str, *, name: str, repository: Path | str = "models", description: str = ""
-) -> Path:
+) -> Path | str:
     """Publish an ONNX graph made elsewhere as a `tensor` model (V2 tensors in and out)."""
     exporter_class = registry.load(registry.get("tensor").exporter)
     options = Options(description=description)
@@ -127,11 +127,11 @@ def publish_onnx(
 
 def _publish(
     task: str, exporter: TaskExporter, name: str, repository: Path | str, options: Options
-) -> Path:
+) -> Path | str:
     if not MODEL_NAME.match(name):
         raise ContractError(f"expected a model name matching {MODEL_NAME.pattern}, got {name!r}")
     return publish(
-        Path(repository),
+        repository,
         name,
         lambda folder, version: write_version(task, exporter, folder, name, version, options),
     )

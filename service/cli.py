@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,7 +18,10 @@ TRAINING_MODULES = {"torch", "onnx", "tqdm", "matplotlib", "babel", "statsmodels
 
 
 def add_serve_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-repository", help="folder of <name>/<version>/ artifacts")
+    p.add_argument(
+        "--model-repository", help="folder of <name>/<version>/ artifacts, or s3://bucket/prefix"
+    )
+    p.add_argument("--model-cache", help="where versions from object storage are downloaded")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--grpc-port", type=int, help="gRPC (Open Inference Protocol); 0: off")
@@ -43,7 +47,8 @@ def serve(args: argparse.Namespace) -> None:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"rnnserve serve: {explain_invalid(error)}")
-    if not settings.model_repository.is_dir():
+    repository = settings.model_repository
+    if isinstance(repository, Path) and not repository.is_dir():
         sys.exit(
             f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
             f"{settings.model_repository} is not a folder"

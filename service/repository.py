@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.manifest import MODEL_NAME
-from service.discovery import Fingerprint, discover, fingerprint, select_versions
+from service.discovery import Fingerprint, fingerprint, select_versions
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
 from service.registry import ModelVersion, Registry
 from service.settings import Settings
+from service.sources import open_source
 
 log = logging.getLogger("rnnserve.repository")
 
@@ -34,7 +35,7 @@ class ModelRepository(Registry):
         super().__init__()
         self.settings = settings
         self.metrics = metrics
-        self.root = settings.model_repository
+        self.source = open_source(settings)  # a folder, or object storage and a local cache
         self.unloaded: set[str] = set()  # unloaded by request: polling leaves them alone
         self.loaded = False  # a first scan has finished
         self.scan_error: str | None = None
@@ -43,7 +44,7 @@ class ModelRepository(Registry):
         metrics.watch_queues(self._queue_depths)
 
     def discover(self) -> dict[str, dict[int, Path]]:
-        return discover(self.root)
+        return self.source.discover()
 
     def policy_for(self, name: str) -> str:
         return self.settings.model_version_policy.get(name, self.settings.version_policy)
