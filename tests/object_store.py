@@ -36,6 +36,7 @@ class ObjectStoreServer:
         self.grpc = {name: free_port() for name in names}
         self.spare = [free_port(), free_port()]  # its Iceberg and Lance catalogs
         self.process: subprocess.Popen | None = None
+        self.bucket_made = False
 
     @property
     def endpoint(self) -> str:
@@ -68,15 +69,23 @@ class ObjectStoreServer:
             *("-master.volumeSizeLimitMB=64", "-volume.max=0"),
         ]
         log = (self.folder / "weed.log").open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder)
+        # Without AWS_* keys: weed would make them an admin identity, and its IAM (4.48) then
+        # refuses every key for want of an STS signing key. Anonymous access it is.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=log, cwd=self.folder, env=env
+        )
         _wait_port(self.ports["s3"], self.process, timeout=60)
         from botocore.exceptions import BotoCoreError, ClientError
 
         client, deadline = self.client(), time.monotonic() + 60
-        while True:  # its S3 port opens before its filer is up
+        while True:  # its S3 port opens before its filer and volumes are up
             try:
-                if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+                if not self.bucket_made:
                     client.create_bucket(Bucket=BUCKET)
+                    self.bucket_made = True
+                client.put_object(Bucket=BUCKET, Key=".probe", Body=b"up")
+                client.get_object(Bucket=BUCKET, Key=".probe")["Body"].read()
                 return
             except (BotoCoreError, ClientError):
                 if time.monotonic() > deadline or self.process.poll() is not None:
