@@ -77,7 +77,9 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     return p
 
 
-def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path | str:
+def export_own(
+    p: argparse.ArgumentParser, args: argparse.Namespace, options: Options
+) -> Path | str:
     """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
     import onnx
     from torch import nn

@@ -20,9 +20,7 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(n for n in numbers if n is not None)
 
 
-def publish(
-    repository: Path | str, name: str, write: Callable[[Path, int], None]
-) -> Path | str:
+def publish(repository: Path | str, name: str, write: Callable[[Path, int], None]) -> Path | str:
     """Publish one version of `name`; where it went (a folder, or an s3:// URL)."""
     if is_store_url(repository):
         return publish_to_store(ObjectStore(str(repository)), name, write)

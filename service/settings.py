@@ -22,7 +22,6 @@ def _url_or_folder(value: object) -> object:
     return value
 
 
-
 class BatchingSettings(BaseModel):
     """Limits of one model version's batcher; global defaults, overridable per model."""
 

@@ -173,4 +173,6 @@ def _remove(folder: Path) -> None:
 
 def _count(found: Found) -> str:
     versions = sum(len(v) for v in found.values())
-    return f"{versions} version{'s' * (versions != 1)} of {len(found)} model{'s' * (len(found) != 1)}"
+    return (
+        f"{versions} version{'s' * (versions != 1)} of {len(found)} model{'s' * (len(found) != 1)}"
+    )

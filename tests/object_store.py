@@ -72,9 +72,7 @@ class ObjectStoreServer:
         # Without AWS_* keys: weed would make them an admin identity, and its IAM (4.48) then
         # refuses every key for want of an STS signing key. Anonymous access it is.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=log, cwd=self.folder, env=env
-        )
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder, env=env)
         _wait_port(self.ports["s3"], self.process, timeout=60)
         from botocore.exceptions import BotoCoreError, ClientError
 

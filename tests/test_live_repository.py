@@ -44,7 +44,10 @@ class Client(threading.Thread):
             while not self.stop.is_set():
                 text = self.texts[i % len(self.texts)]
                 self.answers.append(
-                    (text, client.post(f"/v1/models/{self.model}:predict", json={"instances": [text]}))
+                    (
+                        text,
+                        client.post(f"/v1/models/{self.model}:predict", json={"instances": [text]}),
+                    )
                 )
                 i += 1
 

@@ -158,7 +158,10 @@ def test_two_servers_switch_to_a_new_version_under_load_with_no_failed_request(
     for url in fleet:
         wait_for(lambda url=url: versions(url, "switch") == [2], "version 2 on both servers")
     answered = [len(c.answers) for c in clients]
-    wait_for(lambda: all(len(c.answers) > n + 5 for c, n in zip(clients, answered)), "answers")
+    wait_for(
+        lambda: all(len(c.answers) > n + 5 for c, n in zip(clients, answered, strict=True)),
+        "answers",
+    )
     for c in clients:
         c.stop.set()
         c.join()
@@ -218,8 +221,10 @@ def test_serving_goes_on_while_the_store_is_down_and_the_next_publish_arrives(
     store.stop()
     try:
         for url in fleet:
-            wait_for(lambda url=url: "serving the versions known before" in url.log.read_text(),
-                     "the servers to notice the store is gone")
+            wait_for(
+                lambda url=url: "serving the versions known before" in url.log.read_text(),
+                "the servers to notice the store is gone",
+            )
             for _ in range(20):
                 assert predict(url, "steady")["model_version"] == "1"
             assert httpx.get(f"{url}/v2/health/ready").status_code == 200
