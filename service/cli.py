@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -52,6 +53,11 @@ def serve(args: argparse.Namespace) -> None:
         sys.exit(
             f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
             f"{settings.model_repository} is not a folder"
+        )
+    if not isinstance(repository, Path) and importlib.util.find_spec("boto3") is None:
+        sys.exit(
+            f"rnnserve serve: the model repository {repository} is on object storage, which "
+            "needs boto3: pip install 'rnnserve[s3]'"
         )
     if settings.workers > 1:
         _several_workers(settings)
