@@ -12,17 +12,20 @@ from service.settings import Settings
 
 
 class RepositorySource(Protocol):
+    folder: Path  # where the version folders are: the repository, or the cache
+
     def discover(self) -> dict[str, dict[int, Path]]:
         """Blocking: every complete version as a local folder, by model name and number."""
         ...
 
 
 class FolderSource:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, folder: Path, model_name: str | None = None) -> None:
+        self.folder = folder
+        self.model_name = model_name  # the folder may be that one model's (KServe)
 
     def discover(self) -> dict[str, dict[int, Path]]:
-        return discover(self.root)
+        return discover(self.folder, self.model_name)
 
 
 def open_source(settings: Settings) -> RepositorySource:
@@ -30,4 +33,4 @@ def open_source(settings: Settings) -> RepositorySource:
         from service.store_source import StoreSource
 
         return StoreSource(str(settings.model_repository), settings.cache_folder())
-    return FolderSource(Path(settings.model_repository))
+    return FolderSource(Path(settings.model_repository), settings.model_name)

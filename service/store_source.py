@@ -38,7 +38,7 @@ Found = dict[str, dict[int, Path]]
 class StoreSource:
     def __init__(self, url: str, cache: Path, store: ObjectStore | None = None) -> None:
         self.store = store if store is not None else ObjectStore(url)
-        self.cache = cache / self.store.url.bucket / self.store.url.prefix
+        self.folder = cache / self.store.url.bucket / self.store.url.prefix
         self.last: Found | None = None
         self.unreachable: str | None = None
         self._waiting: set[tuple[str, int, str]] = set()  # incomplete versions, logged once
@@ -88,7 +88,7 @@ class StoreSource:
         manifest = objects.get(MANIFEST_FILE)
         if manifest is None:
             return None  # being uploaded (or abandoned): the manifest comes last
-        folder = self.cache / name / str(version)
+        folder = self.folder / name / str(version)
         origin = _origin(folder)
         if origin and origin == _etags(objects, origin):
             return folder  # downloaded before, and nothing changed since
@@ -130,11 +130,11 @@ class StoreSource:
 
     def _cached(self) -> Found:
         """Whole versions in the cache (from this run or an earlier one)."""
-        if not self.cache.is_dir():
+        if not self.folder.is_dir():
             return {}
         cached = {
             name: {v: folder for v, folder in versions.items() if _origin(folder)}
-            for name, versions in discover(self.cache).items()
+            for name, versions in discover(self.folder).items()
         }
         return {name: versions for name, versions in cached.items() if versions}
 
