@@ -68,11 +68,13 @@ class ObjectStoreServer:
             f"-s3.port.lance={self.spare[1]}",
             *("-master.volumeSizeLimitMB=64", "-volume.max=0", "-master.electionTimeout=1s"),
         ]
-        log = (self.folder / "weed.log").open("ab")
         # Without AWS_* keys: weed would make them an admin identity, and its IAM (4.48) then
         # refuses every key for want of an STS signing key. Anonymous access it is.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder, env=env)
+        with (self.folder / "weed.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=log, cwd=self.folder, env=env
+            )
         _wait_port(self.ports["s3"], self.process, timeout=60)
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -87,6 +89,7 @@ class ObjectStoreServer:
                 return
             except (BotoCoreError, ClientError):
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
                     raise
                 time.sleep(0.1)
 
@@ -102,8 +105,8 @@ class ObjectStoreServer:
 def object_store_server() -> Iterator[ObjectStoreServer]:
     with tempfile.TemporaryDirectory(prefix="rnnserve-s3-") as folder:
         server = ObjectStoreServer(Path(folder))
-        server.start()
         try:
+            server.start()
             yield server
         finally:
             server.stop()
