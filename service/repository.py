@@ -17,11 +17,12 @@ from pathlib import Path
 
 from contract.manifest import MODEL_NAME
 from service.batching import BatchStats
-from service.discovery import Fingerprint, discover, fingerprint, misplaced, select_versions
+from service.discovery import Fingerprint, fingerprint, misplaced, select_versions
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
 from service.settings import Settings
+from service.sources import open_source
 from service.statistics import Statistics
 from service.versions import LiveVersions, ModelVersion
 
@@ -39,7 +40,8 @@ class ModelRepository:
         self.after_retiring = after_retiring  # blocking, on a worker thread (see app.lifespan)
         self.settings = settings
         self.metrics = metrics
-        self.root = settings.model_repository
+        self.root = settings.model_repository  # a folder, or an s3:// URL
+        self.source = open_source(settings)  # that folder, or the store and a local cache
         self.unloaded: set[str] = set()  # unloaded by request: polling leaves them alone
         self.loaded = False  # a first scan has finished
         self.scan_error: str | None = None
@@ -54,7 +56,7 @@ class ModelRepository:
         return self.live.models
 
     def discover(self) -> dict[str, dict[int, Path]]:
-        return discover(self.root, self.settings.model_name)
+        return self.source.discover()
 
     def policy_for(self, name: str) -> str:
         return self.settings.model_version_policy.get(name, self.settings.version_policy)
@@ -81,7 +83,8 @@ class ModelRepository:
 
     def _empty(self, found: dict) -> str:
         """Blocking: why a scan found no model (an empty or misplaced repository)."""
-        hint = misplaced(self.root) if self.settings.model_name is None else ""
+        in_folder = isinstance(self.root, Path) and self.settings.model_name is None
+        hint = misplaced(self.root) if in_folder else ""
         return hint or f"the model repository {self.root} holds no model"
 
     def _scan(self, failed: list[ModelVersion]) -> tuple[dict, dict[ModelVersion, Fingerprint]]:
@@ -118,7 +121,8 @@ class ModelRepository:
         observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
         try:
-            named = mv.folder == self.root / mv.name / str(mv.version)  # else --model_name's
+            # else the folder is --model_name's, and the manifest may carry another name
+            named = mv.folder == self.source.folder / mv.name / str(mv.version)
             loaded = await asyncio.to_thread(
                 load_version, mv.name, mv.version, mv.folder, self.settings, observer, named
             )
