@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from contract.manifest import version_number
 from service import __version__, tracing, workers
 from service.errors import ClientGone, Conflict, InternalError, NotFound, ServiceError
 from service.logs import note
 from service.metrics import Metrics
+from service.model_config import model_config
 from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
 from service.registry import ModelVersion
 from service.repository import ModelRepository
@@ -25,7 +26,7 @@ from service.settings import Settings
 
 T = TypeVar("T")
 SERVER_NAME = "rnnserve"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 PLATFORM = "onnxruntime_onnx"
 REPOSITORY_STATES = {
     "ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "unloading": "UNLOADING"
@@ -63,10 +64,10 @@ class DataPlane:
         mv = self.repository.acquire(name, version)
         note(model=mv.name, version=mv.version)
         started = time.perf_counter()
-        status = status_of(InternalError("unexpected"))
+        status, ok = status_of(InternalError("unexpected")), False
         try:
             result = await work(mv)
-            status = status_of(None)
+            status, ok = status_of(None), True
             tracing.record_batch(mv.name, mv.version)
         except ServiceError as error:
             status = status_of(error)
@@ -75,9 +76,10 @@ class DataPlane:
             raise
         finally:
             mv.release()
-            labels = (mv.name, str(mv.version))
+            labels, seconds = (mv.name, str(mv.version)), time.perf_counter() - started
             self.metrics.requests.labels(*labels, status).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(*labels).observe(seconds)
+            mv.statistics.request(ok, seconds)
         return mv, result
 
     # -- metadata ----------------------------------------------------------------------------
@@ -102,6 +104,28 @@ class DataPlane:
             state=mv.state,
             error=mv.error,
         )
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's model configuration extension (see `service.model_config`)."""
+        mv = self.shown(name, version)
+        return model_config(mv, self.settings, self.repository.policy_for(name))
+
+    # -- statistics (Triton's statistics extension) ------------------------------------------
+
+    def statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
+        """Every ready version's, one model's, or one version's (see `service.statistics`)."""
+        repository = self.repository
+        if name is None:
+            chosen = [mv for versions in repository.models.values() for mv in versions.values()]
+        elif version is None:
+            chosen = list(repository.versions_of(name).values())
+        else:
+            chosen = [repository.shown(name, parse_version(name, version))]
+        return [
+            mv.statistics.as_dict(mv.name, mv.version)
+            for mv in sorted(chosen, key=lambda mv: (mv.name, mv.version))
+            if mv.state == "ready" or version is not None
+        ]
 
     # -- health ------------------------------------------------------------------------------
 

@@ -38,6 +38,25 @@ async def server_metadata(request: Request) -> ServerMetadata:
     return dataplane(request).server_metadata()
 
 
+@router.get("/models/stats")
+@router.get("/models/{name}/stats")
+@router.get("/models/{name}/versions/{version}/stats")
+async def model_statistics(
+    request: Request, name: str | None = None, version: str | None = None
+) -> FastJSONResponse:
+    """Triton's statistics extension: every ready version, of one model, or one version."""
+    return FastJSONResponse({"model_stats": dataplane(request).statistics(name, version)})
+
+
+@router.get("/models/{name}/config")
+@router.get("/models/{name}/versions/{version}/config")
+async def model_configuration(
+    request: Request, name: str, version: str | None = None
+) -> FastJSONResponse:
+    """Triton's model configuration extension."""
+    return FastJSONResponse(dataplane(request).model_config(name, version))
+
+
 @router.get("/models/{name}", response_model=ModelMetadata)
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
 async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
