@@ -87,8 +87,9 @@ def run_cell(
         *(options or ["--input-data", "/tmp/perf_analyzer_input.json", "--shape", "text:1"]),
     ]  # fmt: skip
     env = {"TRITON_TOOLS_ROOT": str(TOOLS), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    (TOOLS / out.lstrip("/")).unlink(missing_ok=True)  # it exits 0 even when requests fail
     finished = subprocess.run(command, capture_output=True, text=True, env=env)
-    if finished.returncode != 0:
+    if finished.returncode != 0 or not (TOOLS / out.lstrip("/")).exists():
         raise RuntimeError(f"perf_analyzer failed:\n{finished.stdout}\n{finished.stderr}")
     with (TOOLS / out.lstrip("/")).open() as file:
         row = next(csv.DictReader(file))

@@ -30,7 +30,9 @@ MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same 
 LAST = struct.Struct("<q16s")  # a session's last step: the count before it, its values' digest
 SEQUENCE = ("sequence_id", "sequence_start", "sequence_end")
 # Parameters of the protocol rather than of the model: a step's task never sees them.
-PROTOCOL = frozenset({*SEQUENCE, "binary_data_output", "priority", "timeout"})
+PROTOCOL = frozenset(
+    {*SEQUENCE, "binary_data_output", "priority", "timeout", "triton_enable_empty_final_response"}
+)
 MAX_ID_CHARS = 256
 UINT64_MAX = 2**64 - 1
 LENGTHS = "lengths"
@@ -205,12 +207,16 @@ def step_values(
 
 
 def step_outputs(outputs: list[MetadataTensor], answer: dict[str, Any]) -> list[OutputTensor]:
-    """A step's answer as V2 tensors: each of the task's outputs the answer holds, as one
-    row (a batch of one) of that output's datatype."""
+    """A step's answer as V2 tensors: each of the task's outputs as one row (a batch of one)
+    of its datatype; one the answer leaves out (a forecaster's attention, unless asked) is
+    an empty row, so a client asking for every output the model declares gets each."""
     return [
-        OutputTensor(t.name, t.datatype, np.asarray(answer[t.name], NUMPY.get(t.datatype))[None])
+        OutputTensor(
+            t.name,
+            t.datatype,
+            np.asarray(answer.get(t.name, []), NUMPY.get(t.datatype))[None],
+        )
         for t in outputs
-        if t.name in answer
     ]
 
 

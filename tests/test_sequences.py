@@ -189,7 +189,15 @@ def test_sequence_errors_say_what_is_wrong(servers, clients):
 
     # A start for an open id restarts it: its answer is a fresh sequence's.
     series = co2_like(6, seed=4)
-    http.infer(FORECASTER, [values_in(triton_http, series)], sequence_id=9003, sequence_start=True)
+    first = http.infer(
+        FORECASTER,
+        [values_in(triton_http, series)],
+        sequence_id=9003,
+        sequence_start=True,
+        parameters={"attention": True},  # the task's own parameter, as a session step takes it
+    )
+    weights = first.as_numpy("attention")
+    assert weights.shape == (1, 6) and abs(weights.sum() - 1) < 1e-4  # over the 6 values seen
     again = http.infer(
         FORECASTER, [values_in(triton_http, series[:2])], sequence_id=9003, sequence_start=True
     )
@@ -197,6 +205,7 @@ def test_sequence_errors_say_what_is_wrong(servers, clients):
     np.testing.assert_allclose(
         again.as_numpy("forecast")[0], fresh.json()["predictions"][0]["forecast"], rtol=RTOL
     )
+    assert again.as_numpy("attention").shape == (1, 0)  # not asked: an empty row
 
     # Ids are per model: the same id on the stateless model is refused for what it is.
     text = triton_http.InferInput("text", [1], "BYTES")

@@ -49,6 +49,9 @@ REPOSITORY = frozenset(
     f"/{SERVICE}/{method}"
     for method in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
 )
+# A stream's client may ask that the last answer to a request say so (Triton's decoupled models
+# answer several times): each request here has one answer, the last.
+FINAL_ASKED, FINAL = "triton_enable_empty_final_response", "triton_final_response"
 STREAMING = frozenset(f"/{SERVICE}/{method}" for method in STREAMS)
 T = TypeVar("T")
 
@@ -175,6 +178,9 @@ class InferenceService:
                 "ModelStreamInfer", request_id, metadata, lambda: self._infer(request, context)
             )
             if code is Code.OK:
+                asked = request.parameters.get(FINAL_ASKED)
+                if asked is not None and asked.bool_param:  # one answer: it is the last
+                    result.parameters[FINAL].bool_param = True
                 await answers.put(pb.ModelStreamInferResponse(infer_response=result))
             else:
                 failed = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
