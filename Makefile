@@ -121,8 +121,9 @@ triton-tools:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo bench/triton_tools/make_root.sh .triton-root
 
-bench-triton: $(VENV)/.all triton-tools
+bench-triton: $(VENV)/.all triton-tools scaleout
 	$(BIN)/python -m bench.perf_analyzer --data $(DATA)
+	$(BIN)/python -m bench.perf_analyzer --sequences
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -72,6 +72,7 @@ def run_cell(
     concurrency: int,
     seconds: float,
     options: list[str] | None = None,
+    trials: int = 3,
 ) -> dict:
     """One perf_analyzer measurement; its CSV row in ms (it reports microseconds)."""
     out = "/tmp/perf_analyzer.csv"
@@ -81,7 +82,7 @@ def run_cell(
         "--measurement-interval", str(int(seconds * 1000)),
         # This shared machine's speed moves from window to window: take three windows as they
         # come rather than wait for two alike (perf_analyzer's default is 10 % apart).
-        "--stability-percentage", "100", "--max-trials", "3",
+        "--stability-percentage", "100", "--max-trials", str(trials),
         "-f", out,
         # The texts' tensor is BYTES [-1]: one text per request.
         *(options or ["--input-data", "/tmp/perf_analyzer_input.json", "--shape", "text:1"]),
@@ -136,8 +137,8 @@ def run_sequences(args: argparse.Namespace) -> list[dict]:
             for concurrency in [int(x) for x in args.levels.split(",")]:
                 for protocol, endpoint in endpoints.items():
                     options = [*extra, "--streaming"] if protocol == "grpc" else extra
-                    cell = run_cell(
-                        endpoint, protocol, SEQUENCE_MODEL, concurrency, args.seconds, options
+                    cell = run_cell(  # sequences' latencies vary more: more windows
+                        endpoint, protocol, SEQUENCE_MODEL, concurrency, args.seconds, options, 8
                     )
                     cells.append({"store": store, "client": "perf_analyzer", **cell})
                     print(json.dumps(cells[-1]), flush=True)
