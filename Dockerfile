@@ -31,6 +31,7 @@ COPY contract ./contract
 COPY model_src ./model_src
 COPY export ./export
 COPY service ./service
+COPY cli ./cli
 # Not editable, no extras: the `train` extra (torch) never enters the runtime image.
 RUN pip install --no-cache-dir --no-compile --no-deps . \
     && python -c "import service.app, onnxruntime; print('onnxruntime', onnxruntime.__version__)"

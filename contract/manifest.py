@@ -9,14 +9,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.dtypes import DType
+
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a key of contract.registry
-DType = Literal[
-    "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8",
-    "float64", "float32", "float16", "bool", "string",
-]  # fmt: skip
 # Where a version's graphs came from: `rnnserve train`, a user's nn.Module, or an ONNX file.
 Origin = Literal["trained", "module", "onnx"]
 

@@ -14,20 +14,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from contract.dtypes import DTYPE_OF_ONNX
 from contract.manifest import GraphSpec, TensorSpec
 from export.common import cpu_session
 from export.driver import ContractError, Exporter
 
 GRAPH_FILE = "model.onnx"
-DTYPES = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT16: "int16",
-    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT64: "uint64",
-    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT16: "uint16",
-    onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool",
-    onnx.TensorProto.STRING: "string",
-}  # fmt: skip
 EXAMPLE_SIZE = 2  # each dynamic axis of the example run
 
 
@@ -42,7 +34,7 @@ def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
                 f"expected tensor {what}s, got {what} {value.name!r} of type {kind}{hint}"
             )
         tensor = value.type.tensor_type
-        if tensor.elem_type not in DTYPES:
+        if tensor.elem_type not in DTYPE_OF_ONNX:
             name = onnx.TensorProto.DataType.Name(tensor.elem_type)
             raise ContractError(f"{what} {value.name!r} has dtype {name}, which is not served")
         if not tensor.HasField("shape"):
@@ -53,7 +45,9 @@ def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
                 shape.append(int(dim.dim_value))
             else:
                 shape.append(dim.dim_param or f"dim{axis}")  # unnamed: by position
-        specs.append(TensorSpec(name=value.name, dtype=DTYPES[tensor.elem_type], shape=shape))
+        specs.append(
+            TensorSpec(name=value.name, dtype=DTYPE_OF_ONNX[tensor.elem_type], shape=shape)
+        )
     return specs
 
 

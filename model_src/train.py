@@ -45,7 +45,7 @@ class TrainConfig(FitConfig):
     dropout: float = 0.3
 
 
-class Encoded:
+class EncodedSplit:
     """A split as token ids and label indices, batched by similar length to save padding."""
 
     def __init__(self, examples: list[Example], vocab: Vocabulary, labels: list[str], cap: int):
@@ -72,7 +72,9 @@ class Encoded:
 
 
 @torch.no_grad()
-def evaluate(model: TextClassifier, data: Encoded, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(
+    model: TextClassifier, data: EncodedSplit, batch_size: int = 256
+) -> tuple[float, float]:
     """Mean loss and accuracy."""
     model.eval()
     loss_sum, correct = 0.0, 0
@@ -96,7 +98,7 @@ def train(cfg: TrainConfig) -> Path:
         (tokenize(e.text) for e in splits.train), min_freq=cfg.min_freq, max_size=cfg.max_vocab
     )
     train_set, val_set, test_set = (
-        Encoded(s, vocab, labels, cfg.max_tokens)
+        EncodedSplit(s, vocab, labels, cfg.max_tokens)
         for s in (splits.train, splits.validation, splits.test)
     )
     print(

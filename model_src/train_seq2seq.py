@@ -42,7 +42,7 @@ class TrainConfig(FitConfig):
     dropout: float = 0.1
 
 
-class Encoded:
+class EncodedPairs:
     """Examples as id lists, batched by similar input length."""
 
     def __init__(
@@ -76,7 +76,7 @@ class Encoded:
 
 @torch.no_grad()
 def evaluate(
-    model: Seq2Seq, data: Encoded, target: CharVocabulary, max_len: int, batch_size: int = 256
+    model: Seq2Seq, data: EncodedPairs, target: CharVocabulary, max_len: int, batch_size: int = 256
 ) -> tuple[float, float]:
     """Mean per-character loss (teacher forcing) and exact-match accuracy (greedy)."""
     model.eval()
@@ -103,7 +103,7 @@ def train(cfg: TrainConfig) -> Path:
     source = CharVocabulary.build(e.text for e in splits.train)
     target = CharVocabulary.build(e.target for e in splits.train)
     train_set, val_set, seen_set, heldout_set = (
-        Encoded(s, source, target, cfg.max_input_chars)
+        EncodedPairs(s, source, target, cfg.max_input_chars)
         for s in (splits.train, splits.validation, splits.test_seen, splits.test_heldout)
     )
     print(

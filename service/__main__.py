@@ -1,7 +1,5 @@
 """`python -m service`: the same as `rnnserve serve`."""
 
-import sys
+from service.serve import main
 
-from service.cli import main
-
-main(["serve", *sys.argv[1:]])
+main()

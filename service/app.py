@@ -13,17 +13,16 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__, tracing, workers
+from service import __version__, process, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, check_json, invalid_body
-from service.api.errors import status_of, table_for
+from service.api.errors import V2, counted, status_of, table_for
 from service.dataplane import DataPlane
 from service.errors import ClientGone, ServiceError
 from service.limits import BodySizeLimit
 from service.logs import RequestLog, note
 from service.metrics import Metrics
 from service.protocol import InferenceRequest
-from service.redis_sessions import RedisSessions
 from service.repository import ModelRepository
 from service.responses import FastJSONResponse, error_response
 from service.schemas import PredictRequest
@@ -37,7 +36,7 @@ log = logging.getLogger("rnnserve")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    repository = ModelRepository(settings, metrics)
+    repository = ModelRepository(settings, metrics, after_retiring=process.return_freed_memory)
     plane = DataPlane(repository, metrics, settings)
 
     tracing.start_from_environment()  # OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
@@ -46,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Models load in the background: /v2/health/live answers while they warm up.
         polling = asyncio.create_task(repository.poll())
+        tuning = asyncio.create_task(process.freeze_when_loaded(repository))
         grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
         plane.sessions = sessions = _session_store(settings, metrics)
@@ -53,15 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer
 
-                grpc_server = app.state.grpc = GrpcServer(plane)
+                grpc_server = app.state.grpc = GrpcServer(plane, counted(V2))
                 await grpc_server.start()
             yield
         finally:
             if grpc_server is not None:
                 await grpc_server.stop()
-            polling.cancel()
-            announcing.cancel()
-            await asyncio.gather(polling, announcing, return_exceptions=True)
+            for task in (polling, tuning, announcing):
+                task.cancel()
+            await asyncio.gather(polling, tuning, announcing, return_exceptions=True)
             await repository.close()
             if sessions is not None:
                 await sessions.close()  # the session store's connections
@@ -105,8 +105,10 @@ def _session_store(settings: Settings, metrics: Metrics) -> SessionBackend | Non
     if settings.session_store == "memory":
         if settings.workers > 1:
             return None
-        return MemorySessions(SessionStore(limits, metrics.registry))
-    return RedisSessions(settings.session_store, limits, metrics.registry)
+        return MemorySessions(SessionStore(limits, metrics.prometheus))
+    from service.redis_sessions import RedisSessions  # redis-py loads OpenTelemetry's SDK
+
+    return RedisSessions(settings.session_store, limits, metrics.prometheus)
 
 
 def _secret(key: SecretStr | None) -> str | None:

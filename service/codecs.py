@@ -9,15 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from contract.dtypes import NUMERIC_V2, TYPES
 from service.errors import BadRequest, PayloadTooLarge
 from service.protocol import InferenceRequest, RequestInput
 
 HEADER_LENGTH = "inference-header-content-length"
-NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
-}  # fmt: skip
+NUMPY = {t.datatype: np.dtype(t.dtype).type for t in TYPES if t.datatype in NUMERIC_V2}
 
 
 @dataclass

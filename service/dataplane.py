@@ -34,7 +34,6 @@ from service.logs import note
 from service.metrics import Metrics
 from service.model_config import model_config
 from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
-from service.registry import ModelVersion
 from service.repository import ModelRepository
 from service.sessions import Session, SessionBackend
 from service.settings import Settings
@@ -48,6 +47,7 @@ from service.streaming import (
     streaming,
     task_parameters,
 )
+from service.versions import ModelVersion
 
 T = TypeVar("T")
 SERVER_NAME = "rnnserve"
@@ -87,7 +87,7 @@ class DataPlane:
         """Run `work` on the version chosen (held until it ends so it cannot be retired under
         it), with its request count, latency and the batch's spans. Requests are counted by
         the status the wire answers: `status_of` an error, or of None for success."""
-        mv = self.repository.acquire(name, version)
+        mv = self.repository.live.acquire(name, version)
         note(model=mv.name, version=mv.version)
         started = time.perf_counter()
         status, ok = status_of(InternalError("unexpected")), False
@@ -137,7 +137,7 @@ class DataPlane:
         return self.sessions
 
     async def open_session(self, name: str) -> tuple[ModelVersion, Session]:
-        mv = self.repository.get(name)
+        mv = self.repository.live.get(name)
         task = streaming(mv)
         state = task.encode_state(task.open_state())
         return mv, await self.session_store().create(mv.name, mv.version, state, task.state_bytes)
@@ -178,7 +178,7 @@ class DataPlane:
         """A step of a Triton sequence: its session opened by `sequence_start` (a start for an
         open id restarts it), found otherwise (Triton's 400 if it is not open), stepped like
         any session, and closed after answering by `sequence_end`."""
-        streaming(self.repository.get(name, version))  # a stateless model keeps no sequences
+        streaming(self.repository.live.get(name, version))  # a stateless model keeps no sequences
         store = self.session_store()
         key = sequence.key(name)
         session: Session | None = None
@@ -223,11 +223,11 @@ class DataPlane:
     def shown(self, name: str, version: str | None) -> ModelVersion:
         """The version a metadata call is about: the one named, else the default one."""
         number = None if version is None else parse_version(name, version)
-        return self.repository.shown(name, number)
+        return self.repository.live.shown(name, number)
 
     def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
         mv = self.shown(name, version)
-        versions = self.repository.versions_of(name)
+        versions = self.repository.live.versions_of(name)
         return ModelMetadata(
             name=name,
             versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
@@ -239,25 +239,25 @@ class DataPlane:
         )
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
-        """Triton's model configuration extension (see `service.model_config`)."""
+        """Triton's model configuration extension."""
         mv = self.shown(name, version)
         return model_config(mv, self.settings, self.repository.policy_for(name))
 
-    # -- statistics (Triton's statistics extension) ------------------------------------------
-
-    def statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
-        """Every ready version's, one model's, or one version's (see `service.statistics`)."""
+    def model_statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
+        """Triton's statistics extension: every ready version, of one model, or one version
+        (a failed or unloading version has none unless named)."""
         repository = self.repository
+        number = None if version is None or name is None else parse_version(name, version)
         if name is None:
             chosen = [mv for versions in repository.models.values() for mv in versions.values()]
-        elif version is None:
-            chosen = list(repository.versions_of(name).values())
+        elif number is None:
+            chosen = list(repository.live.versions_of(name).values())
         else:
-            chosen = [repository.shown(name, parse_version(name, version))]
+            chosen = [repository.live.shown(name, number)]
         return [
             mv.statistics.as_dict(mv.name, mv.version)
             for mv in sorted(chosen, key=lambda mv: (mv.name, mv.version))
-            if mv.state == "ready" or version is not None
+            if mv.state == "ready" or number is not None
         ]
 
     # -- health ------------------------------------------------------------------------------
@@ -307,6 +307,6 @@ class DataPlane:
         if count > 1:
             raise Conflict(
                 f"this server runs {count} worker processes and a load or unload would change "
-                "only the one that answers; change the model repository on disk instead (every "
-                "worker polls it), or run one worker per server"
+                "only the one that answers; change the model repository instead (every worker "
+                "polls it), or run one worker per server"
             )

@@ -23,64 +23,64 @@ class DecodeStepStats(BatchStats):
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.prometheus = CollectorRegistry()  # the series /metrics shows (not the task registry)
         labels = ("model", "version")
         self.requests = Counter(
             "rnnserve_requests",
             "Prediction requests by outcome.",
             (*labels, "status"),
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.latency = Histogram(
             "rnnserve_request_seconds",
             "Prediction request latency.",
             labels,
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.queue_time = Histogram(
             "rnnserve_queue_seconds",
             "Time a sequence waited to run.",
             labels,
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.inference_time = Histogram(
             "rnnserve_inference_seconds",
             "Session run per batch.",
             labels,
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.batch_size = Histogram(
             "rnnserve_batch_size",
             "Sequences per batch.",
             labels,
             buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.decode_step_rows = Histogram(
             "rnnserve_decode_step_rows",
             "Decoder rows per seq2seq decode step.",
             labels,
             buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self.disconnects = Counter(
             "rnnserve_client_disconnects",
             "Clients that hung up before their answer, by what the server was doing.",
             ("stage",),
-            registry=self.registry,
+            registry=self.prometheus,
         )
         self._queue_depths: Callable[[], Iterable[tuple[str, str, int]]] = list
-        self.registry.register(_QueueDepth(lambda: self._queue_depths()))
+        self.prometheus.register(_QueueDepth(lambda: self._queue_depths()))
         self._shared_depths: Gauge | None = None  # several workers: see share_queue_depths
         self._shared: set[tuple[str, str]] = set()
         self.ready = Gauge(
             "rnnserve_model_ready",
             "1 when a version serves, else 0.",
             labels,
-            registry=self.registry,
+            registry=self.prometheus,
         )
 
     def share_queue_depths(self) -> None:

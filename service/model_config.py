@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.protocol import MetadataTensor
-from service.registry import ModelVersion
 from service.settings import Settings
 from service.tasks.base import StreamingTask
+from service.versions import ModelVersion
 
 _US = 1_000_000
 

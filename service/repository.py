@@ -2,7 +2,7 @@
 and takes explicit load and unload requests.
 
 Scanning and loading run on worker threads (`discovery`, `loading`); their outcome is applied
-on the event loop, the only place the live `registry` changes. A version that fails to load is
+on the event loop, the only place the live versions (`live`) change. A version that fails to load is
 logged once, stays visible with its error while its folder is unchanged, and is tried again
 only when the folder changes or on an explicit load. Retiring a version frees everything it
 held: its task (sessions, batcher thread) and its metric series.
@@ -11,9 +11,6 @@ held: its task (sessions, batcher thread) and its metric series.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import functools
-import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +21,22 @@ from service.discovery import Fingerprint, discover, fingerprint, select_version
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
-from service.registry import ModelVersion, Registry
 from service.settings import Settings
 from service.statistics import Statistics
+from service.versions import LiveVersions, ModelVersion
 
 log = logging.getLogger("rnnserve.repository")
 
 
-class ModelRepository(Registry):
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        super().__init__()
+class ModelRepository:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        after_retiring: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.live = LiveVersions()  # what requests look up; changed only here
+        self.after_retiring = after_retiring  # blocking, on a worker thread (see app.lifespan)
         self.settings = settings
         self.metrics = metrics
         self.root = settings.model_repository
@@ -43,6 +46,10 @@ class ModelRepository(Registry):
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
         metrics.watch_queues(self._queue_depths)
+
+    @property
+    def models(self) -> dict[str, dict[int, ModelVersion]]:
+        return self.live.models
 
     def discover(self) -> dict[str, dict[int, Path]]:
         return discover(self.root)
@@ -124,12 +131,12 @@ class ModelRepository(Registry):
         async def retire() -> None:
             await mv.retire()
             self._forget(current, mv)
-            await asyncio.to_thread(_return_freed_memory)
+            await asyncio.to_thread(self.after_retiring)
             log.info("unloaded %s/%s", mv.name, mv.version)
 
-        task = asyncio.get_running_loop().create_task(retire())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        retiring = asyncio.get_running_loop().create_task(retire())
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
 
     async def poll(self) -> None:
         """The first scan, then one every `repository_poll_s` seconds (never, if 0).
@@ -137,7 +144,6 @@ class ModelRepository(Registry):
         A scan that fails (the folder is missing or unreadable) is a readiness reason, logged
         once per distinct error; polling goes on, so the repository can appear later.
         """
-        frozen = False
         while True:
             try:
                 await self.refresh()
@@ -150,13 +156,6 @@ class ModelRepository(Registry):
                 if self.scan_error is not None:
                     log.info("the model repository can be read again")
                 self.scan_error = None
-                if not frozen:
-                    # What loading made lives as long as the server: take it out of the
-                    # collector's walks, and collect less often. Under load, full collections
-                    # were the p99 stalls.
-                    gc.freeze()
-                    gc.set_threshold(20_000, 50, 100)
-                    frozen = True
             if self.settings.repository_poll_s <= 0 and self.loaded:
                 return
             await asyncio.sleep(self.settings.repository_poll_s or 1.0)
@@ -180,7 +179,7 @@ class ModelRepository(Registry):
 
     async def unload_model(self, name: str) -> None:
         """Stop serving `name`; returns once its in-flight requests have finished."""
-        versions = self.versions_of(name)
+        versions = self.live.versions_of(name)
         self.unloaded.add(name)
         async with self._lock:
             for mv in list(versions.values()):
@@ -238,22 +237,6 @@ class ModelRepository(Registry):
             for mv in versions.values()
             if mv.task is not None
         ]
-
-
-def _return_freed_memory() -> None:
-    """Give the heap that a retired version's sessions used back to the system (glibc keeps
-    freed memory in its arenas otherwise, and resident memory would only grow)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
 
 
 def _observer(metrics: Callable[[BatchStats], None], statistics: Statistics) -> Callable:

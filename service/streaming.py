@@ -22,7 +22,7 @@ import orjson
 from service.codecs import NUMPY, OutputTensor
 from service.errors import Conflict, Gone, InputError, NotFound, Overloaded
 from service.protocol import MetadataTensor
-from service.registry import ModelVersion
+from service.versions import ModelVersion
 from service.sessions import Session, SessionBackend
 from service.tasks.base import StreamingTask
 

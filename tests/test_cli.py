@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from cli import main
 from tests.conftest import ROOT
 
 NO_TORCH = """
 import sys
 sys.modules["torch"] = None  # the serving image: any `import torch` raises ImportError
-from service.cli import main
+from cli import main
 main(sys.argv[1:])
 """
 

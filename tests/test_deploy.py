@@ -31,7 +31,7 @@ KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
 KSERVE_GRPC = ROOT / "deploy" / "kserve" / "inferenceservice-grpc.yaml"
 # The oldest Kubernetes the manifests are written for, and the newest schema on hand.
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
-# `rnnserve serve` drains requests in flight for up to this long after SIGTERM (service/cli.py).
+# `rnnserve serve` drains requests in flight for up to this long after SIGTERM (service/serve.py).
 SERVER_DRAIN_S = Settings().graceful_shutdown_s
 
 
@@ -160,7 +160,7 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert {".venv", ".git", "checkpoints", "data", "bench/results", "test-artifacts"} <= ignored
-    assert not {"models", "service", "README.md", "pyproject.toml"} & ignored
+    assert not {"models", "service", "cli", "README.md", "pyproject.toml"} & ignored
 
 
 # --- Kubernetes -----------------------------------------------------------------------------

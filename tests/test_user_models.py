@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from cli import main as rnnserve
 from contract.chars import BOS_ID, EOS_ID, SPECIALS, CharVocabulary
 from contract.text import TokenVocabulary
 from contract.words import tokenize
 from export.api import publish_classifier, publish_forecaster
 from export.user_module import load_callable
-from service.cli import main as rnnserve
 from tests.conftest import ROOT, write_tiny_corpus
 from tests.live_server import free_port, live_server
 

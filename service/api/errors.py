@@ -43,7 +43,8 @@ def table_for(path: str) -> dict[type[e.ServiceError], int]:
 
 
 def counted(table: dict[type[e.ServiceError], int]) -> Callable[[e.ServiceError | None], str]:
-    """How the data plane counts a request of this wire: by the status it answers."""
+    """How the data plane counts a request: by HTTP's status number for what it answered,
+    whichever wire (gRPC requests are counted as V2's, the protocol they share)."""
 
     def status(error: e.ServiceError | None) -> str:
         return "200" if error is None else str(status_of(error, table))

@@ -34,7 +34,7 @@ async def ready(request: Request) -> FastJSONResponse:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """This process's series; with several workers, every worker's (multiprocess mode)."""
-    registry = request.app.state.metrics.registry
+    registry = request.app.state.metrics.prometheus
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder and request.app.state.settings.workers > 1:
         registry = CollectorRegistry()

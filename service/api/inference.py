@@ -12,7 +12,7 @@ from starlette.requests import Request
 from service.api.errors import V1, V2, counted
 from service.dataplane import DataPlane
 from service.errors import ClientGone
-from service.registry import ModelVersion
+from service.versions import ModelVersion
 
 T = TypeVar("T")
 COUNTED = {False: counted(V1), True: counted(V2)}  # by the path: /v2/... or not

@@ -10,7 +10,6 @@ from service.api.inference import infer
 from service.api.routing import add_lean_post
 from service.dataplane import parse_version
 from service.errors import PayloadTooLarge
-from service.registry import ModelVersion, default_version
 from service.repository import ModelRepository
 from service.responses import FastJSONResponse
 from service.schemas import (
@@ -22,6 +21,7 @@ from service.schemas import (
     PredictResponse,
     VersionStatus,
 )
+from service.versions import ModelVersion, default_version
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)}
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERRORS)
@@ -53,9 +53,9 @@ async def list_models(request: Request) -> ModelList:
 @router.get("/models/{name}", response_model=ModelDetail)
 async def describe_model(name: str, request: Request) -> ModelDetail:
     repository = _repository(request)
-    versions = repository.versions_of(name)
+    versions = repository.live.versions_of(name)
     summary = _summary(name, versions)
-    shown = repository.shown(name)
+    shown = repository.live.shown(name)
     return ModelDetail(
         **summary.model_dump(),
         status=[

@@ -46,7 +46,7 @@ async def model_statistics(
     request: Request, name: str | None = None, version: str | None = None
 ) -> FastJSONResponse:
     """Triton's statistics extension: every ready version, of one model, or one version."""
-    return FastJSONResponse({"model_stats": dataplane(request).statistics(name, version)})
+    return FastJSONResponse({"model_stats": dataplane(request).model_statistics(name, version)})
 
 
 @router.get("/models/{name}/config")

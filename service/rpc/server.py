@@ -54,6 +54,7 @@ REPOSITORY = frozenset(
 FINAL_ASKED, FINAL = "triton_enable_empty_final_response", "triton_final_response"
 STREAMING = frozenset(f"/{SERVICE}/{method}" for method in STREAMS)
 T = TypeVar("T")
+Counted = Callable[[e.ServiceError | None], str]
 
 
 def code_of(error: e.ServiceError) -> grpc.StatusCode:
@@ -61,17 +62,13 @@ def code_of(error: e.ServiceError) -> grpc.StatusCode:
     return next((CODES[k] for k in type(error).__mro__ if k in CODES), Code.INTERNAL)
 
 
-def counted(error: e.ServiceError | None) -> str:
-    """A gRPC request is counted by the status code it answers."""
-    return "OK" if error is None else code_of(error).name
-
-
 class InferenceService:
     """Each method: the message decoded, one data plane call, the answer encoded."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, counted: Counted) -> None:
         self.plane = plane
         self.settings = plane.settings
+        self.counted = counted
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
         return await _answer("ServerLive", context, _given(pb.ServerLiveResponse(live=True)))
@@ -120,7 +117,8 @@ class InferenceService:
 
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> Any:
         async def statistics() -> pb.ModelStatisticsResponse:
-            stats = self.plane.statistics(request.name or None, request.version or None)
+            name = request.name or None
+            stats = self.plane.model_statistics(name, request.version or None)
             return ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
 
         return await _answer("ModelStatistics", context, statistics)
@@ -230,7 +228,7 @@ class InferenceService:
         version, work = await self.plane.tensor_work(
             request.model_name, version, arrays, given, timeout
         )
-        mv, outputs = await self.plane.infer(request.model_name, version, work, counted)
+        mv, outputs = await self.plane.infer(request.model_name, version, work, self.counted)
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])
             response = pb.ModelInferResponse(
@@ -368,9 +366,10 @@ class Health(health_aio.HealthServicer):
 class GrpcServer:
     """The gRPC server of one app: started and stopped in the app's lifespan."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, counted: Counted) -> None:
         self.plane = plane
         self.settings = plane.settings
+        self.counted = counted  # the status label its requests get in the metrics
         self.port = 0
         self._server: Any = None
         self._health_task: asyncio.Task | None = None
@@ -386,7 +385,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP
             ],
         )
-        add_to_server(InferenceService(self.plane), server)
+        add_to_server(InferenceService(self.plane, self.counted), server)
         health = Health(self.plane)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -39,7 +39,7 @@ class ClassifyParameters(BaseModel):
 
 
 @dataclass(slots=True)
-class Encoded:
+class EncodedText:
     tokens: list[str] | None  # the words, for V1's attention pairs; None from token ids
     ids: np.ndarray  # (T,) int64
     truncated: bool
@@ -142,7 +142,7 @@ class ClassifyTask:
 
     def prepare(
         self, instances: list[Any], truncate: bool, where: str = "instances"
-    ) -> list[Encoded]:
+    ) -> list[EncodedText]:
         """Validate every instance before any joins a batch: a bad one fails only its request.
         `where` names the list in errors (`instances`, or the V2 input `text`)."""
         items = []
@@ -161,7 +161,7 @@ class ClassifyTask:
                     at,
                 )
             n = self.max_tokens
-            items.append(Encoded(tokens[:n], np.array(ids[:n], np.int64), truncated))
+            items.append(EncodedText(tokens[:n], np.array(ids[:n], np.int64), truncated))
         return items
 
     def warm_up(self) -> None:
@@ -169,7 +169,7 @@ class ClassifyTask:
         for size in (1, SMALL_BATCH + 1):
             self.run(self.prepare(["warm up the graph"] * size, truncate=False))
 
-    def run(self, items: list[Encoded]) -> list[Scores]:
+    def run(self, items: list[EncodedText]) -> list[Scores]:
         """One batch from the batcher: grouped by length, padded, run on the worker thread."""
         results: list[Scores | None] = [None] * len(items)
         lengths = [len(item.ids) for item in items]
@@ -186,7 +186,7 @@ class ClassifyTask:
                 results[i] = Scores(probabilities[row], weights)
         return results  # type: ignore[return-value]
 
-    def respond(self, item: Encoded, scores: Scores, attention: bool) -> dict[str, Any]:
+    def respond(self, item: EncodedText, scores: Scores, attention: bool) -> dict[str, Any]:
         probabilities = scores.probabilities.tolist()
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
         prediction: dict[str, Any] = {
@@ -202,7 +202,7 @@ class ClassifyTask:
             ]
         return prediction
 
-    def prepare_tensors(self, arrays: dict[str, np.ndarray], truncate: bool) -> list[Encoded]:
+    def prepare_tensors(self, arrays: dict[str, np.ndarray], truncate: bool) -> list[EncodedText]:
         names = set(arrays)
         if names == {TEXT}:
             texts = arrays[TEXT]
@@ -220,7 +220,7 @@ class ClassifyTask:
 
     def _from_ids(
         self, tokens: np.ndarray, lengths: np.ndarray | None, truncate: bool
-    ) -> list[Encoded]:
+    ) -> list[EncodedText]:
         """Checked on Python lists: each numpy call on the event loop may hand the GIL to the
         batch thread and wait to get it back."""
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu" or 0 in tokens.shape:
@@ -247,10 +247,10 @@ class ClassifyTask:
                     f"{self.max_tokens} (set parameters.truncate to cut longer inputs)"
                 )
             ids = ids[: min(n, self.max_tokens)]
-            items.append(Encoded(None, np.array(ids, np.int64), truncated))
+            items.append(EncodedText(None, np.array(ids, np.int64), truncated))
         return items
 
-    def output_tensors(self, items: list[Encoded], results: list[Scores]) -> list[OutputTensor]:
+    def output_tensors(self, items: list[EncodedText], results: list[Scores]) -> list[OutputTensor]:
         longest = max(len(item.ids) for item in items)
         attention = np.zeros((len(items), longest), np.float32)
         for row, scores in enumerate(results):

@@ -12,18 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from contract.dtypes import V2_OF_DTYPE
 from contract.manifest import TensorSpec
 from service.batching import Batcher
-from service.codecs import NUMPY, OutputTensor
+from service.codecs import OutputTensor
 from service.errors import InputError, InternalError
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext
 
-V2_TYPE = {"string": "BYTES", "bool": "BOOL", **{np.dtype(v).name: k for k, v in NUMPY.items()}}
-
 
 def v2_type(spec: TensorSpec) -> str:
-    return V2_TYPE[spec.dtype]
+    return V2_OF_DTYPE[spec.dtype]
 
 
 def metadata(spec: TensorSpec) -> MetadataTensor:
@@ -38,7 +37,7 @@ def expected(spec: TensorSpec) -> str:
 
 
 def array_type(array: np.ndarray) -> str:
-    return "BYTES" if array.dtype == object else V2_TYPE.get(array.dtype.name, array.dtype.name)
+    return "BYTES" if array.dtype == object else V2_OF_DTYPE.get(array.dtype.name, array.dtype.name)
 
 
 @dataclass(slots=True)

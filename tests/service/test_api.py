@@ -198,12 +198,12 @@ def test_repository_control_refuses_paths_as_names(client):
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypatch):
-    repository = client.app.state.repository
+    live = client.app.state.repository.live
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail at /srv/models")
 
-    monkeypatch.setattr(repository, "acquire", broken)
+    monkeypatch.setattr(live, "acquire", broken)
     from fastapi.testclient import TestClient
 
     quiet = TestClient(client.app, raise_server_exceptions=False)  # as a real server answers

@@ -61,7 +61,7 @@ def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeyp
     app, address = grpc_app(tiny_repository, model_batching={"tiny-lstm": tight})
     with TestClient(app) as client:
         wait_ready(client)
-        task = app.state.repository.get("tiny-lstm").task
+        task = app.state.repository.live.get("tiny-lstm").task
         held = HeldSession(task.small_graph)
         monkeypatch.setattr(task, "small_graph", held)
         results = asyncio.run(many_calls(address, 8, until_refused=6, then=held.gate.set))
@@ -84,7 +84,7 @@ def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, ca
     app, address = grpc_app(tiny_repository)
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
         wait_ready(client)
-        task = app.state.repository.get("tiny-lstm").task
+        task = app.state.repository.live.get("tiny-lstm").task
         held = HeldSession(task.small_graph)
         monkeypatch.setattr(task, "small_graph", held)
 

@@ -72,7 +72,7 @@ def test_retiring_a_version_frees_its_task_threads_and_metric_series(live):
     predict(client)  # the batcher's thread exists now
     tasks, threads = [], 0
     for version in range(2, 8):
-        tasks.append(weakref.ref(app.state.repository.get("live").task))
+        tasks.append(weakref.ref(app.state.repository.live.get("live").task))
         publish(source, repository, version)
         wait_for(lambda v=version: served(client) == [v], what=f"version {version}")
         assert predict(client)["model_version"] == str(version)

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from service.model_config import model_config
 from service.protocol import MetadataTensor
-from service.registry import ModelVersion
 from service.settings import BatchingSettings, Settings
+from service.versions import ModelVersion
 
 
 def version(inputs, outputs) -> ModelVersion:

@@ -250,7 +250,7 @@ def batch_sizes(app_client):
     """Record the size of every batch the forecaster runs, each run slowed a little so that
     steps arriving together queue up behind it."""
     app, _ = app_client
-    batcher = app.state.repository.get("tiny-forecast").task.batcher
+    batcher = app.state.repository.live.get("tiny-forecast").task.batcher
     original, sizes = batcher._run, []
 
     def run(items):

@@ -1,5 +1,6 @@
 // How the page presents any ONNX graph (task "tensor"): a V2 JSON request to edit, built from
 // the graph's inputs, and each output tensor of the answer.
+// V2_TYPES mirrors contract/dtypes.py (tests/test_dtypes.py checks that they agree).
 
 import { ApiError, el, formatNumber, isNumber } from "../page.js";
 

@@ -1,4 +1,5 @@
-"""The `rnnserve` command: `serve` needs only onnxruntime; `train` and `export` need torch."""
+"""Serving from the command line (`rnnserve serve`, `python -m service`): flags become
+settings, then uvicorn runs the app with as many workers as asked. Needs only onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from service.settings import Settings
-
-from contract import registry
-
-TRAINING_MODULES = {"torch", "onnx", "tqdm", "matplotlib", "babel", "statsmodels"}
 
 
 def add_serve_flags(p: argparse.ArgumentParser) -> None:
@@ -94,51 +91,8 @@ def _several_workers(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
-def train(task: str, argv: list[str]) -> None:
-    """`rnnserve train --task <task> ...`: the task's trainer parses the rest of the flags."""
-    trainer = registry.load(registry.get(task).trainer)
-    trainer.main(argv, prog=f"rnnserve train --task {task}")
-
-
-def export(argv: list[str]) -> None:
-    registry.load("export.__main__:main")(argv)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnnserve", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_serve_flags(
-        commands.add_parser(
-            "serve",
-            help="serve every model in the repository over HTTP",
-            description="Serve every model in the repository over HTTP.",
-        )
-    )
-    trainable = sorted(name for name, parts in registry.tasks().items() if parts.trainer)
-    # `train` and `export` pass the other flags (and -h) to the task's own parser.
-    train_parser = commands.add_parser("train", help="train a model", add_help=False)
-    train_parser.add_argument("--task", choices=trainable, default="classify")
-    commands.add_parser("export", help="checkpoint -> model repository", add_help=False)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "serve":
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        serve(args)
-        return
-    try:
-        if args.command == "train":
-            train(args.task, rest)
-        else:
-            export(rest)
-    except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] not in TRAINING_MODULES:
-            raise
-        sys.exit(
-            f"rnnserve {args.command}: {error.name} is not installed here (a serving install); "
-            "install rnnserve[train]"
-        )
+    """`python -m service`: the same as `rnnserve serve`."""
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    add_serve_flags(parser)
+    serve(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""The live registry: the versions in memory, their states, and which one serves a request.
+"""The live versions: those in memory, their states, and which one serves a request.
 
 It lives on the event loop and nothing else mutates it. A version moves
 loading -> ready | failed, and ready -> unloading -> (gone). A request takes a version with
@@ -82,8 +82,8 @@ def default_version(versions: dict[int, ModelVersion]) -> ModelVersion | None:
     return versions[max(ready)] if ready else None
 
 
-class Registry:
-    """name -> version -> ModelVersion, looked up in memory only."""
+class LiveVersions:
+    """name -> version -> ModelVersion, looked up in memory only (the repository holds one)."""
 
     def __init__(self) -> None:
         self.models: dict[str, dict[int, ModelVersion]] = {}

@@ -1,0 +1,5 @@
+"""`python -m cli`: the same as `rnnserve`."""
+
+from cli import main
+
+main()
