@@ -22,9 +22,9 @@ import orjson
 from service.codecs import NUMPY, OutputTensor
 from service.errors import Conflict, Gone, InputError, NotFound, Overloaded
 from service.protocol import MetadataTensor
-from service.versions import ModelVersion
 from service.sessions import Session, SessionBackend
 from service.tasks.base import StreamingTask
+from service.versions import ModelVersion
 
 MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same stream, in a row
 LAST = struct.Struct("<q16s")  # a session's last step: the count before it, its values' digest
