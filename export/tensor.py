@@ -14,17 +14,16 @@ from typing import Any
 import numpy as np
 import onnx
 
-from contract.dtypes import DTYPE_OF_ONNX
+from contract.graphs import GRAPH_FILE, tensor_spec
 from contract.manifest import GraphSpec, TensorSpec
 from export.common import cpu_session
 from export.driver import ContractError, Exporter
 
-GRAPH_FILE = "model.onnx"
 EXAMPLE_SIZE = 2  # each dynamic axis of the example run
 
 
 def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
-    """Graph inputs or outputs as specs; a dynamic axis keeps its name (or gets one)."""
+    """Graph inputs or outputs as specs (contract.graphs names the dynamic axes)."""
     specs = []
     for value in values:
         kind = value.type.WhichOneof("value")
@@ -34,20 +33,17 @@ def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
                 f"expected tensor {what}s, got {what} {value.name!r} of type {kind}{hint}"
             )
         tensor = value.type.tensor_type
-        if tensor.elem_type not in DTYPE_OF_ONNX:
-            name = onnx.TensorProto.DataType.Name(tensor.elem_type)
-            raise ContractError(f"{what} {value.name!r} has dtype {name}, which is not served")
         if not tensor.HasField("shape"):
             raise ContractError(f"expected {what} {value.name!r} to declare its rank")
-        shape: list[int | str] = []
-        for axis, dim in enumerate(tensor.shape.dim):
-            if dim.HasField("dim_value"):
-                shape.append(int(dim.dim_value))
-            else:
-                shape.append(dim.dim_param or f"dim{axis}")  # unnamed: by position
-        specs.append(
-            TensorSpec(name=value.name, dtype=DTYPE_OF_ONNX[tensor.elem_type], shape=shape)
-        )
+        dims = [
+            int(dim.dim_value) if dim.HasField("dim_value") else dim.dim_param or None
+            for dim in tensor.shape.dim
+        ]
+        onnx_type = onnx.TensorProto.DataType.Name(tensor.elem_type)
+        try:
+            specs.append(tensor_spec(value.name, onnx_type, dims, what))
+        except ValueError as error:
+            raise ContractError(str(error)) from None
     return specs
 
 

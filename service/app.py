@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__, process, tracing, workers
+from service import __version__, draining, process, tracing, workers
 from service.api import health, sessions, ui, v1, v2
 from service.api.body import add_schemas, check_json, invalid_body
 from service.api.errors import V2, counted, status_of, table_for
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
                 grpc_server = app.state.grpc = GrpcServer(plane, counted(V2))
                 await grpc_server.start()
+                draining.on_exit_signal(grpc_server.begin_shutdown)
             yield
         finally:
             if grpc_server is not None:
