@@ -63,7 +63,7 @@ async def step(
     retry of a step already applied gets its answer back instead of feeding the values twice.
     """
     added = len(values)
-    digest = hashlib.blake2b(orjson.dumps(values), digest_size=16).digest()
+    digest = hashlib.blake2b(_as_bytes(values), digest_size=16).digest()
     for _ in range(MAX_TURNS):
         async with store.turn(session) as now:
             if expect_steps is not None and expect_steps != now.steps:
@@ -78,6 +78,15 @@ async def step(
         f"session {session.id!r} is being stepped by {MAX_TURNS} other requests at once; "
         "send one step at a time"
     )
+
+
+def _as_bytes(values: list[Any]) -> bytes:
+    """The values as bytes to digest: JSON, or their repr for what JSON here cannot say (an
+    integer past 64 bits that a task took as a number)."""
+    try:
+        return orjson.dumps(values)
+    except TypeError:
+        return repr(values).encode()
 
 
 def _replay(session: Session, expect: int, added: int, digest: bytes) -> dict[str, Any]:
