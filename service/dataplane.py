@@ -50,6 +50,7 @@ from service.streaming import (
 from service.versions import ModelVersion
 
 T = TypeVar("T")
+STATELESS = "sequences: it is stateless (Triton's sequence parameters need a stateful model)"
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 PLATFORM = "onnxruntime_onnx"
@@ -178,7 +179,7 @@ class DataPlane:
         """A step of a Triton sequence: its session opened by `sequence_start` (a start for an
         open id restarts it), found otherwise (Triton's 400 if it is not open), stepped like
         any session, and closed after answering by `sequence_end`."""
-        streaming(self.repository.live.get(name, version))  # a stateless model keeps no sequences
+        streaming(self.repository.live.get(name, version), STATELESS)
         store = self.session_store()
         key = sequence.key(name)
         session: Session | None = None
@@ -198,7 +199,7 @@ class DataPlane:
 
         async def work(mv: ModelVersion) -> list[OutputTensor]:
             nonlocal session
-            task = streaming(mv)
+            task = streaming(mv, STATELESS)
             values = step_values(mv.task.inputs, arrays, sequence)  # type: ignore[union-attr]
             checked = task.check_step(values, task_parameters(parameters))
             if session is None:  # in full before a start opens anything

@@ -38,13 +38,11 @@ UINT64_MAX = 2**64 - 1
 LENGTHS = "lengths"
 
 
-def streaming(mv: ModelVersion) -> StreamingTask:
+def streaming(mv: ModelVersion, what: str = "streaming sessions") -> StreamingTask:
     """The version's task if it keeps streams, else the input error saying it does not."""
     if not isinstance(mv.task, StreamingTask):
         task = mv.manifest.task if mv.manifest else "unknown"
-        raise InputError(
-            f"model {mv.name!r} ({task}) is stateless: it keeps no sessions or sequences"
-        )
+        raise InputError(f"model {mv.name!r} ({task}) does not keep {what}")
     return mv.task
 
 

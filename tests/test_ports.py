@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import grpc
 import pytest
 
+from service.api.errors import V2, counted
+from service.dataplane import DataPlane
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rpc import inference_pb2 as pb
@@ -86,7 +88,8 @@ def test_http_and_grpc_cannot_share_a_port():
 
 def grpc_server(tmp_path, **settings) -> GrpcServer:
     values = Settings(model_repository=tmp_path, host="127.0.0.1", **settings)
-    return GrpcServer(ModelRepository(values, Metrics()), Metrics(), values)
+    metrics = Metrics()
+    return GrpcServer(DataPlane(ModelRepository(values, metrics), metrics, values), counted(V2))
 
 
 def test_one_worker_does_not_join_a_port_shared_by_another_servers_workers(tmp_path):

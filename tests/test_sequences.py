@@ -210,7 +210,7 @@ def test_sequence_errors_say_what_is_wrong(servers, clients):
     # Ids are per model: the same id on the stateless model is refused for what it is.
     text = triton_http.InferInput("text", [1], "BYTES")
     text.set_data_from_numpy(np.array(["a fine film"], dtype=object))
-    with pytest.raises(InferenceServerException, match="is stateless: it keeps no"):
+    with pytest.raises(InferenceServerException, match="does not keep sequences: it is stateless"):
         http.infer(STATELESS, [text], sequence_id=9003, sequence_start=True)
 
     # Parameters of the wrong type, as a client not written with tritonclient sends them.
