@@ -1,5 +1,6 @@
 """Tensor data types, once for every layer: each type's name in a manifest (numpy's), in the
-Open Inference Protocol (V2) and in ONNX (`TensorProto.DataType`, a stable wire number).
+Open Inference Protocol (V2) and in ONNX (`TensorProto.DataType`'s name, lowercase, as both
+onnx and onnxruntime spell it).
 
 Torch-free and numpy-free: the exporters, the service's codecs and tasks, and the page's
 mirror (`service/ui/tasks/tensor.js`, checked by a test) all read this table.
@@ -15,23 +16,23 @@ from typing import Literal
 class TensorType:
     dtype: str  # in manifests: numpy's name
     datatype: str  # in V2 requests and responses
-    onnx: int  # onnx.TensorProto.DataType
+    onnx: str  # onnx.TensorProto.DataType.Name(...).lower(); onnxruntime's "tensor(<this>)"
 
 
 TYPES = (
-    TensorType("bool", "BOOL", 9),
-    TensorType("uint8", "UINT8", 2),
-    TensorType("uint16", "UINT16", 4),
-    TensorType("uint32", "UINT32", 12),
-    TensorType("uint64", "UINT64", 13),
-    TensorType("int8", "INT8", 3),
-    TensorType("int16", "INT16", 5),
-    TensorType("int32", "INT32", 6),
-    TensorType("int64", "INT64", 7),
-    TensorType("float16", "FP16", 10),
-    TensorType("float32", "FP32", 1),
-    TensorType("float64", "FP64", 11),
-    TensorType("string", "BYTES", 8),
+    TensorType("bool", "BOOL", "bool"),
+    TensorType("uint8", "UINT8", "uint8"),
+    TensorType("uint16", "UINT16", "uint16"),
+    TensorType("uint32", "UINT32", "uint32"),
+    TensorType("uint64", "UINT64", "uint64"),
+    TensorType("int8", "INT8", "int8"),
+    TensorType("int16", "INT16", "int16"),
+    TensorType("int32", "INT32", "int32"),
+    TensorType("int64", "INT64", "int64"),
+    TensorType("float16", "FP16", "float16"),
+    TensorType("float32", "FP32", "float"),
+    TensorType("float64", "FP64", "double"),
+    TensorType("string", "BYTES", "string"),
 )
 DType = Literal[
     "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",

@@ -13,14 +13,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contract.dtypes import DTYPE_OF_ONNX
 from contract.manifest import DType, ExportInfo, GraphSpec, Manifest, TensorSpec
 
 GRAPH_FILE = "model.onnx"
-ONNX_TYPES: dict[str, DType] = {
-    "float": "float32", "double": "float64", "float16": "float16", "int64": "int64",
-    "int32": "int32", "int16": "int16", "int8": "int8", "uint64": "uint64", "uint32": "uint32",
-    "uint16": "uint16", "uint8": "uint8", "bool": "bool", "string": "string",
-}  # fmt: skip
+ONNX_TYPES: dict[str, DType] = DTYPE_OF_ONNX  # type: ignore[assignment] (contract/dtypes.py)
 
 
 def tensor_spec(

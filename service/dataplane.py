@@ -51,6 +51,7 @@ from service.versions import ModelVersion
 
 T = TypeVar("T")
 STATELESS = "sequences: it is stateless (Triton's sequence parameters need a stateful model)"
+UNEXPECTED = InternalError("an unexpected error")  # how a request that raised anything else counts
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 PLATFORM = "onnxruntime_onnx"
@@ -91,22 +92,22 @@ class DataPlane:
         mv = self.repository.live.acquire(name, version)
         note(model=mv.name, version=mv.version)
         started = time.perf_counter()
-        status, ok = status_of(InternalError("unexpected")), False
+        failed: ServiceError | None = UNEXPECTED
         try:
             result = await work(mv)
-            status, ok = status_of(None), True
+            failed = None
             tracing.record_batch(mv.name, mv.version)
         except ServiceError as error:
-            status = status_of(error)
+            failed = error
             if isinstance(error, ClientGone):
                 self.metrics.disconnects.labels("waiting for the model").inc()
             raise
         finally:
             mv.release()
             labels, seconds = (mv.name, str(mv.version)), time.perf_counter() - started
-            self.metrics.requests.labels(*labels, status).inc()
+            self.metrics.requests.labels(*labels, status_of(failed)).inc()
             self.metrics.latency.labels(*labels).observe(seconds)
-            mv.statistics.request(ok, seconds)
+            mv.statistics.request(failed is None, seconds)
         return mv, result
 
     async def tensor_work(

@@ -87,9 +87,9 @@ def test_http_and_grpc_cannot_share_a_port():
 
 
 def grpc_server(tmp_path, **settings) -> GrpcServer:
-    values = Settings(model_repository=tmp_path, host="127.0.0.1", **settings)
-    metrics = Metrics()
-    return GrpcServer(DataPlane(ModelRepository(values, metrics), metrics, values), counted(V2))
+    values, metrics = Settings(model_repository=tmp_path, host="127.0.0.1", **settings), Metrics()
+    plane = DataPlane(ModelRepository(values, metrics), metrics, values)
+    return GrpcServer(plane, counted(V2))
 
 
 def test_one_worker_does_not_join_a_port_shared_by_another_servers_workers(tmp_path):

@@ -32,7 +32,7 @@ async def infer(
         name,
         version,
         lambda mv: _unless_disconnected(request, work(mv)),
-        COUNTED[request.url.path.startswith("/v2/")],
+        COUNTED[request.scope["path"].startswith("/v2/")],
     )
 
 

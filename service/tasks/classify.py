@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.text import encoder_for
+from contract.text import UnknownToken, encoder_for
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import InputError
@@ -147,14 +147,20 @@ class ClassifyTask:
         `where` names the list in errors (`instances`, or the V2 input `text`)."""
         items = []
         for i, text in enumerate(instances):
-            at = f"{where}[{i}]"
             if not isinstance(text, str):
+                at = f"{where}[{i}]"
                 raise InputError(f"{at} must be a string, got {type(text).__name__}", at)
-            tokens, ids = self.encoder.encode(text)
+            try:
+                tokens, ids = self.encoder.encode(text)
+            except UnknownToken as unknown:  # a vocabulary without an unknown token
+                at = f"{where}[{i}]"
+                raise InputError(f"{at}: {unknown}", at) from None
             if not tokens:
+                at = f"{where}[{i}]"
                 raise InputError(f"{at} has no {self.unit} to classify", at)
             truncated = len(tokens) > self.max_tokens
             if truncated and not truncate:
+                at = f"{where}[{i}]"
                 raise InputError(
                     f"{at} has {len(tokens)} tokens; this model takes at most "
                     f"{self.max_tokens} (set parameters.truncate to cut longer texts)",
