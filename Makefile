@@ -48,11 +48,15 @@ test: lint browser scaleout objectstore
 
 # The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
 # Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
-# `inference.*` names in the default pool of the same process.
+# `inference.*` names in the default pool of the same process. The module's runtime check names
+# pyproject's protobuf floor, not the generator's newer version (the code it writes is the same).
+PROTOBUF_FLOOR = $(subst ., ,$(shell sed -n 's/.*"protobuf>=\([0-9.]*\)".*/\1/p' pyproject.toml))
 protos: $(VENV)/.all
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
 		service/rpc/inference.proto
 	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+		service/rpc/inference_pb2.py
+	sed -i -z 's/Python Version: [0-9.]*/Python Version: $(subst $() ,.,$(PROTOBUF_FLOOR))/; s/Domain.PUBLIC,\n    [0-9]*,\n    [0-9]*,\n    [0-9]*,/Domain.PUBLIC,\n    $(word 1,$(PROTOBUF_FLOOR)),\n    $(word 2,$(PROTOBUF_FLOOR)),\n    $(word 3,$(PROTOBUF_FLOOR)),/' \
 		service/rpc/inference_pb2.py
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
@@ -133,8 +137,9 @@ triton-tools:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo bench/triton_tools/make_root.sh .triton-root
 
-bench-triton: $(VENV)/.all triton-tools
+bench-triton: $(VENV)/.all triton-tools scaleout
 	$(BIN)/python -m bench.perf_analyzer --data $(DATA)
+	$(BIN)/python -m bench.perf_analyzer --sequences
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tuning = asyncio.create_task(process.freeze_when_loaded(repository))
         grpc_server = None
         announcing = asyncio.create_task(workers.announce(repository, settings))  # if several
-        app.state.sessions = sessions = _session_store(settings, metrics)
+        plane.sessions = sessions = _session_store(settings, metrics)
         try:
             if settings.grpc_port:  # the same repository and batchers over gRPC
                 from service.rpc.server import GrpcServer

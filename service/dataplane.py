@@ -3,7 +3,8 @@
 The HTTP routes (`service.api`) and the gRPC methods (`service.rpc`) are thin adapters: they
 decode their message, call one method here, and encode the answer and the errors their way.
 Here: which version a request means, inference around the model (held, counted, timed),
-metadata, readiness, and repository control. Nothing here knows a request or a status code.
+streams (sessions and Triton's sequences, `service.streaming`), metadata, readiness, and
+repository control. Nothing here knows a request or a status code.
 """
 
 from __future__ import annotations
@@ -11,20 +12,45 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, TypeVar
+
+import numpy as np
 
 from contract.manifest import version_number
 from service import __version__, tracing, workers
-from service.errors import ClientGone, Conflict, InternalError, NotFound, ServiceError
+from service.codecs import OutputTensor
+from service.errors import (
+    ClientGone,
+    Conflict,
+    Gone,
+    InputError,
+    InternalError,
+    NotFound,
+    NotOffered,
+    ServiceError,
+)
 from service.logs import note
 from service.metrics import Metrics
 from service.model_config import model_config
 from service.protocol import ModelMetadata, RepositoryModel, ServerMetadata
 from service.repository import ModelRepository
+from service.sessions import Session, SessionBackend
 from service.settings import Settings
+from service.streaming import (
+    Sequence,
+    not_started,
+    sequence_of,
+    step,
+    step_outputs,
+    step_values,
+    streaming,
+    task_parameters,
+)
 from service.versions import ModelVersion
 
 T = TypeVar("T")
+STATELESS = "sequences: it is stateless (Triton's sequence parameters need a stateful model)"
 UNEXPECTED = InternalError("an unexpected error")  # how a request that raised anything else counts
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
@@ -49,6 +75,7 @@ class DataPlane:
         self.repository = repository
         self.metrics = metrics
         self.settings = settings
+        self.sessions: SessionBackend | None = None  # the app's lifespan opens and closes it
 
     # -- inference ---------------------------------------------------------------------------
 
@@ -82,6 +109,113 @@ class DataPlane:
             self.metrics.latency.labels(*labels).observe(seconds)
             mv.statistics.request(failed is None, seconds)
         return mv, result
+
+    async def tensor_work(
+        self,
+        name: str,
+        version: int | None,
+        arrays: dict[str, np.ndarray],
+        parameters: dict[str, Any],
+        timeout: float,
+    ) -> tuple[int | None, Callable[[ModelVersion], Awaitable[list[OutputTensor]]]]:
+        """What a V2 infer runs, and on which version: a stateless inference, or a step of
+        the sequence its parameters name (on the version the sequence started on)."""
+        sequence = sequence_of(parameters)
+        if sequence is None:
+            return version, lambda mv: mv.infer(arrays, parameters, timeout)
+        return await self._sequence_work(name, version, sequence, arrays, parameters, timeout)
+
+    # -- streams: sessions and sequences (see service.streaming) -------------------------------
+
+    def session_store(self) -> SessionBackend:
+        """The session store, or why streams are off."""
+        if self.sessions is None:
+            raise NotOffered(
+                f"streaming sessions and sequences are off: this server runs "
+                f"{self.settings.workers} worker processes and keeps sessions in memory, where "
+                "a step reaching another worker would not find its state (the operator sets "
+                "RNNSERVE_SESSION_STORE=redis://...)"
+            )
+        return self.sessions
+
+    async def open_session(self, name: str) -> tuple[ModelVersion, Session]:
+        mv = self.repository.live.get(name)
+        task = streaming(mv)
+        state = task.encode_state(task.open_state())
+        return mv, await self.session_store().create(mv.name, mv.version, state, task.state_bytes)
+
+    async def still_served(self, session: Session) -> None:
+        """The session's version must still be served; otherwise the session is gone."""
+        mv = self.repository.models.get(session.model, {}).get(session.version)
+        if mv is None or mv.state not in ("ready", "loading"):
+            await self.session_store().unserved(session)
+
+    def session_step(
+        self,
+        session: Session,
+        values: list[Any],
+        parameters: dict[str, Any],
+        expect_steps: int | None,
+    ) -> Callable[[ModelVersion], Awaitable[tuple[dict[str, Any], int]]]:
+        """A session's step, run on its version: the task's answer and the steps seen."""
+
+        async def work(mv: ModelVersion) -> tuple[dict[str, Any], int]:
+            task = streaming(mv)
+            checked = task.check_step(values, parameters)  # in full, before the state
+            timeout = self.settings.request_timeout_s
+            return await step(self.session_store(), session, task, checked, values, timeout,
+                              expect_steps)  # fmt: skip
+
+        return work
+
+    async def _sequence_work(
+        self,
+        name: str,
+        version: int | None,
+        sequence: Sequence,
+        arrays: dict[str, np.ndarray],
+        parameters: dict[str, Any],
+        timeout: float,
+    ) -> tuple[int | None, Callable[[ModelVersion], Awaitable[list[OutputTensor]]]]:
+        """A step of a Triton sequence: its session opened by `sequence_start` (a start for an
+        open id restarts it), found otherwise (Triton's 400 if it is not open), stepped like
+        any session, and closed after answering by `sequence_end`."""
+        streaming(self.repository.live.get(name, version), STATELESS)
+        store = self.session_store()
+        key = sequence.key(name)
+        session: Session | None = None
+        if not sequence.start:
+            try:
+                session = await store.get(name, key)
+                await self.still_served(session)
+            except (NotFound, Gone) as missing:
+                raise not_started(sequence, name, missing, self.settings) from None
+            if version is not None and version != session.version:
+                raise InputError(
+                    f"sequence {sequence} runs on version {session.version} of model {name!r}, "
+                    f"not {version}",
+                    "model_version",
+                )
+            version = session.version
+
+        async def work(mv: ModelVersion) -> list[OutputTensor]:
+            nonlocal session
+            task = streaming(mv, STATELESS)
+            values = step_values(mv.task.inputs, arrays, sequence)  # type: ignore[union-attr]
+            checked = task.check_step(values, task_parameters(parameters))
+            if session is None:  # in full before a start opens anything
+                state = task.encode_state(task.open_state())
+                session = await store.create(mv.name, mv.version, state, task.state_bytes, key)
+            try:
+                answer, _ = await step(store, session, task, checked, values, timeout)
+            except (NotFound, Gone) as missing:  # ended or expired meanwhile
+                raise not_started(sequence, name, missing, self.settings) from None
+            if sequence.end:
+                with suppress(NotFound, Gone):  # another request ended it first
+                    await store.delete(mv.name, key, "ended")
+            return step_outputs(mv.task.outputs, answer)  # type: ignore[union-attr]
+
+        return version, work
 
     # -- metadata ----------------------------------------------------------------------------
 

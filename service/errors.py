@@ -42,7 +42,12 @@ class NotFound(ServiceError):
 
 
 class Gone(ServiceError):
-    """It existed and no longer does (an expired, evicted or deleted session)."""
+    """It existed and no longer does (an expired, evicted or deleted session); `reason` says
+    which, for a program to read (`expired`, `evicted`, `deleted`, `ended`...)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Conflict(ServiceError):

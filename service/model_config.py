@@ -8,6 +8,7 @@ from typing import Any
 
 from service.protocol import MetadataTensor
 from service.settings import Settings
+from service.tasks.base import StreamingTask
 from service.versions import ModelVersion
 
 _US = 1_000_000
@@ -21,8 +22,11 @@ def model_config(mv: ModelVersion, settings: Settings, version_policy: str) -> d
     batcher's limit. A model with a one-dimensional tensor (a batch of texts, BYTES [-1])
     is `max_batch_size: 0` with its whole shapes, as in its V2 metadata, since Triton's tools
     read a batched tensor's row shape from the metadata and a row of one text has none.
-    Either way `dynamic_batching` gives the batcher's settings: rnnserve batches requests
-    together whatever their shape.
+    Either way the batcher's settings are given: rnnserve batches requests together whatever
+    their shape. A stateful model (its task a `StreamingTask`) has `sequence_batching`
+    instead of `dynamic_batching`, as Triton's stateful models do: the session store's idle
+    expiry, and the Oldest strategy (steps of any sequences share batches) with the batcher's
+    delay; `perf_analyzer` reads it to send sequences.
     """
     task = mv.task
     inputs = task.inputs if task is not None else []
@@ -48,9 +52,22 @@ def model_config(mv: ModelVersion, settings: Settings, version_policy: str) -> d
             }
         ],
         "parameters": {"task": {"string_value": mv.manifest.task if mv.manifest else ""}},
-        "dynamic_batching": {
+    }
+    delay_us = round(limits.max_batch_delay_ms * 1000)
+    if isinstance(task, StreamingTask):  # Triton's scheduling is one or the other
+        config["sequence_batching"] = {
+            "max_sequence_idle_microseconds": round(settings.session_ttl_s * _US),
+            "oldest": {
+                "max_candidate_sequences": settings.max_sessions,
+                "preferred_batch_size": [],
+                "max_queue_delay_microseconds": delay_us,
+                "preserve_ordering": False,
+            },
+        }
+    else:
+        config["dynamic_batching"] = {
             "preferred_batch_size": [],
-            "max_queue_delay_microseconds": round(limits.max_batch_delay_ms * 1000),
+            "max_queue_delay_microseconds": delay_us,
             "preserve_ordering": False,
             "default_queue_policy": {
                 "timeout_action": "REJECT",
@@ -58,8 +75,7 @@ def model_config(mv: ModelVersion, settings: Settings, version_policy: str) -> d
                 "allow_timeout_override": False,
                 "max_queue_size": limits.max_queue_size,
             },
-        },
-    }
+        }
     if mv.manifest is not None and "model" in mv.manifest.graphs:
         config["default_model_filename"] = mv.manifest.graphs["model"].file
     return config

@@ -44,6 +44,9 @@ local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local used = t[1] * 1000000 + t[2]  -- the LRU order in microseconds: ties are rare
 redis.call('ZREMRANGEBYSCORE', lru, '-inf', used - ttl * 1000)
+local key = prefix .. 's:' .. ARGV[2]
+redis.call('DEL', key)  -- a sequence restarted: nothing of its last run stays
+redis.call('ZREM', lru, ARGV[2])
 local evicted = 0
 while redis.call('ZCARD', lru) >= tonumber(ARGV[8]) do
   local id = redis.call('ZPOPMIN', lru)[1]
@@ -54,7 +57,6 @@ while redis.call('ZCARD', lru) >= tonumber(ARGV[8]) do
     evicted = evicted + 1
   end
 end
-local key = prefix .. 's:' .. ARGV[2]
 redis.call('HSET', key, 'model', ARGV[3], 'version', ARGV[4], 'steps', 0, 'state', ARGV[5],
   'state_bytes', ARGV[6], 'created', now, 'used', now)
 redis.call('PEXPIRE', key, ttl)
@@ -148,8 +150,11 @@ class RedisSessions:
     def _remember_ms(self) -> int:
         return round(max(REMEMBER_S, 4 * self.settings.session_ttl_s) * 1000)
 
-    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
-        session = Session(secrets.token_urlsafe(16), model, version, state, state_bytes)
+    async def create(
+        self, model: str, version: int, state: bytes, state_bytes: int, session_id: str = ""
+    ) -> Session:
+        session_id = session_id or secrets.token_urlsafe(16)
+        session = Session(session_id, model, version, state, state_bytes)
         args = [self.prefix, session.id, model, version, state, state_bytes]
         args += [self._ttl_ms, self.settings.max_sessions, self._remember_ms]
         async with self._guard():
@@ -207,12 +212,12 @@ class RedisSessions:
             "state_bytes": session.state_bytes,
         }
 
-    async def delete(self, model: str, session_id: str) -> None:
-        await self._end(model, session_id, "deleted")
+    async def delete(self, model: str, session_id: str, reason: str = "deleted") -> None:
+        await self._end(model, session_id, reason)
 
     async def unserved(self, session: Session) -> None:
         await self._end(session.model, session.id, "unserved")
-        raise Gone(f"session {session.id!r} {why('unserved', self.settings)}")
+        raise Gone(f"session {session.id!r} {why('unserved', self.settings)}", "unserved")
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -234,7 +239,7 @@ class RedisSessions:
         if gone is not None:
             owner, reason = gone.decode().split("\n", 1)
             if owner == model:
-                raise Gone(f"session {session_id!r} {why(reason, self.settings)}")
+                raise Gone(f"session {session_id!r} {why(reason, self.settings)}", reason)
         raise NotFound(f"model {model!r} has no session {session_id!r}")
 
     def _key(self, session_id: str) -> str:

@@ -93,12 +93,18 @@ class SessionStore:
     def ttl_s(self) -> float:
         return self.settings.session_ttl_s
 
-    def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
+    def create(
+        self, model: str, version: int, state: bytes, state_bytes: int, session_id: str = ""
+    ) -> Session:
+        """A new session; one with the id given replaces the one open with that id."""
         self.sweep()
+        if session_id in self._sessions:
+            self._close(self._sessions.pop(session_id), "restarted")
         while len(self._sessions) >= self.settings.max_sessions:
             _, oldest = self._sessions.popitem(last=False)
             self._close(oldest, "evicted")
-        session = Session(secrets.token_urlsafe(16), model, version, state, state_bytes)
+        session_id = session_id or secrets.token_urlsafe(16)
+        session = Session(session_id, model, version, state, state_bytes)
         session.last_used = self.clock()
         self._sessions[session.id] = session
         return session
@@ -108,16 +114,16 @@ class SessionStore:
         self.sweep()
         session = self._sessions.get(session_id)
         if session is None or session.model != model:
-            why = self._gone.get(session_id)
-            if why is not None and why.startswith(f"{model}\n"):
-                raise Gone(f"session {session_id!r} {why.split(chr(10), 1)[1]}")
+            owner, _, reason = self._gone.get(session_id, "").partition("\n")
+            if owner == model:
+                raise Gone(f"session {session_id!r} {self._why(reason)}", reason)
             raise NotFound(f"model {model!r} has no session {session_id!r}")
         return session
 
     def check_open(self, session: Session) -> None:
         """After waiting for its lock: the session may have gone meanwhile."""
         if session.closed is not None:
-            raise Gone(f"session {session.id!r} {self._why(session.closed)}")
+            raise Gone(f"session {session.id!r} {self._why(session.closed)}", session.closed)
 
     def touch(self, session: Session) -> None:
         if session.closed is None:
@@ -125,10 +131,10 @@ class SessionStore:
             session.last_used_at = time.time()
             self._sessions.move_to_end(session.id)
 
-    def delete(self, model: str, session_id: str) -> None:
+    def delete(self, model: str, session_id: str, reason: str = "deleted") -> None:
         session = self.get(model, session_id)
         del self._sessions[session.id]
-        self._close(session, "deleted")
+        self._close(session, reason)
 
     def close_version(self, model: str, version: int) -> None:
         """The version a session runs on is no longer served: its sessions are gone."""
@@ -150,7 +156,7 @@ class SessionStore:
 
     def _close(self, session: Session, why: str) -> None:
         session.closed = why
-        self._gone[session.id] = f"{session.model}\n{self._why(why)}"
+        self._gone[session.id] = f"{session.model}\n{why}"
         while len(self._gone) > self._remember:
             self._gone.popitem(last=False)
         if self._closed is not None:
@@ -208,6 +214,8 @@ def why(reason: str, settings: SessionSettings) -> str:
             "least recently used); create a new one"
         ),
         "deleted": "was deleted",
+        "ended": "ended (a request said sequence_end)",
+        "restarted": "was restarted (a request said sequence_start)",
         "unserved": "belonged to a model version that is no longer served",
     }[reason]
 
@@ -223,7 +231,11 @@ class SessionBackend(Protocol):
     @property
     def ttl_s(self) -> float: ...
 
-    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session: ...
+    async def create(
+        self, model: str, version: int, state: bytes, state_bytes: int, session_id: str = ""
+    ) -> Session:
+        """A new session: its id issued by the store, or the one given (a sequence's), which
+        replaces a session open with that id."""
 
     async def get(self, model: str, session_id: str) -> Session: ...
 
@@ -235,7 +247,7 @@ class SessionBackend(Protocol):
 
     async def describe(self, model: str, session_id: str) -> dict[str, Any]: ...
 
-    async def delete(self, model: str, session_id: str) -> None: ...
+    async def delete(self, model: str, session_id: str, reason: str = "deleted") -> None: ...
 
     async def unserved(self, session: Session) -> None: ...
 
@@ -252,8 +264,10 @@ class MemorySessions:
     def ttl_s(self) -> float:
         return self.store.ttl_s
 
-    async def create(self, model: str, version: int, state: bytes, state_bytes: int) -> Session:
-        return self.store.create(model, version, state, state_bytes)
+    async def create(
+        self, model: str, version: int, state: bytes, state_bytes: int, session_id: str = ""
+    ) -> Session:
+        return self.store.create(model, version, state, state_bytes, session_id)
 
     async def get(self, model: str, session_id: str) -> Session:
         return self.store.get(model, session_id)
@@ -274,8 +288,8 @@ class MemorySessions:
     async def describe(self, model: str, session_id: str) -> dict[str, Any]:
         return self.store.get(model, session_id).describe(self.ttl_s, self.store.clock())
 
-    async def delete(self, model: str, session_id: str) -> None:
-        self.store.delete(model, session_id)
+    async def delete(self, model: str, session_id: str, reason: str = "deleted") -> None:
+        self.store.delete(model, session_id, reason)
 
     async def unserved(self, session: Session) -> None:
         self.store.close_version(session.model, session.version)

@@ -1,6 +1,9 @@
 """The Open Inference Protocol over gRPC, spoken by the official Triton gRPC client (and by
 Triton's own generated stubs) to a real rnnserve process, against its HTTP V2 answers."""
 
+import contextlib
+import queue
+
 import grpc
 import httpx
 import numpy as np
@@ -193,6 +196,30 @@ def test_the_api_key_is_call_metadata(client, server):
     assert client.is_server_ready()  # probes stay open, as on HTTP
     answer = client.infer(MODEL, [text_input(["ok"])], headers={"x-api-key": KEY})
     assert answer.as_numpy("probabilities").shape == (1, 2)
+
+
+def test_the_stream_takes_the_api_key_too(server):
+    """ModelStreamInfer: refused as a whole without the key (the error reaches the stream's
+    callback); with it, each request answered in the stream (a stateless one here)."""
+    answers: queue.Queue = queue.Queue()
+
+    def callback(result, error):
+        answers.put((result, error))
+
+    with triton.InferenceServerClient(server.grpc) as stream:
+        stream.start_stream(callback)
+        with contextlib.suppress(InferenceServerException):  # the stream may be closed already
+            stream.async_stream_infer(MODEL, [text_input(["a fine film"])])
+        result, error = answers.get(timeout=30)
+        stream.stop_stream()
+    assert result is None and error.status() == "StatusCode.UNAUTHENTICATED"
+    with triton.InferenceServerClient(server.grpc) as stream:
+        stream.start_stream(callback, headers={"x-api-key": KEY})
+        stream.async_stream_infer(MODEL, [text_input(["a fine film"])], request_id="s-1")
+        result, error = answers.get(timeout=30)
+        stream.stop_stream()
+    assert error is None and result.get_response().id == "s-1"
+    assert result.as_numpy("probabilities").shape == (1, 2)
 
 
 def test_standard_health_service(server):

@@ -1,5 +1,6 @@
 """Open Inference Protocol (KServe V2) routes, with Triton's binary tensor data and model
-repository extensions. Inference goes through the same batcher as V1."""
+repository extensions. Inference goes through the same batcher as V1; a request with Triton's
+`sequence_id` is a step of that sequence (see `service.streaming`)."""
 
 from __future__ import annotations
 
@@ -90,12 +91,10 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
         check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
-    mv, outputs = await infer(
-        request,
-        name,
-        version,
-        lambda mv: mv.infer(arrays, parameters, settings.request_timeout_s),
+    version, work = await dataplane(request).tensor_work(
+        name, version, arrays, parameters, settings.request_timeout_s
     )
+    mv, outputs = await infer(request, name, version, work)
     with tracing.span("response"):
         binary = set()
         if body.outputs is not None:

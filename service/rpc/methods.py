@@ -1,5 +1,5 @@
-"""The unary methods of `inference.GRPCInferenceService`, each with its message types:
-the server's method table and a client stub, both read off one list.
+"""The methods of `inference.GRPCInferenceService`, each with its message types: the server's
+method table and a client stub, both read off two lists (the unary calls and the stream).
 
 Written from inference.proto rather than generated with `--grpc_python_out`, whose module is
 300 lines of servicer and stub classes for what this list says."""
@@ -27,9 +27,14 @@ METHODS: dict[str, tuple[Any, Any]] = {  # name -> (request type, response type)
     "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
 }
 
+STREAMS: dict[str, tuple[Any, Any]] = {  # bidirectional: a stream of requests, one of answers
+    "ModelStreamInfer": (pb.ModelInferRequest, pb.ModelStreamInferResponse),
+}
+
 
 def add_to_server(service: Any, server: Any) -> None:
-    """Serve each method with the coroutine of the same name on `service`."""
+    """Serve each method with the coroutine (a stream: the async generator) of the same name
+    on `service`."""
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(service, name),
@@ -38,6 +43,12 @@ def add_to_server(service: Any, server: Any) -> None:
         )
         for name, (request, response) in METHODS.items()
     }
+    for name, (request, response) in STREAMS.items():
+        handlers[name] = grpc.stream_stream_rpc_method_handler(
+            getattr(service, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
@@ -52,3 +63,10 @@ class Stub:
                 response_deserializer=response.FromString,
             )
             setattr(self, name, call)
+        for name, (request, response) in STREAMS.items():
+            stream = channel.stream_stream(
+                f"/{SERVICE}/{name}",
+                request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString,
+            )
+            setattr(self, name, stream)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from service.dataplane import DataPlane, parse_version
 from service.errors import DeadlineExceeded, NotFound, ServiceError
 from service.logs import REQUEST_ID, log_access, request_facts
 from service.rpc import inference_pb2 as pb
-from service.rpc.methods import SERVICE, add_to_server
+from service.rpc.methods import SERVICE, STREAMS, add_to_server
 from service.rpc.tensors import inputs_from_message, outputs_into_message, parameters
 from service.security import presented
 from service.settings import Settings
@@ -50,6 +50,10 @@ REPOSITORY = frozenset(
     f"/{SERVICE}/{method}"
     for method in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
 )
+# A stream's client may ask that the last answer to a request say so (Triton's decoupled models
+# answer several times): each request here has one answer, the last.
+FINAL_ASKED, FINAL = "triton_enable_empty_final_response", "triton_final_response"
+STREAMING = frozenset(f"/{SERVICE}/{method}" for method in STREAMS)
 T = TypeVar("T")
 Counted = Callable[[e.ServiceError | None], str]
 
@@ -155,6 +159,58 @@ class InferenceService:
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         return await _answer("ModelInfer", context, lambda: self._infer(request, context))
 
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's bidirectional stream: each request is answered in the stream, a failed one
+        by its error message (the stream goes on). The steps of one sequence run one after
+        another, in the order sent; other requests run at once, so they share batches."""
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        last: dict[tuple[str, Any], asyncio.Task] = {}  # each sequence's latest request
+
+        async def answer(request: pb.ModelInferRequest, before: asyncio.Task | None) -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            request_id = _request_id(metadata)
+            result, code, message, _ = await _run(
+                "ModelStreamInfer", request_id, metadata, lambda: self._infer(request, context)
+            )
+            if code is Code.OK:
+                asked = request.parameters.get(FINAL_ASKED)
+                if asked is not None and asked.bool_param:  # one answer: it is the last
+                    result.parameters[FINAL].bool_param = True
+                await answers.put(pb.ModelStreamInferResponse(infer_response=result))
+            else:
+                failed = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+                await answers.put(
+                    pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+                )
+
+        async def read() -> None:
+            running: set[asyncio.Task] = set()
+            try:
+                async for request in requests:
+                    sequence = request.parameters.get("sequence_id")
+                    key = None if sequence is None else (request.model_name, str(sequence))
+                    task = asyncio.create_task(answer(request, last.get(key)))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    if key is not None:
+                        last[key] = task
+                        task.add_done_callback(lambda t, k=key: last.get(k) is t and last.pop(k))
+                await asyncio.gather(*running)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+            await reader  # the client's half closed and every request answered
+        finally:
+            reader.cancel()
+
     async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         settings = self.settings
         with tracing.span("parse"):
@@ -170,12 +226,10 @@ class InferenceService:
             if remaining <= 0:
                 raise DeadlineExceeded("the call's deadline passed before it could run")
             timeout = min(timeout, remaining)
-        mv, outputs = await self.plane.infer(
-            request.model_name,
-            version,
-            lambda mv: mv.infer(arrays, given, timeout),
-            self.counted,
+        version, work = await self.plane.tensor_work(
+            request.model_name, version, arrays, given, timeout
         )
+        mv, outputs = await self.plane.infer(request.model_name, version, work, self.counted)
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])
             response = pb.ModelInferResponse(
@@ -194,14 +248,32 @@ def _given(value: T) -> Callable[[], Awaitable[T]]:
 
 
 async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]]) -> T:
-    """Run one call: its request id and access log line, its span, its errors as status codes."""
+    """Run one call; its errors abort it with their status code."""
     metadata = {key: value for key, value in context.invocation_metadata() or ()}
+    request_id = _request_id(metadata)
+    result, code, message, trailers = await _run(method, request_id, metadata, handle)
+    context.set_trailing_metadata([("x-request-id", request_id), *trailers])
+    if code is not Code.OK:
+        await context.abort(code, message)
+        raise AssertionError("abort returns only by raising")
+    return result  # type: ignore[return-value]
+
+
+def _request_id(metadata: dict[str, Any]) -> str:
     given = metadata.get("x-request-id", "")
-    request_id = given if isinstance(given, str) and REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if isinstance(given, str) and REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+async def _run(
+    method: str, request_id: str, metadata: dict[str, Any], handle: Callable[[], Awaitable[T]]
+) -> tuple[T | None, grpc.StatusCode, str, list[tuple[str, str]]]:
+    """Run one request: its access log line, its span, its error as a status code, a message
+    and trailers."""
     facts: dict[str, Any] = {}
     token = request_facts.set(facts)
     started = time.perf_counter()
     code, message, trailers = Code.INTERNAL, "internal error; the server log has the details", []
+    result = None
     try:
         traced = tracing.tracer is not None
         with (
@@ -210,7 +282,6 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
             try:
                 result = await handle()
                 code = Code.OK
-                return result
             except ServiceError as error:
                 code = code_of(error)
                 message = error.message
@@ -223,13 +294,9 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
             finally:
                 if current is not None:
                     current.set_attribute("rpc.grpc.status_code", code.value[0])
-        context.set_trailing_metadata([("x-request-id", request_id), *trailers])
-        await context.abort(code, message)
-        raise AssertionError("abort returns only by raising")
+        return result, code, message, trailers
     finally:
         request_facts.reset(token)
-        if code is Code.OK:
-            context.set_trailing_metadata([("x-request-id", request_id)])
         log_access(request_id, "gRPC", f"/{SERVICE}/{method}", code.name, started, facts)
 
 
@@ -242,6 +309,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         self.key = key.encode() if key else None
         self.admin_key = admin_key.encode() if admin_key else None
         self.deny = {kind: _denial(kind) for kind in ("API key", "admin API key")}
+        self.deny_stream = _denial("API key", stream=True)
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         needed = self.admin_key if details.method in REPOSITORY and self.admin_key else None
@@ -252,16 +320,20 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                     for k, v in details.invocation_metadata or ())  # fmt: skip
         if presented(metadata, needed):
             return await continuation(details)
+        if details.method in STREAMING:
+            return self.deny_stream
         return self.deny["admin API key" if needed is self.admin_key else "API key"]
 
 
-def _denial(kind: str) -> Any:
+def _denial(kind: str, stream: bool = False) -> Any:
     async def deny(request: Any, context: Any) -> None:
         await context.abort(
             Code.UNAUTHENTICATED,
             f"this call needs the {kind}: send 'authorization: Bearer <key>' or 'x-api-key'",
         )
 
+    if stream:
+        return grpc.stream_stream_rpc_method_handler(deny)
     return grpc.unary_unary_rpc_method_handler(deny)
 
 

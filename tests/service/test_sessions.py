@@ -50,7 +50,7 @@ def app_client():
 def client(app_client):
     """The app's own store (default settings, metrics registered), emptied for each test."""
     app, client = app_client
-    app.state.sessions.store._sessions.clear()
+    app.state.dataplane.sessions.store._sessions.clear()
     return client
 
 
@@ -191,8 +191,8 @@ def test_session_metrics_report_count_and_bounded_state(client):
 def test_idle_sessions_expire_after_the_ttl(app_client):
     app, client = app_client
     clock = FakeClock()
-    saved = app.state.sessions
-    app.state.sessions = MemorySessions(
+    saved = app.state.dataplane.sessions
+    app.state.dataplane.sessions = MemorySessions(
         SessionStore(SessionSettings(session_ttl_s=60), clock=clock)
     )
     try:
@@ -205,13 +205,13 @@ def test_idle_sessions_expire_after_the_ttl(app_client):
         assert step(client, busy, [315.5]).status_code == 200
         assert client.get(f"{MODEL}/sessions/{idle}").status_code == 410
     finally:
-        app.state.sessions = saved
+        app.state.dataplane.sessions = saved
 
 
 def test_the_least_recently_used_session_is_evicted(app_client):
     app, client = app_client
-    saved = app.state.sessions
-    app.state.sessions = MemorySessions(SessionStore(SessionSettings(max_sessions=2)))
+    saved = app.state.dataplane.sessions
+    app.state.dataplane.sessions = MemorySessions(SessionStore(SessionSettings(max_sessions=2)))
     try:
         a, b = new_session(client), new_session(client)
         assert step(client, a, [315.0]).status_code == 200  # b is now the least recent
@@ -220,9 +220,9 @@ def test_the_least_recently_used_session_is_evicted(app_client):
         assert evicted.status_code == 410 and "evicted" in evicted.json()["error"]
         assert step(client, a, [316.0]).status_code == 200
         assert step(client, c, [316.0]).status_code == 200
-        assert len(app.state.sessions.store) == 2
+        assert len(app.state.dataplane.sessions.store) == 2
     finally:
-        app.state.sessions = saved
+        app.state.dataplane.sessions = saved
 
 
 def test_store_tells_gone_from_unknown_and_forgets_in_bounded_memory():

@@ -1,5 +1,6 @@
-"""A plugin task that implements the streaming protocol gets sessions, in memory and in Redis,
-with nothing in `service/` knowing it: registered by an entry point, served from a real graph.
+"""A plugin task that implements the streaming protocol gets sessions and Triton's sequences,
+in memory and in Redis, with nothing in `service/` knowing it: registered by an entry point,
+served from a real graph.
 
 The task (tests/stateful_task) keeps the running mean of a stream: a session's answer after
 each step is the mean of every value it was sent, whichever store holds its state.
@@ -60,6 +61,16 @@ for store in sys.argv[3:]:
             "bad": a.post(f"{MODEL}/sessions/{sid}:step", json={"values": [1, "x"]}).json(),
             "info": a.get(f"{MODEL}/sessions/{sid}").json(),
             "predict": a.post(f"{MODEL}:predict", json={"instances": [[2.0, 4.0]]}).json(),
+            # The same stream as a Triton sequence on V2 infer, its steps on either app.
+            "sequence": [
+                client.post("/v2/models/mean/infer", json={
+                    "inputs": [{"name": "values", "datatype": "FP32", "shape": [1, len(values)],
+                                "data": values}],
+                    "parameters": {"sequence_id": "s-1", "sequence_start": i == 0,
+                                   "sequence_end": i == 2},
+                }).json()
+                for i, (client, values) in enumerate(steps)
+            ],
         }
 answers["imported"] = sorted(
     {n.split(".")[0] for n in sys.modules if sys.modules[n] is not None}
@@ -169,6 +180,11 @@ def check_store(answers: dict) -> None:
     assert answers["bad"] == {"error": "values[1] must be a finite number, got 'x'"}
     assert answers["info"]["steps"] == 6 and answers["info"]["state_bytes"] == 16
     assert answers["predict"]["predictions"] == [{"mean": pytest.approx(3.0, abs=1e-6)}]
+    # A step's answer as V2 tensors: each output the task declares, one row.
+    outputs = [step["outputs"] for step in answers["sequence"]]
+    assert [o[0]["name"] for o in outputs] == ["mean"] * 3
+    assert [o[0]["shape"] for o in outputs] == [[1]] * 3
+    assert [o[0]["data"][0] for o in outputs] == pytest.approx([2.0, 4.0, 25 / 6], abs=1e-5)
 
 
 def test_the_memory_store_keeps_the_plugins_sessions(served):
