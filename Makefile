@@ -125,7 +125,8 @@ bench-peers-envs: $(PEERS)/mlserver/.done $(PEERS)/bentoml/.done $(PEERS)/triton
 
 $(PEERS)/mlserver/.done: | $(VENV)/.all
 	rm -rf $(@D) && $(PYTHON) -m venv $(@D)
-	$(@D)/bin/pip install --quiet mlserver==$(MLSERVER_VERSION) onnxruntime==$(ORT_VERSION)
+	$(@D)/bin/pip install --quiet mlserver==$(MLSERVER_VERSION) onnxruntime==$(ORT_VERSION) \
+		'uvloop<0.22'  # MLServer 1.7.1's workers call get_event_loop(), which uvloop 0.22 removed
 	touch $@
 
 $(PEERS)/bentoml/.done: | $(VENV)/.all

@@ -131,7 +131,9 @@ def main() -> None:
     p.add_argument("--model", default="sst2-lstm")
     p.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     p.add_argument("--levels", default="1,16,64,256", help="concurrency levels")
-    p.add_argument("--workloads", default=",".join(NAMES), help="comma-separated: " + ", ".join(NAMES))
+    p.add_argument(
+        "--workloads", default=",".join(NAMES), help="comma-separated: " + ", ".join(NAMES)
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SST-2 folder (its dev split)")
     p.add_argument("--only", choices=["classify", "lengths", "tuning"], action="append")
     args = p.parse_args()

@@ -98,15 +98,24 @@ def by_process(root: int) -> Callable[[Thread], str]:
 
 
 def process_name(pid: int) -> str:
-    """What a process runs, from its command line: `tritonserver`, `mlserver`, ..."""
+    """What a process runs: its name (`tritonserver`), or for a Python process its script or
+    module (`triton_model.py`, `mlserver`), or `python -c` (a multiprocessing child)."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        argv = [a.decode(errors="replace") for a in
+                Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]  # fmt: skip
     except FileNotFoundError:
         return str(pid)
-    words = [Path(a.decode(errors="replace")).name for a in argv if a]
-    skip = {"python", "python3", "python3.11", "-m", "-c", "-u"}
-    meaningful = [w for w in words if w not in skip and not w.startswith("-")]
-    return meaningful[0] if meaningful else (words[0] if words else str(pid))
+    if not comm.startswith("python"):
+        return comm
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "-m" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg == "-c":
+            return "python -c"
+        if not arg.startswith("-"):
+            return Path(arg).name
+    return comm
 
 
 @dataclass

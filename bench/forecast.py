@@ -159,18 +159,16 @@ def run(folder: Path, histories: list[str], levels: list[int], seconds: float) -
                 for mode in ("session", "re-send"):
                     for clients in levels:
                         print(f"history {label}, {mode}, {clients} clients ...", flush=True)
-                        results.setdefault(label, {}).setdefault(mode, {})[clients] = (
-                            asyncio.run(
-                                measure(
-                                    url,
-                                    manifest.name,
-                                    mode,
-                                    history,
-                                    clients,
-                                    seconds,
-                                    max_values,
-                                    mix,
-                                )
+                        results.setdefault(label, {}).setdefault(mode, {})[clients] = asyncio.run(
+                            measure(
+                                url,
+                                manifest.name,
+                                mode,
+                                history,
+                                clients,
+                                seconds,
+                                max_values,
+                                mix,
                             )
                         )
     finally:

@@ -1,9 +1,10 @@
 """Date model: step-level (continuous) batching versus decoding each request alone.
 
 Closed-loop clients, in process (no HTTP, so the figures are the decoder's): each sends one
-date at a time (real dates written the ways of 46 held-out locales: mixed lengths, from short
-numeric forms to long spelled-out ones) and sends the next when its answer arrives. The baseline is the same task
-with step batching off: one request decodes at a time, the rest wait in the queue.
+date at a time (dates written the ways of 46 held-out locales: mixed lengths, from short
+numeric forms to long spelled-out ones) and sends the next when its answer arrives. The
+baseline is the same task with step batching off: one request decodes at a time, the rest
+wait in the queue.
 
     .venv/bin/python -m bench.seq2seq [--model models/dates] [--seconds 5] [--levels 1,16,64]
 """

@@ -71,7 +71,9 @@ def token_ids(model_folder: Path, sentences: list[str]) -> list[list[int]]:
 def lengths_summary(ids: list[list[int]]) -> str:
     lengths = sorted(len(x) for x in ids)
     mean = sum(lengths) / len(lengths)
-    return f"{lengths[0]}-{lengths[-1]} tokens, mean {mean:.1f}, median {lengths[len(lengths) // 2]}"
+    return (
+        f"{lengths[0]}-{lengths[-1]} tokens, mean {mean:.1f}, median {lengths[len(lengths) // 2]}"
+    )
 
 
 def write_lines(path: Path, bodies: list[dict]) -> Path:

@@ -7,6 +7,7 @@ event loop (the main thread)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 
@@ -18,7 +19,5 @@ def name_os_thread(name: str) -> None:
     and a no-op wherever it cannot be done."""
     if not sys.platform.startswith("linux"):
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
-        pass

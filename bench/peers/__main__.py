@@ -161,7 +161,9 @@ def median_cells(cells: list[dict]) -> dict:
     merged["failed"] = sum(c.get("non2xx", 0) + c.get("errors", 0) for c in cells)
     roles = {name for c in cells for name in c["cpu"]["roles"]}
     merged["cpu"] = {
-        "roles": {r: statistics.median(c["cpu"]["roles"].get(r, 0.0) for c in cells) for r in roles},
+        "roles": {
+            r: statistics.median(c["cpu"]["roles"].get(r, 0.0) for c in cells) for r in roles
+        },
         **{
             key: statistics.median(c["cpu"][key] for c in cells)
             for key in ("server", "load_generator", "other_processes", "machine")
@@ -290,8 +292,8 @@ def main() -> None:
             for workload in work:
                 for c in levels:
                     for target in turn:
-                        stats = cell(target, servers[target.server],
-                                     files[target.label, workload.name], c, args.seconds)  # fmt: skip
+                        bodies = files[target.label, workload.name]
+                        stats = cell(target, servers[target.server], bodies, c, args.seconds)
                         cells.setdefault((workload.name, target.label, c), []).append(stats)
 
     table = {

@@ -81,7 +81,8 @@ def markdown(result: dict, charts: list[Path]) -> str:
     if result["sweeps"]:
         out += ["", "Batch delays tried (SST-2 sentences; medians of the sweep's rounds; the "
                 "kept one in bold):", "",
-                "| peer | delay | c=1 req/s | c=1 p50 ms | c=64 req/s |", "|---|---|---|---|---|"]  # fmt: skip
+                "| peer | delay | c=1 req/s | c=1 p50 ms | c=64 req/s |",
+                "|---|---|---|---|---|"]  # fmt: skip
         for peer, table in result["sweeps"].items():
             kept = result["settings"][peer]
             for delay, by_c in table.items():

@@ -28,12 +28,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from bench.cpusplit import descendants
 from tests.live_server import free_port, live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +92,7 @@ def process(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = 
     try:
         yield proc
     finally:
+        tree = descendants(proc.pid)  # BentoML's workers start sessions of their own
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
                 os.killpg(proc.pid, sig)
@@ -101,6 +103,9 @@ def process(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = 
                 break
             except subprocess.TimeoutExpired:
                 continue
+        for pid in tree[1:]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def peer_env(model: Path, max_batch: int) -> dict[str, str]:
@@ -186,8 +191,8 @@ def bentoml(model: Path, logs: Path, max_batch: int, latency_ms: int) -> Iterato
             "BENTOML_DO_NOT_TRACK": "true",
         }
         bentoml_bin = venv_python("bentoml").with_name("bentoml")
-        argv = [str(bentoml_bin), "serve", "bento_service:Classifier",
-                "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(SERVED)]  # fmt: skip
+        argv = [str(bentoml_bin), "serve", "bento_service:Classifier", "--host", "127.0.0.1",
+                "--port", str(port), "--working-dir", str(SERVED)]  # fmt: skip
         with process(argv, env, logs / f"bentoml-{latency_ms}ms.log", cwd=SERVED) as proc:
             url = f"http://127.0.0.1:{port}"
             wait_ready(proc, f"{url}/readyz", "BentoML")

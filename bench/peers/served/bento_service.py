@@ -10,7 +10,8 @@ import numpy as np
 from onnx_session import classify, open_session
 
 
-@bentoml.service(workers=1)
+# One worker process; no access log line per request (every server here logs only warnings).
+@bentoml.service(workers=1, logging={"access": {"enabled": False}})
 class Classifier:
     def __init__(self) -> None:
         self.session = open_session()
