@@ -102,7 +102,9 @@ def test_the_peers_report_gives_each_row_its_ratio_and_draws_the_charts(tmp_path
         "workloads": {"sst2-dev": {"description": "SST-2 dev", "lengths": "1-9 tokens",
                                    "peer_width": 9}},
         "settings": {"rnnserve": {"defaults": True}, "Triton": {"max_queue_delay_microseconds": 0}},
-        "sweeps": {},
+        "delays": {"Triton": 0},
+        "sweeps": {"Triton": {0: {"1": {"rps": 150, "p50_ms": 6.0, "failed": 0},
+                                  "64": {"rps": 1100, "p50_ms": 50.0, "failed": 0}}}},
         "table": {"sst2-dev": {"rnnserve V2 ids": {1: cell(400), 64: cell(1000)},
                                "Triton": {1: cell(200), 64: cell(1100)}}},
     }  # fmt: skip
@@ -111,12 +113,13 @@ def test_the_peers_report_gives_each_row_its_ratio_and_draws_the_charts(tmp_path
     assert charts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     section = report.markdown(result, charts)
     assert "| Triton | 200 | 1.00 | 3.0 | 0.50 | 1,100 | 1.00 | 3.0 | 1.10 |" in section
+    assert "| Triton | **0 us** | 150 | 6.00 | 1,100 |" in section
     assert "a peer answered as many requests per second as rnnserve or more: Triton at c=64" in (
         section
     )
     readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n")
+    readme.write_text(f"before\n{report.BEGIN}\nstale figures\n{report.END}\nafter\n")
     report.update_readme(readme, section)
     content = readme.read_text()
     assert content.startswith("before\n") and content.endswith("after\n")
-    assert "old" not in content and "![peers-sst2-dev](peers-sst2-dev.png)" in content
+    assert "stale figures" not in content and "![peers-sst2-dev](peers-sst2-dev.png)" in content

@@ -116,14 +116,14 @@ def probabilities(answer: dict) -> list[float]:
     return [float(v) for v in np.ravel(output["data"])][:2]
 
 
-def check_answers(servers: dict[str, Server], bodies: dict[str, list[dict]]) -> None:
+def check_answers(servers: dict[str, Server], bodies: dict[str, dict]) -> None:
     """Every HTTP target must give rnnserve's probabilities for the same first request."""
     answers = {}
     for target in TARGETS:
         if target.transport != "http":
             continue
         server = servers[target.server]
-        reply = httpx.post(server.http + target.path, json=bodies[target.label][0], timeout=30)
+        reply = httpx.post(server.http + target.path, json=bodies[target.label], timeout=30)
         reply.raise_for_status()
         answers[target.label] = probabilities(reply.json())
     reference = answers["rnnserve V1 text"]
@@ -219,9 +219,9 @@ def sweep(
                 for delay, server in order[round_ % len(order) :] + order[: round_ % len(order)]:
                     stats = wrk(server.http, path, bodies, c, seconds)
                     results.setdefault(delay, {}).setdefault(c, []).append(stats)
-    table = {
+    table = {  # keyed by str(c), as in the JSON written
         delay: {
-            c: {
+            str(c): {
                 "rps": statistics.median(s["rps"] for s in cells),
                 "p50_ms": statistics.median(s["p50_ms"] for s in cells),
                 "failed": sum(s["non2xx"] + s["errors"] for s in cells),
@@ -230,8 +230,8 @@ def sweep(
         }
         for delay, by_c in results.items()
     }
-    valid = {d: t for d, t in table.items() if not t[64]["failed"] and not t[1]["failed"]}
-    best = max(valid or table, key=lambda d: table[d][64]["rps"])
+    valid = {d: t for d, t in table.items() if not t["64"]["failed"] and not t["1"]["failed"]}
+    best = max(valid or table, key=lambda d: table[d]["64"]["rps"])
     return best, table
 
 
@@ -243,6 +243,8 @@ def main() -> None:
     p.add_argument("--levels", default="1,16,64")
     p.add_argument("--workloads", default=",".join(workloads.NAMES))
     p.add_argument("--peers", default=",".join(PEER_LAUNCHERS), help="a subset to run")
+    p.add_argument("--delay", action="append", default=[], metavar="PEER=VALUE",
+                   help="use this delay for PEER instead of trying several")  # fmt: skip
     p.add_argument("--sweep-seconds", type=float, default=3.0)
     p.add_argument("--sweep-rounds", type=int, default=2)
     p.add_argument("--no-readme", action="store_true", help="leave bench/README.md as it is")
@@ -258,17 +260,22 @@ def main() -> None:
     targets = [t for t in TARGETS if t.server == "rnnserve" or t.server in peers]
     graph = model / "model.onnx"
 
-    chosen, sweeps = {}, {}
-    for peer in peers:
+    chosen: dict[str, float] = {}
+    for given in args.delay:
+        peer, value = given.split("=", 1)
+        chosen[peer] = float(value) if "." in value else int(value)
+    sweeps = {}
+    for peer in (p for p in peers if p not in chosen):
         print(f"{peer}: trying batch delays {DELAYS[peer]} ...", flush=True)
         target = next(t for t in TARGETS if t.server == peer and t.transport == "http")
         best, table = sweep(peer, graph, logs, files[target.label, work[0].name], target.path,
                             args.sweep_seconds, args.sweep_rounds)  # fmt: skip
         chosen[peer], sweeps[peer] = best, table
         for delay, by_c in table.items():
-            print(f"  {delay:>6}: c=1 {by_c[1]['rps']:.0f} req/s p50 {by_c[1]['p50_ms']:.2f} ms;"
-                  f" c=64 {by_c[64]['rps']:.0f} req/s" + ("  <- kept" if delay == best else ""),
-                  flush=True)  # fmt: skip
+            one, many = by_c["1"], by_c["64"]
+            print(f"  {delay:>6}: c=1 {one['rps']:.0f} req/s p50 {one['p50_ms']:.2f} ms;"
+                  f" c=64 {many['rps']:.0f} req/s; {one['failed'] + many['failed']} failed"
+                  + ("  <- kept" if delay == best else ""), flush=True)  # fmt: skip
 
     cells: dict[tuple[str, str, int], list[dict]] = {}
     with ExitStack() as stack:
@@ -313,6 +320,7 @@ def main() -> None:
         "cores": cpusplit.CORES,
         "workloads": meta,
         "settings": settings,
+        "delays": chosen,
         "sweeps": sweeps,
         "table": table,
     }

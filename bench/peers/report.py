@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
-SHARE_NAMES = {"event loop": "loop", "batch thread": "batch", "onnxruntime": "onnxruntime"}
+# What each thread (rnnserve) or process (a peer) is, as the tables name it.
+SHARE_NAMES = {
+    "event loop": "event loop",
+    "batch thread": "batch thread",
+    "onnxruntime": "onnxruntime pool",
+    "triton_model.py": "PyTriton model process",
+    "triton_python_b": "Python backend stub",
+    "mlserver": "mlserver main",
+    "_bentoml_impl.worker.service": "worker",
+    "bentoml": "supervisor",
+}
 
 
 def reference(label: str) -> str:
@@ -22,10 +32,16 @@ def _n(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def split_text(cell: dict) -> str:
-    """The server's cores by role, largest first ("loop 0.52 · onnxruntime 0.95 ...")."""
+# Multiprocessing children (`python -c`): MLServer's inference worker runs the model;
+# Triton's Python backend stub starts helpers.
+CHILDREN = {"MLServer": "inference worker", "Triton": "stub helpers"}
+
+
+def split_text(cell: dict, label: str = "") -> str:
+    """The server's cores by role, largest first ("event loop 0.52 · batch thread 0.95 ...")."""
+    names = SHARE_NAMES | {"python -c": CHILDREN.get(label.split()[0] if label else "", "child")}
     roles = sorted(cell["cpu"]["roles"].items(), key=lambda kv: -kv[1])
-    return " · ".join(f"{SHARE_NAMES.get(name, name)} {cores:.2f}" for name, cores in roles
+    return " · ".join(f"{names.get(name, name)} {cores:.2f}" for name, cores in roles
                       if cores >= 0.005)  # fmt: skip
 
 
@@ -55,7 +71,8 @@ def text(result: dict) -> str:
                          if limit else "")  # fmt: skip
                 lines.append(
                     f"  {label:<18}c={c:<3} server {cell['cpu']['server']:.2f} "
-                    f"[{split_text(cell)}], load generator {cell['cpu']['load_generator']:.2f}, "
+                    f"[{split_text(cell, label)}], "
+                    f"load generator {cell['cpu']['load_generator']:.2f}, "
                     f"other processes {cell['cpu']['other_processes']:.2f}{bound}"
                 )
     return "\n".join(lines)
@@ -84,9 +101,8 @@ def markdown(result: dict, charts: list[Path]) -> str:
                 "| peer | delay | c=1 req/s | c=1 p50 ms | c=64 req/s |",
                 "|---|---|---|---|---|"]  # fmt: skip
         for peer, table in result["sweeps"].items():
-            kept = result["settings"][peer]
             for delay, by_c in table.items():
-                bold = "**" if str(delay) in {str(v) for v in kept.values()} else ""
+                bold = "**" if str(delay) == str(result["delays"][peer]) else ""
                 unit = {"Triton": "us", "MLServer": "ms", "BentoML": "ms (max latency)"}[peer]
                 failed = f" ({by_c['64']['failed']} failed)" if by_c["64"]["failed"] else ""
                 out.append(
@@ -130,7 +146,7 @@ def markdown(result: dict, charts: list[Path]) -> str:
                 bound = (f"{limit['combined_limit']:,.0f} ({limit['bound_by']})"
                          if limit else "")  # fmt: skip
                 out.append(
-                    f"| {label} | {c} | {_n(cell['rps'])} | {split_text(cell)} | "
+                    f"| {label} | {c} | {_n(cell['rps'])} | {split_text(cell, label)} | "
                     f"{cell['cpu']['server']:.2f} | {cell['cpu']['load_generator']:.2f} | "
                     f"{cell['cpu']['other_processes']:.2f} | {bound} |"
                 )
@@ -140,8 +156,21 @@ def markdown(result: dict, charts: list[Path]) -> str:
     return "\n".join(out)
 
 
+COLOURS = {"rnnserve V1 text": "C0", "rnnserve": "C9", "Triton": "C2", "MLServer": "C3",
+           "BentoML": "C4"}  # fmt: skip
+
+
+def style(label: str) -> dict:
+    """A colour per server, dashed lines and squares for gRPC, thicker lines for rnnserve."""
+    colour = COLOURS.get(label, COLOURS.get(label.split()[0], "C7"))
+    grpc = label.endswith("gRPC")
+    wide = label.startswith("rnnserve")
+    return {"color": colour, "ls": "--" if grpc else "-", "marker": "s" if grpc else "o",
+            "lw": 2.4 if wide else 1.4, "label": label}  # fmt: skip
+
+
 def charts(result: dict, folder: Path) -> list[Path]:
-    """One PNG per workload: req/s against concurrency, and p50/p99 against concurrency."""
+    """One PNG per workload: req/s, p50 and p99 against concurrency, every server."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,31 +179,27 @@ def charts(result: dict, folder: Path) -> list[Path]:
     levels = result["levels"]
     written = []
     for workload, rows in result["table"].items():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-        for i, (label, by_c) in enumerate(rows.items()):
-            colour = f"C{i}"
-            style = {"lw": 2.4} if label.startswith("rnnserve") else {"lw": 1.4}
-            left.plot(levels, [by_c[c]["rps"] for c in levels], "o-", color=colour,
-                      label=label, **style)  # fmt: skip
-            right.plot(levels, [by_c[c]["p50_ms"] for c in levels], "o-", color=colour,
-                       label=f"{label} p50", **style)  # fmt: skip
-            right.plot(levels, [by_c[c]["p99_ms"] for c in levels], "s--", color=colour,
-                       alpha=0.6, lw=1)  # fmt: skip
-        for axis in (left, right):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+        for label, by_c in rows.items():
+            for axis, key in zip(axes, ("rps", "p50_ms", "p99_ms"), strict=True):
+                axis.plot(levels, [by_c[c][key] for c in levels], **style(label))
+        for axis, title in zip(axes, ("requests/s", "p50 latency, ms", "p99 latency, ms"),
+                               strict=True):  # fmt: skip
             axis.set_xscale("log", base=2)
             axis.set_xticks(levels, [str(c) for c in levels])
             axis.set_xlabel("concurrent clients")
+            axis.set_title(title)
             axis.grid(alpha=0.3)
-        left.set_ylabel("requests/s (median of rounds)")
-        left.set_ylim(bottom=0)
-        left.legend(fontsize=8)
-        right.set_yscale("log")
-        right.set_ylabel("latency ms: p50 (solid), p99 (dashed)")
+        axes[0].set_ylim(bottom=0)
+        axes[0].legend(fontsize=8)
+        for axis in axes[1:]:
+            axis.set_yscale("log")
         info = result["workloads"][workload]
-        fig.suptitle(f"sst2-lstm, {workload}: {info['description']} ({result['date']})")
+        fig.suptitle(f"sst2-lstm, {workload}: {info['description']}; medians of "
+                     f"{result['rounds']} interleaved rounds, {result['date']}")  # fmt: skip
         fig.tight_layout()
         path = folder / f"peers-{workload}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)
     return written

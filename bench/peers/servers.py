@@ -152,6 +152,7 @@ def mlserver(model: Path, logs: Path, max_batch: int, delay_ms: float) -> Iterat
                     "http_port": http,
                     "grpc_port": grpc,
                     "metrics_port": metrics,
+                    "metrics_dir": str(folder / ".metrics"),  # default: the working directory
                     "debug": False,
                 }
             )
