@@ -1,7 +1,7 @@
 """What the classifier benchmarks send: real sentences, or one fixed-length text.
 
-- `sst2-dev`: the SST-2 dev split (872 held-out movie-review sentences, 1 to ~55 tokens, about
-  20 on average), one sentence per request, in file order, cycled. What a user's traffic
+- `sst2-dev`: the SST-2 dev split (872 held-out movie-review sentences, 2 to 54 tokens, about
+  21 on average), one sentence per request, in file order, cycled. What a user's traffic
   looks like: short and of mixed lengths, where length-aware batching has work to skip.
 - `fixed-64`: one 64-token text per request (256 different texts of SST-2-like words). The
   worst case for length-aware batching (nothing to skip), kept for comparison with older runs.
