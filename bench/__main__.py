@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bench import cpusplit
 from bench.http import throughput_table, uvicorn_app, wrk
 from bench.inprocess import batch_sweep, latest_version, padded_vs_grouped, tuning
 from bench.workloads import DEFAULT_DATA, NAMES, Workload, load_all, v1_text, write_lines
@@ -20,8 +21,42 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def measure_http(url: str, path: str, bodies: Path, levels: list[int], seconds: float) -> dict:
+    """wrk at each level; with the server's CPU split (bench/cpusplit.py) where its pid is
+    known (every server this module starts): each worker's main thread is its event loop."""
     wrk(url, path, bodies, 16, 2)  # warm up
-    return {c: wrk(url, path, bodies, c, seconds) for c in levels}
+    pid = getattr(url, "pid", None)
+    results = {}
+    for c in levels:
+        if pid is None:
+            results[c] = wrk(url, path, bodies, c, seconds)
+            continue
+        with cpusplit.measure(pid, tree=True) as split:
+            results[c] = wrk(url, path, bodies, c, seconds)
+        results[c]["cpu"] = split.as_dict()
+        results[c]["limit"] = cpusplit.limit(results[c]["rps"], split)
+    return results
+
+
+def cpu_table(rows: dict[str, dict[int, dict]], levels: list[int]) -> str:
+    """Cores by thread role, the load generator (wrk) and other processes, for each row."""
+    lines = ["where the CPU went (cores; combined limit: the lower of all cores busy with this"
+             " server and wrk, and one event loop):"]  # fmt: skip
+    for name, by_level in rows.items():
+        for c in levels:
+            cell = by_level[c]
+            if "cpu" not in cell:
+                continue
+            roles = " · ".join(f"{role} {cores:.2f}" for role, cores in
+                               sorted(cell["cpu"]["roles"].items(), key=lambda kv: -kv[1])
+                               if cores >= 0.005)  # fmt: skip
+            limit = cell["limit"]
+            lines.append(
+                f"  {name:<20}c={c:<4}{cell['rps']:>7.0f} req/s  [{roles}]  wrk "
+                f"{cell['cpu']['load_generator']:.2f}  other processes "
+                f"{cell['cpu']['other_processes']:.2f}  limit {limit['combined_limit']:.0f} "
+                f"({limit['bound_by']})"
+            )
+    return "\n".join(lines)
 
 
 def table(title: str, rows: dict[str, dict[int, dict]], levels: list[int]) -> str:
@@ -80,6 +115,7 @@ def classify(model: str, seconds: float, levels: list[int], work: list[Workload]
                 + ", ".join(f"{b}: {v:.0f}" for b, v in sweeps_int8[w.name].items())
             )
         print(table(f"HTTP, {model}, {w.description}", by_server, levels))
+        print(cpu_table(by_server, levels))
         ceiling = max(r["rps"] for r in by_server["http ceiling"].values())
         combined = 1 / (1 / (2 * ceiling) + 1 / limit)
         ours, naive = by_server["rnnserve"], by_server["naive"]
