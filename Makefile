@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench bench-peers bench-peers-envs debian-python replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -119,12 +119,53 @@ models: $(VENV)/.all
 		--title "Weekly CO2 at Mauna Loa"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
+# Both workloads (bench/workloads.py): SST-2 dev sentences from $(DATA), and 64-token texts.
 bench: $(VENV)/.all wrk scaleout
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --data $(DATA)
 	$(BIN)/python -m bench.seq2seq
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
-	$(BIN)/python -m bench.grpc
+	$(BIN)/python -m bench.grpc --data $(DATA)
 	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
+
+# rnnserve against Triton, MLServer and BentoML on the same graph (bench/README.md, "Peers").
+# Each peer gets its own virtual environment under $(PEERS), made once, with the onnxruntime
+# that rnnserve's environment has. Triton's server binary ships inside PyPI's nvidia-pytriton
+# and links Debian's libpython3.11, so that environment is made with Debian's python3.11.
+# Not part of `make test`.
+PEERS ?= bench/.peers
+MLSERVER_VERSION ?= 1.7.1
+BENTOML_VERSION ?= 1.4.38
+PYTRITON_VERSION ?= 0.7.0
+ORT_VERSION = $$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')
+
+bench-peers: $(VENV)/.all wrk bench-peers-envs
+	$(BIN)/python -m bench.peers --data $(DATA)
+
+bench-peers-envs: $(PEERS)/mlserver/.done $(PEERS)/bentoml/.done $(PEERS)/triton/.done
+
+$(PEERS)/mlserver/.done: | $(VENV)/.all
+	rm -rf $(@D) && $(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet mlserver==$(MLSERVER_VERSION) onnxruntime==$(ORT_VERSION) \
+		'uvloop<0.22'  # MLServer 1.7.1's workers call get_event_loop(), which uvloop 0.22 removed
+	touch $@
+
+$(PEERS)/bentoml/.done: | $(VENV)/.all
+	rm -rf $(@D) && $(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install --quiet bentoml==$(BENTOML_VERSION) onnxruntime==$(ORT_VERSION)
+	touch $@
+
+$(PEERS)/triton/.done: | $(VENV)/.all debian-python
+	rm -rf $(@D) && /usr/bin/python3.11 -m venv $(@D)
+	$(@D)/bin/pip install --quiet nvidia-pytriton==$(PYTRITON_VERSION) onnxruntime==$(ORT_VERSION)
+	touch $@
+
+# Debian's python3.11 with its venv module and shared libpython, for Triton's Python backend.
+debian-python:
+	@if [ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null \
+		&& ldconfig -p | grep -q 'libpython3.11.so.1.0'; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends python3.11 python3.11-venv libpython3.11 >/dev/null
 
 # Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
 replicas: $(VENV)/.all scaleout

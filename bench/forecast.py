@@ -8,8 +8,12 @@ their own series, one new observation per request, sending the next when the ans
 - re-send: each step sends the whole history of H values to the stateless `:predict`,
   so the server reads H values every time.
 
+History `mixed`: real clients do not all carry the same history. Each session is filled with
+one of 16, 64, 256, 1,024 or 4,096 values (client by client), and each re-sent request
+carries the last 16, 64, 256, 1,024 or 4,096 values (request by request, in turn).
+
     .venv/bin/python -m bench.forecast [--model models/co2-gru] [--histories 64,512,4096]
-                                       [--clients 1,16] [--seconds 3]
+                                       [--clients 1,16] [--seconds 3]  (histories: also `mixed`)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from contract.manifest import Manifest
 from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
+MIXED = (16, 64, 256, 1024, 4096)
 
 
 def series(n: int, seed: int) -> np.ndarray:
@@ -52,16 +57,18 @@ async def client_loop(
     together: asyncio.Barrier,
     clock: dict[str, float],
     latencies: list[float],
+    mix: tuple[int, ...] = (),
 ) -> None:
     """Set up (untimed: open the connection, fill the session, three warm-up steps), wait for
     every client, then step for `seconds`."""
     conn = Connection(host, port)
     values = series(history + 200_000, seed)
+    filled = mix[seed % len(mix)] if mix else history  # this client's session history
     if mode == "session":
         reply = await conn.post(f"/v1/models/{name}/sessions", b"{}")
         session = orjson.loads(reply.body)["session_id"]
         path = f"/v1/models/{name}/sessions/{session}:step"
-        for start in range(0, history, max_values):
+        for start in range(history - filled, history, max_values):
             chunk = values[start : min(start + max_values, history)].tolist()
             reply = await conn.post(path, orjson.dumps({"values": chunk}))
             assert reply.status == 200, reply.body
@@ -71,7 +78,8 @@ async def client_loop(
     def body(n: int) -> bytes:
         if mode == "session":
             return orjson.dumps({"values": [float(values[n])]})
-        return orjson.dumps({"instances": [values[n - history + 1 : n + 1].tolist()]})
+        window = mix[n % len(mix)] if mix else history
+        return orjson.dumps({"instances": [values[n - window + 1 : n + 1].tolist()]})
 
     n = history
     for _ in range(3):
@@ -91,7 +99,14 @@ async def client_loop(
 
 
 async def measure(
-    url: str, name: str, mode: str, history: int, clients: int, seconds: float, max_values: int
+    url: str,
+    name: str,
+    mode: str,
+    history: int,
+    clients: int,
+    seconds: float,
+    max_values: int,
+    mix: tuple[int, ...] = (),
 ) -> dict:
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
@@ -111,6 +126,7 @@ async def measure(
                 together,
                 clock,
                 latencies,
+                mix,
             )
             for i in range(clients)
         )
@@ -124,7 +140,7 @@ async def measure(
     }
 
 
-def run(folder: Path, histories: list[int], levels: list[int], seconds: float) -> dict:
+def run(folder: Path, histories: list[str], levels: list[int], seconds: float) -> dict:
     manifest = Manifest.read(folder)
     max_values = manifest.preprocessing.max_values
     repository = Path(tempfile.mkdtemp(prefix="bench-forecast-"))
@@ -134,24 +150,25 @@ def run(folder: Path, histories: list[int], levels: list[int], seconds: float) -
         with live_server(
             repository, intra_op_threads="2", session_ttl_s="600", max_sessions="1024"
         ) as url:
-            for history in histories:
+            for label in histories:
+                mix = tuple(m for m in MIXED if m <= max_values) if label == "mixed" else ()
+                history = max(mix) if mix else int(label)
                 if history > max_values:
                     print(f"history {history} is over the model's {max_values} values; skipped")
                     continue
                 for mode in ("session", "re-send"):
                     for clients in levels:
-                        print(f"history {history}, {mode}, {clients} clients ...", flush=True)
-                        results.setdefault(str(history), {}).setdefault(mode, {})[clients] = (
-                            asyncio.run(
-                                measure(
-                                    url,
-                                    manifest.name,
-                                    mode,
-                                    history,
-                                    clients,
-                                    seconds,
-                                    max_values,
-                                )
+                        print(f"history {label}, {mode}, {clients} clients ...", flush=True)
+                        results.setdefault(label, {}).setdefault(mode, {})[clients] = asyncio.run(
+                            measure(
+                                url,
+                                manifest.name,
+                                mode,
+                                history,
+                                clients,
+                                seconds,
+                                max_values,
+                                mix,
                             )
                         )
     finally:
@@ -189,12 +206,12 @@ def table(results: dict, levels: list[int]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.forecast", description=__doc__)
     p.add_argument("--model", type=Path, default=ROOT / "models" / "co2-gru")
-    p.add_argument("--histories", default="64,512,4096")
+    p.add_argument("--histories", default="64,512,4096,mixed")
     p.add_argument("--clients", default="1,16", help="concurrent closed-loop clients")
     p.add_argument("--seconds", type=float, default=3.0, help="measured time per cell")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
-    histories = [int(h) for h in args.histories.split(",")]
+    histories = args.histories.split(",")
     levels = [int(c) for c in args.clients.split(",")]
     folder = latest_version(args.model)
     results = run(folder, histories, levels, args.seconds)

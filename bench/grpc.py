@@ -2,8 +2,10 @@
 (tritonclient's asyncio gRPC and HTTP clients), on one rnnserve process, in one run.
 
     python -m bench.grpc [--model sst2-lstm] [--levels 1,64] [--seconds 16] [--rounds 4]
+                         [--workloads sst2-dev,fixed-64] [--data data/sst2]
 
-One 64-token text per request (BYTES `text`; 256 different texts), all outputs back. The three
+One text per request (BYTES `text`): SST-2 dev sentences, or 64-token texts (bench/workloads.py);
+all outputs back. The three
 transports take turns in short windows, round after round, so a slow spell of the shared
 machine falls on all of them alike. The client runs in this process, on the same cores as the
 server, so every transport pays for its own client too: that is what a Python caller sees.
@@ -23,7 +25,7 @@ import tritonclient.grpc.aio as grpc_client
 import tritonclient.http.aio as http_client
 
 from bench.http import throughput_table
-from bench.payloads import texts
+from bench.workloads import DEFAULT_DATA, NAMES, load_all
 from tests.live_server import free_port, live_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +72,7 @@ async def window(infer, bodies: list[str], connections: int, seconds: float) -> 
 
 
 async def run(model: str, http_url: str, grpc_url: str, levels: list[int], seconds: float,
-              rounds: int) -> dict:  # fmt: skip
-    bodies = texts(256, 64)
+              rounds: int, bodies: list[str]) -> dict:  # fmt: skip
     clients = {
         "grpc": grpc_client.InferenceServerClient(grpc_url),
         "http json": http_client.InferenceServerClient(http_url, conn_limit=max(levels)),
@@ -116,29 +117,37 @@ def main() -> None:
     p.add_argument("--levels", default="1,64")
     p.add_argument("--seconds", type=float, default=16.0, help="per transport and level")
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--workloads", default=",".join(NAMES))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SST-2 folder (its dev split)")
     args = p.parse_args()
     levels = [int(c) for c in args.levels.split(",")]
+    work = load_all(args.workloads.split(","), args.data)
     grpc_port = free_port()
+    tables = {}
     with live_server(ROOT / "models", grpc_port=str(grpc_port)) as url:
-        table = asyncio.run(
-            run(
-                args.model,
-                url.removeprefix("http://"),
-                f"127.0.0.1:{grpc_port}",
-                levels,
-                args.seconds,
-                args.rounds,
+        for w in work:
+            tables[w.name] = asyncio.run(
+                run(
+                    args.model,
+                    url.removeprefix("http://"),
+                    f"127.0.0.1:{grpc_port}",
+                    levels,
+                    args.seconds,
+                    args.rounds,
+                    w.texts,
+                )
             )
-        )
-    print(f"\n{args.model}, one 64-token text per request, tritonclient (asyncio) in one process")
-    print(throughput_table(table, levels, "transport"))
-    print("\nagainst HTTP JSON (req/s):")
-    for mode in ("grpc", "http binary"):
-        ratios = [f"c={c}: {table[mode][c]['rps'] / table['http json'][c]['rps']:.2f}"
-                  for c in levels]  # fmt: skip
-        print(f"  {mode:<12}" + "   ".join(ratios))
+    for w in work:
+        table = tables[w.name]
+        print(f"\n{args.model}, {w.description}, tritonclient (asyncio) in one process")
+        print(throughput_table(table, levels, "transport"))
+        print("\nagainst HTTP JSON (req/s):")
+        for mode in ("grpc", "http binary"):
+            ratios = [f"c={c}: {table[mode][c]['rps'] / table['http json'][c]['rps']:.2f}"
+                      for c in levels]  # fmt: skip
+            print(f"  {mode:<12}" + "   ".join(ratios))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "grpc.json").write_text(json.dumps(table, indent=1))
+    (RESULTS / "grpc.json").write_text(json.dumps(tables, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.live_server import free_port
+from tests.live_server import ServerURL, free_port
 
 LUA = Path(__file__).with_name("wrk_post.lua")
 
@@ -42,7 +42,8 @@ def uvicorn_app(factory: str, env: dict[str, str], probe_body: str, path: str):
         ],
         env={**os.environ, **env},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = process.pid
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -59,13 +59,22 @@ def sequences_per_second(session, feeds: list[dict[str, np.ndarray]], seconds: f
 
 
 def batch_sweep(
-    folder: Path, sizes=(1, 8, 16, 32, 64), tokens: int = 64, threads: int = 2, seconds: float = 2.0
+    folder: Path,
+    sizes=(1, 8, 16, 32, 64),
+    tokens: int = 64,
+    threads: int = 2,
+    seconds: float = 2.0,
+    pool: list[str] | None = None,
 ) -> dict[int, float]:
+    """Sequences/s by batch size over `pool` (default: 256 texts of `tokens` tokens), each batch
+    `b` consecutive texts padded to its longest: with real sentences, the real-length limit."""
     session, vocab = load(folder, threads)
-    pool = texts(256, tokens)
+    pool = pool or texts(256, tokens)
     return {
         b: sequences_per_second(
-            session, [encode(vocab, pool[i : i + b]) for i in range(0, 256 - b + 1, b)], seconds
+            session,
+            [encode(vocab, pool[i : i + b]) for i in range(0, len(pool) - b + 1, b)],
+            seconds,
         )
         for b in sizes
     }

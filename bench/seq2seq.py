@@ -1,8 +1,10 @@
 """Date model: step-level (continuous) batching versus decoding each request alone.
 
 Closed-loop clients, in process (no HTTP, so the figures are the decoder's): each sends one
-date at a time and sends the next when its answer arrives. The baseline is the same task
-with step batching off: one request decodes at a time, the rest wait in the queue.
+date at a time (dates written the ways of 46 held-out locales: mixed lengths, from short
+numeric forms to long spelled-out ones) and sends the next when its answer arrives. The
+baseline is the same task with step batching off: one request decodes at a time, the rest
+wait in the queue.
 
     .venv/bin/python -m bench.seq2seq [--model models/dates] [--seconds 5] [--levels 1,16,64]
 """
@@ -70,6 +72,12 @@ async def closed_loop(task: Seq2SeqTask, texts: list[str], clients: int, seconds
 
 def run(folder: Path, levels: list[int], seconds: float, threads: int) -> dict:
     texts = [e.text for e in dates.generate(dates.HELDOUT_LOCALES, 512, seed=7)]
+    lengths = sorted(len(t) for t in texts)
+    print(
+        f"workload: {len(texts)} dates in held-out locales, mixed lengths: {lengths[0]}-"
+        f"{lengths[-1]} characters, median {lengths[len(lengths) // 2]}",
+        flush=True,
+    )
     results: dict[str, dict[int, dict]] = {}
     for name, step_batching in (("step batching", True), ("each request alone", False)):
         task = make_task(folder, step_batching, threads, rows=max(levels))

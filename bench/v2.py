@@ -4,6 +4,10 @@ Besides req/s it reports the server's CPU time per request, which another proces
 a shared machine disturbs far less.
 
     python -m bench.v2 [--source before=/path/to/old/checkout] [--levels 1,64]
+                       [--workloads sst2-dev,fixed-64] [--data data/sst2]
+
+Each workload (bench/workloads.py) is measured in turn: SST-2 dev sentences, one per request,
+and one 64-token text per request.
 """
 
 from __future__ import annotations
@@ -18,30 +22,31 @@ from pathlib import Path
 
 from bench.http import wrk
 from bench.inprocess import latest_version
-from bench.payloads import texts
-from contract.words import Vocabulary, tokenize
+from bench.workloads import (
+    DEFAULT_DATA,
+    NAMES,
+    Workload,
+    load_all,
+    token_ids,
+    v1_text,
+    v2_tokens,
+    write_lines,
+)
 from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def write_bodies(model: str, tokens: int, n: int = 256) -> dict[str, Path]:
-    """The same texts as V1 instances and as V2 INT64 token ids (the model's vocabulary)."""
+def write_bodies(model: str, work: Workload) -> dict[str, Path]:
+    """The workload's texts as V1 instances and as V2 INT64 token ids at their real lengths
+    (the ids the model's vocabulary gives them)."""
     folder = latest_version(ROOT / "models" / model)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    prep = manifest["preprocessing"]
-    vocab = Vocabulary.load(folder / prep["vocab_file"])
-    chosen = texts(n, tokens)
-    v1, v2 = RESULTS / f"v1-{tokens}.jsonl", RESULTS / f"v2-tokens-{tokens}.jsonl"
-    v1.write_text("".join(json.dumps({"instances": [t]}) + "\n" for t in chosen))
-    lines = []
-    for text in chosen:
-        ids = vocab.encode(tokenize(text, prep["lowercase"]))
-        tensor = {"name": "tokens", "shape": [1, len(ids)], "datatype": "INT64", "data": [ids]}
-        lines.append(json.dumps({"inputs": [tensor]}) + "\n")
-    v2.write_text("".join(lines))
-    return {"v1 text": v1, "v2 tokens": v2}
+    ids = token_ids(folder, work.texts)
+    return {
+        "v1 text": write_lines(RESULTS / f"v1-{work.name}.jsonl", v1_text(work.texts)),
+        "v2 tokens": write_lines(RESULTS / f"v2-tokens-{work.name}.jsonl", v2_tokens(ids)),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -64,15 +69,32 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="per measurement, all rounds")
     p.add_argument("--rounds", type=int, default=4, help="turns the servers and APIs take")
     p.add_argument("--levels", default="1,64")
-    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--workloads", default=",".join(NAMES))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SST-2 folder (its dev split)")
     p.add_argument("--source", action="append", default=[], help="NAME=PATH of a checkout")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     levels = [int(c) for c in args.levels.split(",")]
-    bodies = write_bodies(args.model, args.tokens)
-    paths = {"v1 text": f"/v1/models/{args.model}:predict",
-             "v2 tokens": f"/v2/models/{args.model}/infer"}  # fmt: skip
     sources = dict(s.split("=", 1) for s in args.source) | {"this checkout": str(ROOT)}
+    results = {
+        w.name: compare(args.model, w, sources, levels, args.seconds, args.rounds)
+        for w in load_all(args.workloads.split(","), args.data)
+    }
+    (RESULTS / "v2.json").write_text(json.dumps(results, indent=1))
+
+
+def compare(
+    model: str,
+    work: Workload,
+    sources: dict[str, str],
+    levels: list[int],
+    seconds: float,
+    rounds: int,
+) -> dict:
+    """V1 text against V2 tokens for one workload, on every checkout, in interleaved turns."""
+    bodies = write_bodies(model, work)
+    paths = {"v1 text": f"/v1/models/{model}:predict",
+             "v2 tokens": f"/v2/models/{model}/infer"}  # fmt: skip
     rows: dict[str, dict[int, dict]] = {}
     with ExitStack() as stack:
         # Every server up at once, measured in turn, round after round: a slow spell of the
@@ -86,13 +108,11 @@ def main() -> None:
         for url in running.values():
             for kind, body in bodies.items():
                 wrk(url, paths[kind], body, 16, 2)  # warm up
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for c in levels:
                 for name, url in running.items():
                     for kind, body in bodies.items():
-                        part = measure(
-                            url, url.pid, paths[kind], body, c, args.seconds / args.rounds
-                        )
+                        part = measure(url, url.pid, paths[kind], body, c, seconds / rounds)
                         total = rows.setdefault(f"{name}: {kind}", {}).setdefault(c, {})
                         for key in ("requests", "seconds", "cpu_s"):
                             total[key] = total.get(key, 0) + part[key]
@@ -102,7 +122,7 @@ def main() -> None:
             total["rps"] = total["requests"] / total["seconds"]
             total["cpu_us"] = total["cpu_s"] / total["requests"] * 1e6
             total["p50_ms"] = sorted(total["p50s"])[len(total["p50s"]) // 2]
-    print(f"\n{args.model}, one {args.tokens}-token input per request")
+    print(f"\n{model}, {work.description}")
     print(
         f"{'server: API':<30}"
         + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'CPU us/req':>12}" for c in levels)
@@ -127,13 +147,13 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": f"{Path(source).resolve()}{os.pathsep}{ROOT}"}
         out = subprocess.run(
             [sys.executable, "-m", "bench.v2_loop", str(bodies["v1 text"]),
-             str(bodies["v2 tokens"]), "--model", args.model],
+             str(bodies["v2 tokens"]), "--model", model],
             env=env, cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         loop[name] = json.loads(out.strip().splitlines()[-1])
         v1, v2 = loop[name]["v1 text"]["loop_cpu_us"], loop[name]["v2 tokens"]["loop_cpu_us"]
         print(f"  {name:<28}V1 text {v1:.0f} us, V2 tokens {v2:.0f} us: {v2 / v1:.2f}")
-    (RESULTS / "v2.json").write_text(json.dumps({"http": rows, "loop": loop}, indent=1))
+    return {"http": rows, "loop": loop}
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from service.errors import (
 from service.logs import note
 from service.phases import NO_PHASES, Phases, timed
 from service.settings import BatchingSettings
+from service.threads import name_os_thread
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -154,7 +155,10 @@ class Batcher(Generic[Item, Result]):
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(
-            max_workers=limits.max_concurrent_batches, thread_name_prefix="batch"
+            max_workers=limits.max_concurrent_batches,
+            thread_name_prefix="batch",
+            initializer=name_os_thread,
+            initargs=("rnnserve-batch",),
         )
         self._idle: asyncio.Event | None = None
 

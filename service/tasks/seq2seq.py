@@ -37,6 +37,7 @@ from service.metrics import DecodeStepStats
 from service.phases import timed
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
+from service.threads import name_os_thread
 
 TEXT, OUTPUT = "text", "output"
 DEFAULT_MAX_BEAM_WIDTH = 8
@@ -112,7 +113,12 @@ class Seq2SeqTask:
         self._active: list[Waiting[Sequence]] = []
         self._loop_task: asyncio.Task | None = None
         self._idle: asyncio.Event | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="decode",
+            initializer=name_os_thread,
+            initargs=("rnnserve-decode",),
+        )
         self._batch_key: tuple[int, ...] = ()
         self._memory = self._mask = None
         self.inputs = [MetadataTensor(name=TEXT, datatype="BYTES", shape=[-1])]
