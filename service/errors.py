@@ -56,6 +56,12 @@ class PayloadTooLarge(ServiceError):
     status_code = 413
 
 
+class DoesNotFit(ServiceError):
+    """A model version that no unloading can make room for (larger than the memory budget)."""
+
+    status_code = 507
+
+
 class ModelNotReady(ServiceError):
     status_code = 503
 

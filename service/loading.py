@@ -20,6 +20,7 @@ from service.tasks import ServingTask, TaskContext, build_task
 class Loaded:
     manifest: Manifest
     task: ServingTask
+    size: int  # bytes of the files the manifest lists
 
 
 class LoadError(Exception):
@@ -46,6 +47,18 @@ def verify_files(manifest: Manifest, folder: Path) -> None:
             raise LoadError(f"{file} does not match the sha256 in the manifest")
 
 
+def read_manifest(name: str, version: int, folder: Path) -> tuple[Manifest, int]:
+    """A version folder's manifest and the bytes of the files it lists, without loading it
+    (what a version that loads on demand is listed with); raises LoadError."""
+    try:
+        manifest = Manifest.read(folder)
+        if (manifest.name, manifest.version) != (name, version):
+            raise LoadError(f"the manifest describes {manifest.name}/{manifest.version}")
+        return manifest, sum((folder / file).stat().st_size for file in manifest.files)
+    except Exception as error:
+        raise LoadError(explain(error).replace(str(folder), "<version>")) from error
+
+
 def load_version(
     name: str,
     version: int,
@@ -54,10 +67,8 @@ def load_version(
     on_batch: Callable[[BatchStats], None],
 ) -> Loaded:
     """The served form of one version folder; raises LoadError with a readable reason."""
+    manifest, size = read_manifest(name, version, folder)
     try:
-        manifest = Manifest.read(folder)
-        if (manifest.name, manifest.version) != (name, version):
-            raise LoadError(f"the manifest describes {manifest.name}/{manifest.version}")
         verify_files(manifest, folder)
         task = build_task(
             TaskContext(
@@ -65,9 +76,7 @@ def load_version(
                 folder=folder,
                 settings=settings,
                 limits=settings.batching_for(name),
-                create_inference_session=lambda graph, threads=None: create_inference_session(
-                    graph, settings, threads
-                ),
+                create_inference_session=lambda graph: create_inference_session(graph, settings),
                 on_batch=on_batch,
             )
         )
@@ -78,7 +87,7 @@ def load_version(
     except Exception as error:
         task.close()
         raise LoadError(explain(error).replace(str(folder), "<version>")) from error
-    return Loaded(manifest, task)
+    return Loaded(manifest, task, size)
 
 
 def explain(error: Exception) -> str:

@@ -21,11 +21,11 @@ from service.repository import ModelRepository
 T = TypeVar("T")
 
 
+Work = Callable[[ModelVersion, float], Awaitable[T]]  # (version, seconds left) -> result
+
+
 async def infer(
-    request: Request,
-    name: str,
-    version: int | None,
-    work: Callable[[ModelVersion], Awaitable[T]],
+    request: Request, name: str, version: int | None, work: Work[T]
 ) -> tuple[ModelVersion, T]:
     state = request.app.state
     return await run_inference(
@@ -33,7 +33,8 @@ async def infer(
         state.metrics,
         name,
         version,
-        lambda mv: _unless_disconnected(request, work(mv)),
+        state.settings.request_timeout_s,
+        lambda mv, timeout: _unless_disconnected(request, work(mv, timeout)),
     )
 
 
@@ -42,15 +43,17 @@ async def run_inference(
     metrics: Metrics,
     name: str,
     version: int | None,
-    work: Callable[[ModelVersion], Awaitable[T]],
+    timeout: float,
+    work: Work[T],
 ) -> tuple[ModelVersion, T]:
-    """What HTTP and gRPC share: the version chosen and held, metrics, the batch's spans."""
-    mv = repository.acquire(name, version)
-    note(model=mv.name, version=mv.version)
+    """What HTTP and gRPC share: the version chosen and held (loaded first if it loads on
+    demand: that wait counts against `timeout`), metrics, the batch's spans."""
     started = time.perf_counter()
+    mv = await repository.acquire(name, version, timeout)
+    note(model=mv.name, version=mv.version)
     status = 500
     try:
-        result = await work(mv)
+        result = await work(mv, timeout - (time.perf_counter() - started))
         status = 200
         tracing.record_batch(mv.name, mv.version)
     except ServiceError as error:
@@ -59,7 +62,7 @@ async def run_inference(
             metrics.disconnects.labels("waiting for the model").inc()
         raise
     finally:
-        mv.release()
+        repository.release(mv)
         labels = (mv.name, str(mv.version))
         metrics.requests.labels(*labels, str(status)).inc()
         metrics.latency.labels(*labels).observe(time.perf_counter() - started)

@@ -121,14 +121,14 @@ async def _serving(request: Request, session: Session, store: SessionBackend) ->
     """The session's version must still be served; otherwise the session is gone."""
     repository: ModelRepository = request.app.state.repository
     mv = repository.models.get(session.model, {}).get(session.version)
-    if mv is None or mv.state not in ("ready", "loading"):
+    if mv is None or not (mv.servable or mv.state == "loading"):
         await store.unserved(session)
 
 
 @router.post("", status_code=201, response_model=SessionCreated)
 async def open_session(name: str, request: Request) -> SessionCreated:
     repository: ModelRepository = request.app.state.repository
-    mv = repository.get(name)
+    mv = await repository.loaded_version(name, None)
     task = _forecaster(mv)
     store = store_of(request)
     session = await store.create(mv.name, mv.version, task.new_state(), task.state_bytes)
@@ -149,9 +149,8 @@ async def step(request: Request, name: str, session_id: str) -> FastJSONResponse
     body = await parse_body(request, StepRequest)
     params = parse_parameters(ForecastParameters, body.parameters)
     await _serving(request, session, store)
-    timeout = request.app.state.settings.request_timeout_s
 
-    async def work(mv: ModelVersion) -> tuple[dict[str, Any], int]:
+    async def work(mv: ModelVersion, timeout: float) -> tuple[dict[str, Any], int]:
         nonlocal session
         task = _forecaster(mv)
         values = task.check(body.values)  # validated in full before it can touch the state

@@ -57,14 +57,25 @@ def shown_version(repository: ModelRepository, name: str, version: str | None) -
     return repository.shown(name, number)
 
 
+async def described_version(
+    repository: ModelRepository, name: str, version: str | None
+) -> ModelVersion:
+    """The version a metadata call is about, loaded if it loads on demand: its tensors are
+    known once its task is built (Triton's clients ask for metadata, then infer)."""
+    mv = shown_version(repository, name, version)
+    if mv.on_demand and mv.servable and mv.state != "ready":
+        mv = await repository.loaded_version(name, mv.version)
+    return mv
+
+
 @router.get("/models/{name}", response_model=ModelMetadata)
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
 async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
-    mv = _shown(request, name, version)
+    mv = await described_version(_repository(request), name, version)
     versions = _repository(request).versions_of(name)
     return ModelMetadata(
         name=name,
-        versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
+        versions=[str(v) for v, m in sorted(versions.items()) if m.servable],
         platform="onnxruntime_onnx",
         inputs=mv.task.inputs if mv.task else [],
         outputs=mv.task.outputs if mv.task else [],
@@ -76,9 +87,9 @@ async def model_metadata(request: Request, name: str, version: str | None = None
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-    """200 when the model (version) serves; 400 with the reason when it does not."""
+    """200 when the model (version) serves, or loads on demand; 400 with the reason when not."""
     mv = _shown(request, name, version)
-    if mv.state != "ready":
+    if not mv.servable:
         return FastJSONResponse({"error": mv.describe()}, status_code=400)
     return FastJSONResponse({"name": name, "ready": True})
 
@@ -104,7 +115,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         request,
         name,
         version,
-        lambda mv: mv.infer(arrays, parameters, settings.request_timeout_s),
+        lambda mv, timeout: mv.infer(arrays, parameters, timeout),
     )
     with tracing.span("response"):
         binary = set()
@@ -135,7 +146,7 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
     """Every version on disk or in memory, with its state (Triton's repository extension)."""
     repository = _repository(request)
     states = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE",
-              "unloading": "UNLOADING"}  # fmt: skip
+              "unloading": "UNLOADING", "unloaded": "UNAVAILABLE"}  # fmt: skip
     index: dict[tuple[str, int], RepositoryModel] = {}
     for name, versions in (await asyncio.to_thread(repository.discover)).items():
         for version in versions:
@@ -145,8 +156,9 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
             )
     for name, versions in repository.models.items():
         for version, mv in versions.items():
+            reason = mv.error or ("loads on its first request" if mv.state == "unloaded" else "")
             index[name, version] = RepositoryModel(
-                name=name, version=str(version), state=states[mv.state], reason=mv.error or ""
+                name=name, version=str(version), state=states[mv.state], reason=reason
             )
     return [index[key] for key in sorted(index)]
 

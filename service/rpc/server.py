@@ -18,7 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from service import __version__, tracing, workers
 from service.api.inference import parse_version, run_inference
-from service.api.v2 import shown_version
+from service.api.v2 import described_version, shown_version
 from service.codecs import check_batch, select_outputs
 from service.errors import DeadlineExceeded, NotFound, ServiceError
 from service.logs import REQUEST_ID, log_access, request_facts
@@ -37,7 +37,7 @@ Code = grpc.StatusCode
 CODES = {
     400: Code.INVALID_ARGUMENT, 404: Code.NOT_FOUND, 410: Code.NOT_FOUND,
     413: Code.RESOURCE_EXHAUSTED, 422: Code.INVALID_ARGUMENT, 499: Code.CANCELLED,
-    503: Code.UNAVAILABLE, 504: Code.DEADLINE_EXCEEDED,
+    503: Code.UNAVAILABLE, 504: Code.DEADLINE_EXCEEDED, 507: Code.RESOURCE_EXHAUSTED,
 }  # fmt: skip
 OPEN = frozenset(
     {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", "/grpc.health.v1.Health/Check",
@@ -65,7 +65,7 @@ class InferenceService:
                 mv = shown_version(self.repository, request.name, request.version or None)
             except NotFound:  # as Triton answers: not ready, rather than an error
                 return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=mv.state == "ready")
+            return pb.ModelReadyResponse(ready=mv.servable)
 
         return await _answer("ModelReady", context, ready)
 
@@ -75,13 +75,13 @@ class InferenceService:
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
         async def metadata() -> pb.ModelMetadataResponse:
-            mv = shown_version(self.repository, request.name, request.version or None)
+            mv = await described_version(self.repository, request.name, request.version or None)
             versions = self.repository.versions_of(request.name)
             task = mv.task
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
                 name=request.name,
-                versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
+                versions=[str(v) for v, m in sorted(versions.items()) if m.servable],
                 platform="onnxruntime_onnx",
                 inputs=[tensor(**t.model_dump()) for t in (task.inputs if task else [])],
                 outputs=[tensor(**t.model_dump()) for t in (task.outputs if task else [])],
@@ -112,7 +112,8 @@ class InferenceService:
             self.metrics,
             request.model_name,
             version,
-            lambda mv: mv.infer(arrays, given, timeout),
+            timeout,
+            lambda mv, left: mv.infer(arrays, given, left),
         )
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])

@@ -20,7 +20,6 @@ from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
 TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
-SMALL_BATCH = 2
 TEXT_KINDS = ("words", "chars", "hf_tokenizer")
 NO_ATTENTION = np.zeros(0, np.float32)
 
@@ -95,13 +94,6 @@ class ClassifyTask:
         self.labels = manifest.labels
         graph = ctx.folder / manifest.graphs["model"].file
         self.session, self.provider = ctx.create_inference_session(graph)
-        # A batch of one or two is fastest on one thread (no pool to wake between runs);
-        # more threads pay off only on bigger batches. Measured in bench/README.md.
-        self.small_session = (
-            ctx.create_inference_session(graph, threads=1)[0]
-            if self.provider == "CPUExecutionProvider"
-            else self.session
-        )
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
         self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
@@ -160,8 +152,8 @@ class ClassifyTask:
         return items
 
     def warm_up(self) -> None:
-        """One small and one large batch: both sessions answer before the version is ready."""
-        for size in (1, SMALL_BATCH + 1):
+        """A batch of one and a batch of several answer before the version is ready."""
+        for size in (1, 3):
             self.run(self.prepare(["warm up the session"] * size, truncate=False))
 
     def run(self, items: list[Encoded]) -> list[Scores]:
@@ -174,8 +166,7 @@ class ClassifyTask:
             for row, i in enumerate(group):
                 tokens[row, : lengths[i]] = items[i].ids
             feed = {"tokens": tokens, "lengths": np.array([lengths[i] for i in group], np.int64)}
-            session = self.small_session if len(group) <= SMALL_BATCH else self.session
-            probabilities, *attention = session.run(self.output_names, feed)
+            probabilities, *attention = self.session.run(self.output_names, feed)
             for row, i in enumerate(group):
                 weights = attention[0][row, : lengths[i]] if attention else NO_ATTENTION
                 results[i] = Scores(probabilities[row], weights)

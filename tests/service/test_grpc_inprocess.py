@@ -62,8 +62,8 @@ def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeyp
     with TestClient(app) as client:
         wait_ready(client)
         task = app.state.repository.get("tiny-lstm").task
-        held = HeldSession(task.small_session)
-        monkeypatch.setattr(task, "small_session", held)
+        held = HeldSession(task.session)
+        monkeypatch.setattr(task, "session", held)
         results = asyncio.run(many_calls(address, 8, until_refused=6, then=held.gate.set))
     refused = [r for r in results if isinstance(r, InferenceServerException)]
     answered = [r for r in results if not isinstance(r, Exception)]
@@ -85,8 +85,8 @@ def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, ca
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
         wait_ready(client)
         task = app.state.repository.get("tiny-lstm").task
-        held = HeldSession(task.small_session)
-        monkeypatch.setattr(task, "small_session", held)
+        held = HeldSession(task.session)
+        monkeypatch.setattr(task, "session", held)
 
         def http(request_id: str):
             return client.post(
