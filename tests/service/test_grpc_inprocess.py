@@ -57,7 +57,7 @@ class HeldSession:
 
 def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeypatch):
     """One batch runs (held), one request waits in a queue of one: the rest are refused."""
-    tight = BatchingSettings(max_queue_size=1, max_batch_size=1)
+    tight = BatchingSettings(max_queue_size=1, max_batch_size=1, max_concurrent_batches=1)
     app, address = grpc_app(tiny_repository, model_batching={"tiny-lstm": tight})
     with TestClient(app) as client:
         wait_ready(client)
@@ -81,7 +81,8 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 
 
 def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, caplog):
-    app, address = grpc_app(tiny_repository)
+    one_slot = BatchingSettings(max_concurrent_batches=1)  # the next batch waits for the first
+    app, address = grpc_app(tiny_repository, model_batching={"tiny-lstm": one_slot})
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
         wait_ready(client)
         task = app.state.repository.get("tiny-lstm").task
