@@ -237,10 +237,9 @@ class ModelRepository(Registry):
         self.metrics.evictions.labels(mv.name).inc()
 
         async def unload() -> None:
-            await mv.retire()
+            await mv.retire()  # its heap is kept for the load it makes room for (no trim)
             mv.state = "unloaded"
             self._changed.fire()
-            await asyncio.to_thread(_return_freed_memory)
             log.info("unloaded %s/%s to make room", mv.name, mv.version)
 
         _spawn(unload(), self._retiring)
