@@ -22,6 +22,7 @@ from contract.manifest import MODEL_NAME, Manifest
 from service.codecs import OutputTensor
 from service.discovery import Fingerprint
 from service.errors import ModelNotReady, NotFound
+from service.statistics import Statistics
 from service.tasks import ServingTask
 
 State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
@@ -42,6 +43,7 @@ class ModelVersion:
     on_demand: bool = False  # loaded by its first request, unloaded when idle to make room
     size: int = 0  # bytes of its files: what it counts against a memory budget
     last_used: float = 0.0  # when a request last chose it (monotonic): the LRU order
+    statistics: Statistics = field(default_factory=Statistics)
     _idle: asyncio.Event | None = field(default=None, repr=False)
 
     @property

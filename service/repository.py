@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.manifest import MODEL_NAME
+from service.batching import BatchStats
 from service.budget import Budget, least_recently_used
 from service.discovery import Fingerprint, discover, fingerprint, select_versions
 from service.errors import BadRequest, DeadlineExceeded, NotFound, Overloaded
@@ -34,6 +35,7 @@ from service.loading import LoadError, load_version, read_manifest
 from service.metrics import Metrics
 from service.registry import WAKING, ModelVersion, Registry
 from service.settings import Settings
+from service.statistics import Statistics
 
 log = logging.getLogger("rnnserve.repository")
 
@@ -126,7 +128,7 @@ class ModelRepository(Registry):
 
     async def _load(self, mv: ModelVersion) -> None:
         mv.state = "loading"
-        observer = self.metrics.batch_observer(mv.name, mv.version)
+        observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
         try:
             loaded = await asyncio.to_thread(
@@ -407,3 +409,14 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
+
+
+def _observer(metrics: Callable[[BatchStats], None], statistics: Statistics) -> Callable:
+    """Each batch feeds the metrics and the version's statistics (never the version itself,
+    which holds the task that holds this callback)."""
+
+    def observe(stats: BatchStats) -> None:
+        metrics(stats)
+        statistics.batch(stats)
+
+    return observe
