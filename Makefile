@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout triton-tools bench-triton lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout triton-tools bench-triton lint format models bench fleet replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,11 @@ bench: $(VENV)/.all wrk scaleout
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
 	$(BIN)/python -m bench.grpc
 	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
+	$(BIN)/python -m bench.fleet --out bench/results/fleet.json
+
+# 200 models with room for 20 (Zipf load), and memory per loaded model against main.
+fleet: $(VENV)/.all
+	$(BIN)/python -m bench.fleet --out bench/results/fleet.json
 
 # Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
 replicas: $(VENV)/.all scaleout

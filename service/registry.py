@@ -37,6 +37,7 @@ class ModelVersion:
     state: State = "loading"
     error: str | None = None
     fingerprint: Fingerprint = ()  # of the folder when it failed: retried once it changes
+    verified: Fingerprint = ()  # of the folder when its files last matched their sha256
     manifest: Manifest | None = None
     task: ServingTask | None = None
     active: int = 0  # requests that chose this version and have not finished

@@ -130,9 +130,10 @@ class ModelRepository(Registry):
         mv.state = "loading"
         observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
+        verify = not before or before != mv.verified  # unchanged since it was hashed: trusted
         try:
             loaded = await asyncio.to_thread(
-                load_version, mv.name, mv.version, mv.folder, self.settings, observer
+                load_version, mv.name, mv.version, mv.folder, self.settings, observer, verify
             )
         except LoadError as error:
             self._failed(mv, error, before)
@@ -142,6 +143,7 @@ class ModelRepository(Registry):
                 loaded.task.close()
                 return
             mv.manifest, mv.task, mv.size = loaded.manifest, loaded.task, loaded.size
+            mv.verified = before
             mv.state, mv.last_used = "ready", time.monotonic()
             self.metrics.loads.labels(mv.name, "loaded").inc()
             log.info("loaded %s/%s on %s", mv.name, mv.version, mv.provider)
@@ -160,6 +162,7 @@ class ModelRepository(Registry):
         if current.get(mv.version) is mv:
             del current[mv.version]
         self.metrics.forget(mv.name, mv.version)
+        self._changed.fire()  # what it held is free: a load waiting for room may start
 
     def _retire(self, current: dict[int, ModelVersion], mv: ModelVersion) -> None:
         mv.state, mv.on_demand = "unloading", False  # at once: no new request chooses it

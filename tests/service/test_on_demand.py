@@ -28,7 +28,7 @@ def fleet(tiny_repository: Path, tmp_path_factory) -> Path:
     """Four copies of tiny-lstm, a pinned one, and one whose manifest is broken."""
     repository = tmp_path_factory.mktemp("fleet")
     source = tiny_repository / "tiny-lstm" / "1"
-    for name in [*MODELS, "pinned", "broken"]:
+    for name in [*MODELS, "pinned", "broken", "edited"]:
         copy_version(source, repository, name, 1)
     (repository / "broken" / "1" / "manifest.json").write_text("{not json")
     return repository
@@ -225,4 +225,21 @@ def test_a_model_larger_than_the_memory_budget_is_a_clear_error(fleet):
         error = response.json()["error"]
         assert error.startswith("model 'm0' version 1 needs ")
         assert "RNNSERVE_MAX_LOADED_BYTES" in error
+        assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_a_version_edited_while_unloaded_is_verified_again_when_it_reloads(fleet):
+    """Reloading an unchanged folder skips the sha256; a changed one is hashed and refused."""
+    with app_over(fleet, max_loaded_models=1) as client:
+        wait_ready(client)
+        predict(client, "edited")
+        predict(client, "m0")  # "edited" makes room
+        wait_for(lambda: client.get("/v1/models/edited").json()["loaded"] == [])
+        graph = fleet / "edited" / "1" / "model.onnx"
+        data = bytearray(graph.read_bytes())
+        data[-1] ^= 0xFF  # same size, other bytes
+        graph.write_bytes(bytes(data))
+        response = client.post("/v1/models/edited:predict", json=TEXT)
+        assert response.status_code == 503
+        assert "model.onnx does not match the sha256 in the manifest" in response.json()["error"]
         assert client.get("/v2/health/ready").status_code == 200
