@@ -136,7 +136,9 @@ Preprocessing = Annotated[
 class ExportInfo(_Strict):
     opset: int
     torch_version: str | None = Field(description="None for a graph made elsewhere")
-    onnx_version: str
+    onnx_version: str | None = Field(
+        description="None where the service derived the manifest from a bare model.onnx"
+    )
     onnxruntime_version: str
     parity_max_abs_diff: float | None = Field(
         description="largest |PyTorch - onnxruntime| output; None without a PyTorch model"

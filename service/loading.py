@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 from pydantic import ValidationError
 
+from contract.graphs import GRAPH_FILE, graph_manifest, tensor_spec
 from contract.manifest import MANIFEST_FILE, Manifest, sha256_of
 from service.batching import BatchStats
 from service.phases import TimedSession
@@ -49,13 +51,20 @@ def verify_files(manifest: Manifest, folder: Path) -> None:
             raise LoadError(f"{file} does not match the sha256 in the manifest")
 
 
-def read_manifest(name: str, version: int, folder: Path) -> tuple[Manifest, int]:
+def describe_version(
+    name: str, version: int, folder: Path, check_identity: bool = True
+) -> tuple[Manifest, int]:
     """A version folder's manifest and the bytes of the files it lists, without loading it
-    (what a version that loads on demand is listed with); raises LoadError."""
+    (what a version that loads on demand is listed with); raises LoadError.
+
+    `check_identity`: the manifest must name the model and version its folders name (in a
+    repository); where the server was given one model's folder, it serves it as named."""
     try:
-        manifest = Manifest.read(folder)
+        manifest = read_manifest(name, version, folder)
         if (manifest.name, manifest.version) != (name, version):
-            raise LoadError(f"the manifest describes {manifest.name}/{manifest.version}")
+            if check_identity:
+                raise LoadError(f"the manifest describes {manifest.name}/{manifest.version}")
+            manifest = manifest.model_copy(update={"name": name, "version": version})
         return manifest, sum((folder / file).stat().st_size for file in manifest.files)
     except Exception as error:
         raise LoadError(explain(error).replace(str(folder), "<version>")) from error
@@ -67,12 +76,15 @@ def load_version(
     folder: Path,
     settings: Settings,
     on_batch: Callable[[BatchStats], None],
+    check_identity: bool = True,
     verify: bool = True,
 ) -> Loaded:
     """The served form of one version folder; raises LoadError with a readable reason.
-    `verify=False` skips the sha256 of files verified before in a folder that has not changed
-    since (a version loaded again on demand)."""
-    manifest, size = read_manifest(name, version, folder)
+
+    `check_identity`: see `describe_version`. `verify=False` skips the sha256 of files
+    verified before in a folder that has not changed since (a version loaded again on demand).
+    """
+    manifest, size = describe_version(name, version, folder, check_identity)
     try:
         if verify:
             verify_files(manifest, folder)
@@ -96,6 +108,41 @@ def load_version(
         task.close()
         raise LoadError(explain(error).replace(str(folder), "<version>")) from error
     return Loaded(manifest, task, size)
+
+
+def read_manifest(name: str, version: int, folder: Path) -> Manifest:
+    """The folder's manifest; a folder holding only model.onnx (KServe's `onnx` format) gets
+    one derived from the graph, as Triton completes a missing model configuration."""
+    if (folder / MANIFEST_FILE).exists() or _visible_files(folder) != [GRAPH_FILE]:
+        return Manifest.read(folder)
+    graph = folder / GRAPH_FILE
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    try:
+        inputs = [
+            tensor_spec(i.name, _onnx_type(i.type), i.shape, "input") for i in session.get_inputs()
+        ]
+        outputs = [
+            tensor_spec(o.name, _onnx_type(o.type), o.shape, "output")
+            for o in session.get_outputs()
+        ]
+    except ValueError as error:
+        raise LoadError(f"{GRAPH_FILE} without a manifest: {error}") from None
+    return graph_manifest(name, version, folder, inputs, outputs, sha256_of(graph), ort.__version__)
+
+
+def _visible_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _onnx_type(ort_type: str) -> str:
+    """onnxruntime's "tensor(float)" -> ONNX's "float"; a sequence or map stays unserved."""
+    return (
+        ort_type.removeprefix("tensor(").removesuffix(")")
+        if ort_type.startswith("tensor(")
+        else ort_type
+    )
 
 
 def _timed(made: tuple[Any, str]) -> tuple[Any, str]:
