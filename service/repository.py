@@ -38,6 +38,7 @@ from service.settings import Settings
 from service.statistics import Statistics
 
 log = logging.getLogger("rnnserve.repository")
+TRIM_EVERY_S = 5.0  # at most this often, memory freed by unloading for room goes back
 
 
 class ModelRepository(Registry):
@@ -56,6 +57,7 @@ class ModelRepository(Registry):
         self._loading: set[asyncio.Task] = set()  # loads on demand
         self.budget = Budget(settings.max_loaded_models, settings.max_loaded_bytes)
         self._changed = Signal()  # a load or unload ended, or a version became idle
+        self._trimmed = 0.0  # when heap freed by unloading for room was last given back
         metrics.watch_queues(self._queue_depths)
 
     def discover(self) -> dict[str, dict[int, Path]]:
@@ -258,10 +260,14 @@ class ModelRepository(Registry):
         self.metrics.evictions.labels(mv.name).inc()
 
         async def unload() -> None:
-            await mv.retire()  # its heap is kept for the load it makes room for (no trim)
+            await mv.retire()
             mv.state = "unloaded"
             self._changed.fire()
             log.info("unloaded %s/%s to make room", mv.name, mv.version)
+            # Not after every unload: a trim holds the allocator while loads run beside it.
+            if time.monotonic() - self._trimmed >= TRIM_EVERY_S:
+                self._trimmed = time.monotonic()
+                await asyncio.to_thread(_return_freed_memory)
 
         _spawn(unload(), self._retiring)
 
