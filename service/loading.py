@@ -34,10 +34,13 @@ class LoadError(Exception):
 def referenced_files(manifest: Manifest) -> set[str]:
     """Every file the manifest points at: its graphs and its pre-processing files."""
     files = {graph.file for graph in manifest.graphs.values()}
-    preprocessing = manifest.preprocessing.model_dump() if manifest.preprocessing else {}
-    for key, value in preprocessing.items():
-        if key.endswith("_file") and isinstance(value, str):
-            files.add(value)
+    parts = [manifest.preprocessing.model_dump()] if manifest.preprocessing else []
+    while parts:  # nested parts too: a seq2seq's input and output
+        for key, value in parts.pop().items():
+            if key.endswith("_file") and isinstance(value, str):
+                files.add(value)
+            elif isinstance(value, dict):
+                parts.append(value)
     return files
 
 
