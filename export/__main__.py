@@ -27,7 +27,9 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
         "checkpoint", type=Path, nargs="?", help="checkpoint.pt written by rnnserve train"
     )
     p.add_argument("--name", required=True, help=f"model name, {MODEL_NAME.pattern}")
-    p.add_argument("--repository", type=Path, default=Path("models"))
+    p.add_argument(
+        "--repository", default="models", help="a folder, or object storage: s3://bucket/prefix"
+    )
     p.add_argument(
         "--tolerance",
         type=float,
@@ -119,7 +121,9 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     return p
 
 
-def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Options) -> Path:
+def export_own(
+    p: argparse.ArgumentParser, args: argparse.Namespace, options: Options
+) -> Path | str:
     """A user's module or graph, through export.api; a broken contract is one line, exit 1."""
     import onnx
     from torch import nn
@@ -208,7 +212,7 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
         p.exit(1, f"{p.prog}: refused: the graph fails onnx.checker: {str(error).strip()}\n")
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> Path | str:
     p = build_parser()
     args = p.parse_args(argv)
     if not MODEL_NAME.match(args.name):

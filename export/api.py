@@ -48,7 +48,7 @@ def publish_classifier(
     description: str | None = None,
     examples: Sequence[str] | None = None,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a text classifier: `forward(tokens int64[B, T], lengths int64[B])` -> logits
     [B, C] or (logits, attention [B, T]); `outputs="probabilities"` when it returns those
     instead. `vocab`: tokens in id order, or a file of one token a line (for `tokenizer`
@@ -106,7 +106,7 @@ def publish_seq2seq(
     description: str | None = None,
     examples: Sequence[str] | None = None,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a seq2seq model: `encoder(chars int64[B, S], lengths int64[B])` ->
     (memory [B, S, M], state [B, D]); `decoder(token int64[B], state, memory, mask bool[B, S])`
     -> (logits [B, V], next_state [B, D], attention [B, S]).
@@ -153,7 +153,7 @@ def publish_forecaster(
     description: str | None = None,
     examples: Sequence[str] | None = None,
     options: Options | None = None,
-) -> Path:
+) -> Path | str:
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
     first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
     *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
@@ -172,7 +172,7 @@ def publish_onnx(
     title: str | None = None,
     description: str | None = None,
     examples: Sequence[str] | None = None,
-) -> Path:
+) -> Path | str:
     """Publish an ONNX graph made elsewhere as a `tensor` model (V2 tensors in and out);
     `examples` are V2 request bodies (JSON) the page offers."""
     exporter_class = registry.load(registry.get("tensor").exporter)
@@ -184,11 +184,11 @@ def publish_onnx(
 
 def _publish(
     task: str, exporter: TaskExporter, name: str, repository: Path | str, options: Options
-) -> Path:
+) -> Path | str:
     if not MODEL_NAME.match(name):
         raise ContractError(f"expected a model name matching {MODEL_NAME.pattern}, got {name!r}")
     return publish(
-        Path(repository),
+        repository,
         name,
         lambda folder, version: write_version(task, exporter, folder, name, version, options),
     )

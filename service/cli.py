@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,12 +24,14 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
         "--model-repository",
         "--model_dir",
         dest="model_repository",
-        help="folder of <name>/<version>/ artifacts, or one model's folder (with --model-name)",
+        help="folder of <name>/<version>/ artifacts, s3://bucket/prefix, or one model's "
+        "folder (with --model-name)",
     )
     p.add_argument(
         "--model-name", "--model_name", dest="model_name", help="the model's name, where "
         "the repository is one model's folder (KServe's storage initializer: /mnt/models)"
     )  # fmt: skip
+    p.add_argument("--model-cache", help="where versions from object storage are downloaded")
     p.add_argument("--host")
     p.add_argument("--port", "--http_port", dest="port", type=int)
     p.add_argument(
@@ -58,10 +62,16 @@ def serve(args: argparse.Namespace) -> None:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"rnnserve serve: {explain_invalid(error)}")
-    if not settings.model_repository.is_dir():
+    repository = settings.model_repository
+    if isinstance(repository, Path) and not repository.is_dir():
         sys.exit(
             f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
             f"{settings.model_repository} is not a folder"
+        )
+    if not isinstance(repository, Path) and importlib.util.find_spec("boto3") is None:
+        sys.exit(
+            f"rnnserve serve: the model repository {repository} is on object storage, which "
+            "needs boto3: pip install 'rnnserve[s3]'"
         )
     busy = ports_in_use(settings)
     if busy:

@@ -29,12 +29,13 @@ from typing import Any
 from contract.manifest import MODEL_NAME
 from service.batching import BatchStats
 from service.budget import Budget, least_recently_used
-from service.discovery import Fingerprint, discover, fingerprint, misplaced, select_versions
+from service.discovery import Fingerprint, fingerprint, misplaced, select_versions
 from service.errors import BadRequest, DeadlineExceeded, NotFound, Overloaded
 from service.loading import LoadError, describe_version, load_version
 from service.metrics import Metrics
 from service.registry import WAKING, ModelVersion, Registry
 from service.settings import Settings
+from service.sources import open_source
 from service.statistics import Statistics
 
 log = logging.getLogger("rnnserve.repository")
@@ -46,7 +47,8 @@ class ModelRepository(Registry):
         super().__init__()
         self.settings = settings
         self.metrics = metrics
-        self.root = settings.model_repository
+        self.root = settings.model_repository  # a folder, or an s3:// URL
+        self.source = open_source(settings)  # that folder, or the store and a local cache
         self.unloaded: set[str] = set()  # unloaded by request: polling leaves them alone
         self.loaded = False  # a first scan has finished
         self.scan_error: str | None = None
@@ -61,7 +63,7 @@ class ModelRepository(Registry):
         metrics.watch_queues(self._queue_depths)
 
     def discover(self) -> dict[str, dict[int, Path]]:
-        return discover(self.root, self.settings.model_name)
+        return self.source.discover()
 
     def policy_for(self, name: str) -> str:
         return self.settings.model_version_policy.get(name, self.settings.version_policy)
@@ -88,7 +90,8 @@ class ModelRepository(Registry):
 
     def _empty(self, found: dict) -> str:
         """Blocking: why a scan found no model (an empty or misplaced repository)."""
-        hint = misplaced(self.root) if self.settings.model_name is None else ""
+        in_folder = isinstance(self.root, Path) and self.settings.model_name is None
+        hint = misplaced(self.root) if in_folder else ""
         return hint or f"the model repository {self.root} holds no model"
 
     def _scan(self, failed: list[ModelVersion]) -> tuple[dict, dict[ModelVersion, Fingerprint]]:
@@ -171,7 +174,7 @@ class ModelRepository(Registry):
 
     def _named(self, mv: ModelVersion) -> bool:
         """In a repository, a manifest must name its folders (else --model_name's folder)."""
-        return mv.folder == self.root / mv.name / str(mv.version)
+        return mv.folder == self.source.folder / mv.name / str(mv.version)
 
     def _holds(self, mv: ModelVersion) -> bool:
         return self.models.get(mv.name, {}).get(mv.version) is mv

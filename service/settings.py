@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ByteSize, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.manifest import MODEL_NAME
+from contract.object_store import StoreUrl
 
 VersionPolicy = Annotated[str, Field(pattern=r"^(all|latest(:[1-9][0-9]*)?)$")]
+StoreLocation = Annotated[str, Field(pattern=r"^s3://\S+$")]
+
+
+def _url_or_folder(value: object) -> object:
+    """A URL must be one we read (not silently a folder named `gs:`); the rest is a folder."""
+    if isinstance(value, str) and "://" in value:
+        StoreUrl.parse(value)
+    return value
 
 
 class BatchingSettings(BaseModel):
@@ -34,7 +44,14 @@ class Settings(BaseSettings):
         env_prefix="RNNSERVE_", env_nested_delimiter="__", protected_namespaces=()
     )
 
-    model_repository: Path = Path("models")
+    model_repository: Annotated[StoreLocation | Path, BeforeValidator(_url_or_folder)] = Field(
+        Path("models"), description="a folder, or object storage: s3://bucket/prefix"
+    )
+    model_cache: Path | None = Field(
+        None,
+        description="where versions from object storage are downloaded "
+        "(default: $XDG_CACHE_HOME/rnnserve/models)",
+    )
     model_name: str | None = Field(
         None,
         pattern=MODEL_NAME.pattern,
@@ -134,6 +151,11 @@ class Settings(BaseSettings):
         """With a budget, a model that is not pinned loads on its first request."""
         budget = self.max_loaded_models is not None or self.max_loaded_bytes is not None
         return budget and model not in self.pinned_models
+
+    def cache_folder(self) -> Path:
+        if self.model_cache is not None:
+            return self.model_cache
+        return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "rnnserve/models"
 
     def batching_for(self, model: str) -> BatchingSettings:
         return self.model_batching.get(model, self.batching)

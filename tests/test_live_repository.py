@@ -16,7 +16,7 @@ from tests.live_server import live_server
 from tests.test_real_server import expected_probabilities, random_texts
 
 
-def publish_copy(source: Path, repository: Path, name: str) -> Path:
+def publish_copy(source: Path, repository: Path | str, name: str) -> Path | str:
     """What `rnnserve export` does, with an existing version folder as the content."""
 
     def write(folder: Path, version: int) -> None:
@@ -32,9 +32,9 @@ def publish_copy(source: Path, repository: Path, name: str) -> Path:
 class Client(threading.Thread):
     """Sends predictions back to back until stopped, keeping every answer."""
 
-    def __init__(self, url: str, texts: list[str]) -> None:
+    def __init__(self, url: str, texts: list[str], model: str = "live") -> None:
         super().__init__(daemon=True)
-        self.url, self.texts = url, texts
+        self.url, self.texts, self.model = url, texts, model
         self.answers: list[tuple[str, httpx.Response]] = []
         self.stop = threading.Event()
 
@@ -44,7 +44,10 @@ class Client(threading.Thread):
             while not self.stop.is_set():
                 text = self.texts[i % len(self.texts)]
                 self.answers.append(
-                    (text, client.post("/v1/models/live:predict", json={"instances": [text]}))
+                    (
+                        text,
+                        client.post(f"/v1/models/{self.model}:predict", json={"instances": [text]}),
+                    )
                 )
                 i += 1
 
