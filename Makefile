@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench bench-peers bench-peers-envs debian-python replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout objectstore triton-tools bench-triton lint format models bench fleet bench-peers bench-peers-envs debian-python replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,11 @@ bench: $(VENV)/.all wrk scaleout
 	$(BIN)/python -m bench.forecast --out bench/results/forecast.json
 	$(BIN)/python -m bench.grpc --data $(DATA)
 	$(BIN)/python -m bench.scaleout --out bench/results/scaleout.json
+	$(BIN)/python -m bench.fleet --out bench/results/fleet.json
+
+# 200 models with room for 20 (Zipf load), and memory per loaded model against main.
+fleet: $(VENV)/.all
+	$(BIN)/python -m bench.fleet --out bench/results/fleet.json
 
 # rnnserve against Triton, MLServer and BentoML on the same graph (bench/README.md, "Peers").
 # Each peer gets its own virtual environment under $(PEERS), made once, with the onnxruntime

@@ -8,12 +8,19 @@ is free and the model is idle; while other batches run, a free slot waits until
 `max_batch_size` items are queued or the oldest has waited `max_batch_delay_ms`. Whatever a
 run does, every caller of a batch gets an answer (a result or an error) and the next batch is
 dispatched.
+
+Batches run on one pool of threads shared by every model of the process, one thread per core:
+a session runs on its caller's thread (see `runtime`), so a busy model runs batches side by
+side instead of spreading one batch over a thread pool of its own, and threads do not grow
+with the number of models loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -152,14 +159,9 @@ class Batcher(Generic[Item, Result]):
         self.limits = limits
         self._on_batch = on_batch
         self.queue: AdmissionQueue[Item] = AdmissionQueue(limits.max_queue_size, self._dispatch)
+        self.slots = limits.max_concurrent_batches or cores()
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=limits.max_concurrent_batches,
-            thread_name_prefix="batch",
-            initializer=name_os_thread,
-            initargs=("rnnserve-batch",),
-        )
         self._idle: asyncio.Event | None = None
 
     @property
@@ -188,14 +190,13 @@ class Batcher(Generic[Item, Result]):
             self._timer.cancel()
             self._timer = None
         self.queue.close(ModelNotReady("the model was unloaded"))
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._run = _closed
+        self._run = _closed  # a batch still waiting for a run thread fails instead of running
         self._on_batch = None
 
     def _dispatch(self) -> None:
         """Start every batch that may start now; arm a timer for one that must wait."""
         limits = self.limits
-        while self._running < limits.max_concurrent_batches:
+        while self._running < self.slots:
             head = self.queue.head()
             if head is None:
                 break
@@ -208,6 +209,9 @@ class Batcher(Generic[Item, Result]):
             self._start(self.queue.take(limits.max_batch_size))
         self._notify_idle()
 
+    def _call(self, items: list[Item]) -> Sequence[Result]:
+        return self._run(items)  # looked up when the run starts: `close` may have come first
+
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch()
@@ -218,7 +222,7 @@ class Batcher(Generic[Item, Result]):
         self._running += 1
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, timed, self._run, [w.item for w in batch])
+        work = loop.run_in_executor(run_threads(), timed, self._call, [w.item for w in batch])
         work.add_done_callback(lambda done: self._finish(batch, started, done))
 
     def _finish(self, batch: list[Waiting[Item]], started: float, done: asyncio.Future) -> None:
@@ -243,6 +247,22 @@ class Batcher(Generic[Item, Result]):
     def _notify_idle(self) -> None:
         if self._idle is not None and not self.in_flight:
             self._idle.set()
+
+
+def cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@functools.cache
+def run_threads() -> ThreadPoolExecutor:
+    """The threads every model's batches run on, one per core, made once per process."""
+    return ThreadPoolExecutor(
+        max_workers=cores(),
+        thread_name_prefix="batch",
+        initializer=name_os_thread,
+        initargs=("rnnserve-batch",),
+    )
 
 
 def _results(done: asyncio.Future, expected: int) -> tuple[Sequence[Any], Phases]:

@@ -2,9 +2,10 @@
 
 The HTTP routes (`service.api`) and the gRPC methods (`service.rpc`) are thin adapters: they
 decode their message, call one method here, and encode the answer and the errors their way.
-Here: which version a request means, inference around the model (held, counted, timed),
-streams (sessions and Triton's sequences, `service.streaming`), metadata, readiness, and
-repository control. Nothing here knows a request or a status code.
+Here: which version a request means, inference around the model (loaded first if it loads
+on demand, held, counted, timed), streams (sessions and Triton's sequences,
+`service.streaming`), metadata, readiness, and repository control. Nothing here knows a
+request or a status code.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ SERVER_NAME = "rnnserve"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 PLATFORM = "onnxruntime_onnx"
 REPOSITORY_STATES = {
-    "ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "unloading": "UNLOADING"
+    "ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "unloading": "UNLOADING",
+    "unloaded": "UNAVAILABLE",
 }  # fmt: skip
+Work = Callable[[ModelVersion, float], Awaitable[T]]  # (version, seconds left) -> result
 
 
 def parse_version(name: str, version: str) -> int:
@@ -83,18 +86,21 @@ class DataPlane:
         self,
         name: str,
         version: int | None,
-        work: Callable[[ModelVersion], Awaitable[T]],
+        timeout: float,
+        work: Work[T],
         status_of: Callable[[ServiceError | None], str],
     ) -> tuple[ModelVersion, T]:
         """Run `work` on the version chosen (held until it ends so it cannot be retired under
-        it), with its request count, latency and the batch's spans. Requests are counted by
-        the status the wire answers: `status_of` an error, or of None for success."""
-        mv = self.repository.live.acquire(name, version)
-        note(model=mv.name, version=mv.version)
+        it; loaded first if it loads on demand, a wait that counts against `timeout`), with
+        its request count, latency and the batch's spans; `work` gets the seconds left.
+        Requests are counted by the status the wire answers: `status_of` an error, or of None
+        for success."""
         started = time.perf_counter()
+        mv = await self.repository.acquire(name, version, timeout)
+        note(model=mv.name, version=mv.version)
         failed: ServiceError | None = UNEXPECTED
         try:
-            result = await work(mv)
+            result = await work(mv, timeout - (time.perf_counter() - started))
             failed = None
             tracing.record_batch(mv.name, mv.version)
         except ServiceError as error:
@@ -103,7 +109,7 @@ class DataPlane:
                 self.metrics.disconnects.labels("waiting for the model").inc()
             raise
         finally:
-            mv.release()
+            self.repository.release(mv)
             labels, seconds = (mv.name, str(mv.version)), time.perf_counter() - started
             self.metrics.requests.labels(*labels, status_of(failed)).inc()
             self.metrics.latency.labels(*labels).observe(seconds)
@@ -116,14 +122,13 @@ class DataPlane:
         version: int | None,
         arrays: dict[str, np.ndarray],
         parameters: dict[str, Any],
-        timeout: float,
-    ) -> tuple[int | None, Callable[[ModelVersion], Awaitable[list[OutputTensor]]]]:
+    ) -> tuple[int | None, Work[list[OutputTensor]]]:
         """What a V2 infer runs, and on which version: a stateless inference, or a step of
         the sequence its parameters name (on the version the sequence started on)."""
         sequence = sequence_of(parameters)
         if sequence is None:
-            return version, lambda mv: mv.infer(arrays, parameters, timeout)
-        return await self._sequence_work(name, version, sequence, arrays, parameters, timeout)
+            return version, lambda mv, timeout: mv.infer(arrays, parameters, timeout)
+        return await self._sequence_work(name, version, sequence, arrays, parameters)
 
     # -- streams: sessions and sequences (see service.streaming) -------------------------------
 
@@ -139,7 +144,8 @@ class DataPlane:
         return self.sessions
 
     async def open_session(self, name: str) -> tuple[ModelVersion, Session]:
-        mv = self.repository.live.get(name)
+        """A session on the default version, loaded first if it loads on demand."""
+        mv = await self.repository.loaded_version(name, None)
         task = streaming(mv)
         state = task.encode_state(task.open_state())
         return mv, await self.session_store().create(mv.name, mv.version, state, task.state_bytes)
@@ -147,7 +153,7 @@ class DataPlane:
     async def still_served(self, session: Session) -> None:
         """The session's version must still be served; otherwise the session is gone."""
         mv = self.repository.models.get(session.model, {}).get(session.version)
-        if mv is None or mv.state not in ("ready", "loading"):
+        if mv is None or not (mv.servable or mv.state == "loading"):
             await self.session_store().unserved(session)
 
     def session_step(
@@ -156,13 +162,12 @@ class DataPlane:
         values: list[Any],
         parameters: dict[str, Any],
         expect_steps: int | None,
-    ) -> Callable[[ModelVersion], Awaitable[tuple[dict[str, Any], int]]]:
+    ) -> Work[tuple[dict[str, Any], int]]:
         """A session's step, run on its version: the task's answer and the steps seen."""
 
-        async def work(mv: ModelVersion) -> tuple[dict[str, Any], int]:
+        async def work(mv: ModelVersion, timeout: float) -> tuple[dict[str, Any], int]:
             task = streaming(mv)
             checked = task.check_step(values, parameters)  # in full, before the state
-            timeout = self.settings.request_timeout_s
             return await step(self.session_store(), session, task, checked, values, timeout,
                               expect_steps)  # fmt: skip
 
@@ -175,12 +180,11 @@ class DataPlane:
         sequence: Sequence,
         arrays: dict[str, np.ndarray],
         parameters: dict[str, Any],
-        timeout: float,
-    ) -> tuple[int | None, Callable[[ModelVersion], Awaitable[list[OutputTensor]]]]:
+    ) -> tuple[int | None, Work[list[OutputTensor]]]:
         """A step of a Triton sequence: its session opened by `sequence_start` (a start for an
         open id restarts it), found otherwise (Triton's 400 if it is not open), stepped like
         any session, and closed after answering by `sequence_end`."""
-        streaming(self.repository.live.get(name, version), STATELESS)
+        streaming(await self.repository.loaded_version(name, version), STATELESS)
         store = self.session_store()
         key = sequence.key(name)
         session: Session | None = None
@@ -198,7 +202,7 @@ class DataPlane:
                 )
             version = session.version
 
-        async def work(mv: ModelVersion) -> list[OutputTensor]:
+        async def work(mv: ModelVersion, timeout: float) -> list[OutputTensor]:
             nonlocal session
             task = streaming(mv, STATELESS)
             values = step_values(mv.task.inputs, arrays, sequence)  # type: ignore[union-attr]
@@ -227,12 +231,20 @@ class DataPlane:
         number = None if version is None else parse_version(name, version)
         return self.repository.live.shown(name, number)
 
-    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+    async def described(self, name: str, version: str | None) -> ModelVersion:
+        """The version a metadata call is about, loaded if it loads on demand: its tensors are
+        known once its task is built (Triton's clients ask for metadata, then infer)."""
         mv = self.shown(name, version)
+        if mv.on_demand and mv.servable and mv.state != "ready":
+            mv = await self.repository.loaded_version(name, mv.version)
+        return mv
+
+    async def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        mv = await self.described(name, version)
         versions = self.repository.live.versions_of(name)
         return ModelMetadata(
             name=name,
-            versions=[str(v) for v, m in sorted(versions.items()) if m.state == "ready"],
+            versions=[str(v) for v, m in sorted(versions.items()) if m.servable],
             platform=PLATFORM,
             inputs=mv.task.inputs if mv.task else [],
             outputs=mv.task.outputs if mv.task else [],
@@ -240,9 +252,9 @@ class DataPlane:
             error=mv.error,
         )
 
-    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
-        """Triton's model configuration extension."""
-        mv = self.shown(name, version)
+    async def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's model configuration extension (of a loaded version: its tensors)."""
+        mv = await self.described(name, version)
         return model_config(mv, self.settings, self.repository.policy_for(name))
 
     def model_statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
@@ -286,11 +298,12 @@ class DataPlane:
                 )
         for name, versions in repository.models.items():
             for version, mv in versions.items():
+                waits = "loads on its first request" if mv.state == "unloaded" else ""
                 index[name, version] = RepositoryModel(
                     name=name,
                     version=str(version),
                     state=REPOSITORY_STATES[mv.state],
-                    reason=mv.error or "",
+                    reason=mv.error or waits,
                 )
         return [index[key] for key in sorted(index)]
 

@@ -62,6 +62,10 @@ class PayloadTooLarge(ServiceError):
     pass
 
 
+class DoesNotFit(ServiceError):
+    """A model version that no unloading can make room for (larger than the memory budget)."""
+
+
 class ModelNotReady(ServiceError):
     pass
 

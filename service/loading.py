@@ -24,6 +24,7 @@ from service.tasks import ServingTask, TaskContext, build_task
 class Loaded:
     manifest: Manifest
     task: ServingTask
+    size: int  # bytes of the files the manifest lists
 
 
 class LoadError(Exception):
@@ -53,15 +54,11 @@ def verify_files(manifest: Manifest, folder: Path) -> None:
             raise LoadError(f"{file} does not match the sha256 in the manifest")
 
 
-def load_version(
-    name: str,
-    version: int,
-    folder: Path,
-    settings: Settings,
-    on_batch: Callable[[BatchStats], None],
-    check_identity: bool = True,
-) -> Loaded:
-    """The served form of one version folder; raises LoadError with a readable reason.
+def describe_version(
+    name: str, version: int, folder: Path, check_identity: bool = True
+) -> tuple[Manifest, int]:
+    """A version folder's manifest and the bytes of the files it lists, without loading it
+    (what a version that loads on demand is listed with); raises LoadError.
 
     `check_identity`: the manifest must name the model and version its folders name (in a
     repository); where the server was given one model's folder, it serves it as named."""
@@ -71,15 +68,37 @@ def load_version(
             if check_identity:
                 raise LoadError(f"the manifest describes {manifest.name}/{manifest.version}")
             manifest = manifest.model_copy(update={"name": name, "version": version})
-        verify_files(manifest, folder)
+        return manifest, sum((folder / file).stat().st_size for file in manifest.files)
+    except Exception as error:
+        raise LoadError(explain(error).replace(str(folder), "<version>")) from error
+
+
+def load_version(
+    name: str,
+    version: int,
+    folder: Path,
+    settings: Settings,
+    on_batch: Callable[[BatchStats], None],
+    check_identity: bool = True,
+    verify: bool = True,
+) -> Loaded:
+    """The served form of one version folder; raises LoadError with a readable reason.
+
+    `check_identity`: see `describe_version`. `verify=False` skips the sha256 of files
+    verified before in a folder that has not changed since (a version loaded again on demand).
+    """
+    manifest, size = describe_version(name, version, folder, check_identity)
+    try:
+        if verify:
+            verify_files(manifest, folder)
         task = build_task(
             TaskContext(
                 manifest=manifest,
                 folder=folder,
                 settings=settings,
                 limits=settings.batching_for(name),
-                create_inference_session=lambda graph, threads=None: _timed(
-                    create_inference_session(graph, settings, threads)
+                create_inference_session=lambda graph: _timed(
+                    create_inference_session(graph, settings)
                 ),
                 on_batch=on_batch,
             )
@@ -91,7 +110,7 @@ def load_version(
     except Exception as error:
         task.close()
         raise LoadError(explain(error).replace(str(folder), "<version>")) from error
-    return Loaded(manifest, task)
+    return Loaded(manifest, task, size)
 
 
 def read_manifest(name: str, version: int, folder: Path) -> Manifest:

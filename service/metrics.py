@@ -14,6 +14,7 @@ from service.batching import BatchStats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+COLD_START_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,28 @@ class Metrics:
         self._shared: set[tuple[str, str]] = set()
         self.ready = Gauge(
             "rnnserve_model_ready",
-            "1 when a version serves, else 0.",
+            "1 when a version is loaded and serves, else 0.",
             labels,
+            registry=self.prometheus,
+        )
+        # Loading on demand (a budget): series per model, not per version, so that they
+        # outlive the versions they count.
+        self.loads = Counter(
+            "rnnserve_model_loads",
+            "Version loads by outcome (loaded, failed).",
+            ("model", "outcome"),
+            registry=self.prometheus,
+        )
+        self.evictions = Counter(
+            "rnnserve_model_evictions",
+            "Idle versions unloaded to make room for another (they load again on demand).",
+            ("model",),
+            registry=self.prometheus,
+        )
+        self.cold_start = Histogram(
+            "rnnserve_cold_start_seconds",
+            "How long a request waited for its model version to load on demand.",
+            buckets=COLD_START_BUCKETS,
             registry=self.prometheus,
         )
 

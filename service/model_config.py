@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.batching import cores
 from service.protocol import MetadataTensor
 from service.settings import Settings
 from service.tasks.base import StreamingTask
@@ -48,7 +49,7 @@ def model_config(mv: ModelVersion, settings: Settings, version_policy: str) -> d
             {
                 "name": mv.name,
                 "kind": "KIND_GPU" if provider.startswith("CUDA") else "KIND_CPU",
-                "count": limits.max_concurrent_batches,
+                "count": limits.max_concurrent_batches or cores(),
             }
         ],
         "parameters": {"task": {"string_value": mv.manifest.task if mv.manifest else ""}},

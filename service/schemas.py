@@ -39,7 +39,7 @@ class PredictResponse(BaseModel):
 
 class VersionStatus(BaseModel):
     version: int
-    state: Literal["loading", "ready", "failed", "unloading"]
+    state: Literal["unloaded", "loading", "ready", "failed", "unloading"]
     provider: str | None = None
     error: str | None = None
 
@@ -47,7 +47,8 @@ class VersionStatus(BaseModel):
 class ModelSummary(BaseModel):
     name: str
     task: str | None
-    versions: list[int] = Field(description="versions ready to serve")
+    versions: list[int] = Field(description="versions that serve (loaded, or on demand)")
+    loaded: list[int] = Field(description="versions in memory now")
     default_version: int | None
     ready: bool
 

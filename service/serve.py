@@ -38,6 +38,8 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int)
     p.add_argument("--providers", choices=["auto", "cpu", "cuda"])
     p.add_argument("--intra-op-threads", type=int)
+    p.add_argument("--max-loaded-models", type=int, help="load the others on demand")
+    p.add_argument("--max-loaded-bytes", help="a memory budget for loaded models, e.g. 2GiB")
     p.add_argument("--log-level")
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ByteSize, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.manifest import MODEL_NAME
@@ -31,7 +31,9 @@ class BatchingSettings(BaseModel):
         2.0, ge=0, description="while a batch runs, how long a free slot waits to fill up"
     )
     max_queue_size: int = Field(512, ge=1, description="queued sequences before 503")
-    max_concurrent_batches: int = Field(1, ge=1, description="session runs at once")
+    max_concurrent_batches: int = Field(
+        0, ge=0, description="batches of one version running at once; 0 = one per core"
+    )
     max_padding_waste: float = Field(
         0.25, ge=0, lt=1, description="largest share of padding a length group may hold"
     )
@@ -66,7 +68,12 @@ class Settings(BaseSettings):
         8001, ge=0, le=65535, description="Open Inference Protocol over gRPC; 0 turns it off"
     )
     providers: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run; 0 = cores")
+    intra_op_threads: int = Field(
+        1,
+        ge=0,
+        description="onnxruntime threads per run; 1 runs on the batch's thread and gives a "
+        "session no thread pool (batches run side by side instead); 0 = cores",
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     thread_spinning: bool = Field(
         False, description="let onnxruntime threads spin between runs (steals CPU from HTTP)"
@@ -81,6 +88,21 @@ class Settings(BaseSettings):
     version_policy: VersionPolicy = Field("latest:1", description="versions served")
     model_version_policy: dict[str, VersionPolicy] = Field(
         default_factory=dict, description='per-model policies, e.g. {"sst2-gru": "all"}'
+    )
+    max_loaded_models: int | None = Field(
+        None,
+        ge=1,
+        description="model versions in memory at once: the others are listed but load on "
+        "their first request, and the least recently used idle one is unloaded to make room "
+        "(unset: every version loads at start)",
+    )
+    max_loaded_bytes: ByteSize | None = Field(
+        None,
+        description="the same budget in bytes of the loaded versions' files, e.g. 2GiB",
+    )
+    pinned_models: list[str] = Field(
+        default_factory=list,
+        description='models loaded at start and never unloaded for room, e.g. ["sst2-lstm"]',
     )
     request_timeout_s: float = Field(10.0, gt=0)
     session_ttl_s: float = Field(600.0, gt=0, description="idle seconds before a session expires")
@@ -124,6 +146,11 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = Field(
         None, description="when set, repository control (load, unload, index) needs it"
     )
+
+    def loads_on_demand(self, model: str) -> bool:
+        """With a budget, a model that is not pinned loads on its first request."""
+        budget = self.max_loaded_models is not None or self.max_loaded_bytes is not None
+        return budget and model not in self.pinned_models
 
     def cache_folder(self) -> Path:
         if self.model_cache is not None:

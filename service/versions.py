@@ -1,9 +1,12 @@
 """The live versions: those in memory, their states, and which one serves a request.
 
 It lives on the event loop and nothing else mutates it. A version moves
-loading -> ready | failed, and ready -> unloading -> (gone). A request takes a version with
-`acquire` (no await between choosing and counting it), so a version being retired is closed
-only after every request that chose it has finished.
+loading -> ready | failed, and ready -> unloading -> (gone). A version that loads on demand
+(beyond a memory budget) starts `unloaded`: known, with its manifest, but not in memory; its
+first request moves it unloaded -> loading -> ready, and making room moves an idle one
+ready -> unloading -> unloaded. A request counts the version it chose as in flight with no
+await between choosing and counting it, so a version is closed only after every request that
+chose it has finished.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from service.errors import ModelNotReady, NotFound
 from service.statistics import Statistics
 from service.tasks import ServingTask
 
-State = Literal["loading", "ready", "failed", "unloading"]
+State = Literal["unloaded", "loading", "ready", "failed", "unloading"]
+WAKING = ("unloaded", "loading", "unloading")  # states an on-demand version serves from
 
 
 @dataclass(eq=False)
@@ -33,11 +37,20 @@ class ModelVersion:
     state: State = "loading"
     error: str | None = None
     fingerprint: Fingerprint = ()  # of the folder when it failed: retried once it changes
+    verified: Fingerprint = ()  # of the folder when its files last matched their sha256
     manifest: Manifest | None = None
     task: ServingTask | None = None
     active: int = 0  # requests that chose this version and have not finished
+    on_demand: bool = False  # loaded by its first request, unloaded when idle to make room
+    size: int = 0  # bytes of its files: what it counts against a memory budget
+    last_used: float = 0.0  # when a request last chose it (monotonic): the LRU order
     statistics: Statistics = field(default_factory=Statistics)
     _idle: asyncio.Event | None = field(default=None, repr=False)
+
+    @property
+    def servable(self) -> bool:
+        """It serves now, or will once a request has loaded it."""
+        return self.state == "ready" or (self.on_demand and self.state in WAKING)
 
     @property
     def provider(self) -> str | None:
@@ -77,9 +90,9 @@ class ModelVersion:
 
 
 def default_version(versions: dict[int, ModelVersion]) -> ModelVersion | None:
-    """The highest ready version: the one served when a request names none."""
-    ready = [v for v, mv in versions.items() if mv.state == "ready"]
-    return versions[max(ready)] if ready else None
+    """The highest servable version: the one served when a request names none."""
+    servable = [v for v, mv in versions.items() if mv.servable]
+    return versions[max(servable)] if servable else None
 
 
 class LiveVersions:
@@ -105,7 +118,8 @@ class LiveVersions:
         return default_version(versions) or versions[max(versions)]
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
-        """The requested version, or the default; ModelNotReady if it does not serve."""
+        """The requested version, or the default; ModelNotReady if it does not serve (an
+        on-demand version that is not loaded serves: the caller loads it)."""
         versions = self.versions_of(name)
         if version is None:
             mv = default_version(versions)
@@ -118,12 +132,6 @@ class LiveVersions:
         mv = versions.get(version)
         if mv is None:
             raise NotFound(f"model {name!r} has no version {version}")
-        if mv.state != "ready":
+        if not mv.servable:
             raise ModelNotReady(mv.describe())
-        return mv
-
-    def acquire(self, name: str, version: int | None = None) -> ModelVersion:
-        """`get`, counted as in flight until `release`: it cannot be closed under the request."""
-        mv = self.get(name, version)
-        mv.active += 1
         return mv

@@ -25,6 +25,7 @@ V1: dict[type[e.ServiceError], int] = {
     e.Overloaded: 503,
     e.Unavailable: 503,
     e.DeadlineExceeded: 504,
+    e.DoesNotFit: 507,
 }
 V2 = {**V1, e.InputError: 400}
 

@@ -4,13 +4,13 @@ work (dropping its queued sequences)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from starlette.requests import Request
 
 from service.api.errors import V1, V2, counted
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, Work
 from service.errors import ClientGone
 from service.versions import ModelVersion
 
@@ -23,15 +23,13 @@ def dataplane(request: Request) -> DataPlane:
 
 
 async def infer(
-    request: Request,
-    name: str,
-    version: int | None,
-    work: Callable[[ModelVersion], Awaitable[T]],
+    request: Request, name: str, version: int | None, work: Work[T]
 ) -> tuple[ModelVersion, T]:
     return await dataplane(request).infer(
         name,
         version,
-        lambda mv: _unless_disconnected(request, work(mv)),
+        request.app.state.settings.request_timeout_s,
+        lambda mv, timeout: _unless_disconnected(request, work(mv, timeout)),
         COUNTED[request.scope["path"].startswith("/v2/")],
     )
 

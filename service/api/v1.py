@@ -23,7 +23,7 @@ from service.schemas import (
 )
 from service.versions import ModelVersion, default_version
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504, 507)}
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERRORS)
 
 
@@ -32,13 +32,13 @@ def _repository(request: Request) -> ModelRepository:
 
 
 def _summary(name: str, versions: dict[int, ModelVersion]) -> ModelSummary:
-    ready = sorted(v for v, mv in versions.items() if mv.state == "ready")
     default = default_version(versions)
     shown = default or versions[max(versions)]
     return ModelSummary(
         name=name,
         task=shown.manifest.task if shown.manifest else None,
-        versions=ready,
+        versions=sorted(v for v, mv in versions.items() if mv.servable),
+        loaded=sorted(v for v, mv in versions.items() if mv.state == "ready"),
         default_version=default.version if default else None,
         ready=default is not None,
     )
@@ -107,7 +107,7 @@ async def _predict(request: Request, name: str, version: int | None) -> FastJSON
         request,
         name,
         version,
-        lambda mv: mv.predict(body.instances, body.parameters, settings.request_timeout_s),
+        lambda mv, timeout: mv.predict(body.instances, body.parameters, timeout),
     )
     with tracing.span("response"):
         return FastJSONResponse(

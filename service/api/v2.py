@@ -30,7 +30,7 @@ from service.protocol import (
 from service.responses import FastJSONResponse
 from service.schemas import ErrorBody
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504, 507)}
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERRORS)
 
 
@@ -55,21 +55,21 @@ async def model_configuration(
     request: Request, name: str, version: str | None = None
 ) -> FastJSONResponse:
     """Triton's model configuration extension."""
-    return FastJSONResponse(dataplane(request).model_config(name, version))
+    return FastJSONResponse(await dataplane(request).model_config(name, version))
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
 async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
-    return dataplane(request).model_metadata(name, version)
+    return await dataplane(request).model_metadata(name, version)
 
 
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-    """200 when the model (version) serves; 400 with the reason when it does not."""
+    """200 when the model (version) serves, or loads on demand; 400 with the reason when not."""
     mv = dataplane(request).shown(name, version)
-    if mv.state != "ready":
+    if not mv.servable:
         return FastJSONResponse({"error": mv.describe()}, status_code=400)
     return FastJSONResponse({"name": name, "ready": True})
 
@@ -91,9 +91,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         arrays = decode_inputs(body, raw, settings.max_binary_tensor_bytes)
         check_batch(arrays, settings.max_instances)
     parameters = body.parameters or {}
-    version, work = await dataplane(request).tensor_work(
-        name, version, arrays, parameters, settings.request_timeout_s
-    )
+    version, work = await dataplane(request).tensor_work(name, version, arrays, parameters)
     mv, outputs = await infer(request, name, version, work)
     with tracing.span("response"):
         binary = set()

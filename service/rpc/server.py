@@ -40,7 +40,7 @@ CODES: dict[type[e.ServiceError], grpc.StatusCode] = {
     e.PayloadTooLarge: Code.RESOURCE_EXHAUSTED, e.ClientGone: Code.CANCELLED,
     e.NotOffered: Code.UNIMPLEMENTED, e.ModelNotReady: Code.UNAVAILABLE,
     e.Overloaded: Code.UNAVAILABLE, e.Unavailable: Code.UNAVAILABLE,
-    e.DeadlineExceeded: Code.DEADLINE_EXCEEDED,
+    e.DeadlineExceeded: Code.DEADLINE_EXCEEDED, e.DoesNotFit: Code.RESOURCE_EXHAUSTED,
 }  # fmt: skip
 OPEN = frozenset(
     {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", "/grpc.health.v1.Health/Check",
@@ -84,7 +84,7 @@ class InferenceService:
                 mv = self.plane.shown(request.name, request.version or None)
             except NotFound:  # as Triton answers: not ready, rather than an error
                 return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=mv.state == "ready")
+            return pb.ModelReadyResponse(ready=mv.servable)
 
         return await _answer("ModelReady", context, ready)
 
@@ -97,7 +97,7 @@ class InferenceService:
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
         async def metadata() -> pb.ModelMetadataResponse:
-            given = self.plane.model_metadata(request.name, request.version or None)
+            given = await self.plane.model_metadata(request.name, request.version or None)
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
                 name=given.name,
@@ -111,7 +111,7 @@ class InferenceService:
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> Any:
         async def config() -> pb.ModelConfigResponse:
-            described = self.plane.model_config(request.name, request.version or None)
+            described = await self.plane.model_config(request.name, request.version or None)
             return pb.ModelConfigResponse(config=ParseDict(described, pb.ModelConfig()))
 
         return await _answer("ModelConfig", context, config)
@@ -226,10 +226,10 @@ class InferenceService:
             if remaining <= 0:
                 raise DeadlineExceeded("the call's deadline passed before it could run")
             timeout = min(timeout, remaining)
-        version, work = await self.plane.tensor_work(
-            request.model_name, version, arrays, given, timeout
+        version, work = await self.plane.tensor_work(request.model_name, version, arrays, given)
+        mv, outputs = await self.plane.infer(
+            request.model_name, version, timeout, work, self.counted
         )
-        mv, outputs = await self.plane.infer(request.model_name, version, work, self.counted)
         with tracing.span("response"):
             outputs = select_outputs(outputs, [o.name for o in request.outputs])
             response = pb.ModelInferResponse(

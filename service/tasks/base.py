@@ -29,7 +29,7 @@ class TaskContext:
     folder: Path
     settings: Settings
     limits: BatchingSettings
-    create_inference_session: Callable[..., tuple[ort.InferenceSession, str]]  # (graph, threads)
+    create_inference_session: Callable[[Path], tuple[ort.InferenceSession, str]]
     on_batch: Callable[[BatchStats], None]
 
 

@@ -20,7 +20,6 @@ from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
 TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
-SMALL_BATCH = 2
 TEXT_KINDS = ("words", "chars", "hf_tokenizer")
 NO_ATTENTION = np.zeros(0, np.float32)
 
@@ -95,13 +94,6 @@ class ClassifyTask:
         self.labels = manifest.labels
         graph = ctx.folder / manifest.graphs["model"].file
         self.graph, self.provider = ctx.create_inference_session(graph)
-        # A batch of one or two is fastest on one thread (no pool to wake between runs);
-        # more threads pay off only on bigger batches. Measured in bench/README.md.
-        self.small_graph = (
-            ctx.create_inference_session(graph, threads=1)[0]
-            if self.provider == "CPUExecutionProvider"
-            else self.graph
-        )
         self.max_waste = ctx.limits.max_padding_waste
         self.max_batch = ctx.limits.max_batch_size
         self.batcher = Batcher(self.run, ctx.limits, ctx.on_batch)
@@ -171,8 +163,8 @@ class ClassifyTask:
         return items
 
     def warm_up(self) -> None:
-        """One small and one large batch: both graphs answer before the version is ready."""
-        for size in (1, SMALL_BATCH + 1):
+        """A batch of one and a batch of several answer before the version is ready."""
+        for size in (1, 3):
             self.run(self.prepare(["warm up the graph"] * size, truncate=False))
 
     def run(self, items: list[EncodedText]) -> list[Scores]:
@@ -185,8 +177,7 @@ class ClassifyTask:
             for row, i in enumerate(group):
                 tokens[row, : lengths[i]] = items[i].ids
             feed = {"tokens": tokens, "lengths": np.array([lengths[i] for i in group], np.int64)}
-            graph = self.small_graph if len(group) <= SMALL_BATCH else self.graph
-            probabilities, *attention = graph.run(self.output_names, feed)
+            probabilities, *attention = self.graph.run(self.output_names, feed)
             for row, i in enumerate(group):
                 weights = attention[0][row, : lengths[i]] if attention else NO_ATTENTION
                 results[i] = Scores(probabilities[row], weights)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from service.api.errors import status_of
-from service.batching import Batcher
+from service.batching import Batcher, cores
 from service.errors import DeadlineExceeded, InternalError, Overloaded
 from service.settings import BatchingSettings
 from service.tasks.classify import length_groups
@@ -30,9 +30,37 @@ class SlowModel:
 
 
 def limits(**overrides) -> BatchingSettings:
+    """One run at a time unless a test says otherwise (the default is one per core)."""
     return BatchingSettings(
-        **{"max_batch_size": 8, "max_batch_delay_ms": 2.0, "max_queue_size": 64, **overrides}
-    )
+        **{"max_batch_size": 8, "max_batch_delay_ms": 2.0, "max_queue_size": 64,
+           "max_concurrent_batches": 1, **overrides}
+    )  # fmt: skip
+
+
+def test_batches_of_one_model_run_side_by_side_on_the_shared_run_threads():
+    """Two run slots: a second batch starts while the first runs, on the process's pool."""
+    running, most = 0, 0
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=10)
+
+    def model(items: list[int]) -> list[int]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        both.wait()  # only returns once two runs are in flight together
+        with lock:
+            running -= 1
+        return [2 * x for x in items]
+
+    async def scenario():
+        batcher = Batcher(model, limits(max_concurrent_batches=2, max_batch_size=1))
+        return await asyncio.gather(*(batcher.submit([i], timeout=10) for i in range(4)))
+
+    assert asyncio.run(scenario()) == [[0], [2], [4], [6]]
+    assert most == 2
+    threads = {t.name for t in threading.enumerate() if t.name.startswith("batch")}
+    assert 0 < len(threads) <= cores()
 
 
 def test_an_idle_model_runs_a_request_at_once():

@@ -57,13 +57,13 @@ class HeldSession:
 
 def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeypatch):
     """One batch runs (held), one request waits in a queue of one: the rest are refused."""
-    tight = BatchingSettings(max_queue_size=1, max_batch_size=1)
+    tight = BatchingSettings(max_queue_size=1, max_batch_size=1, max_concurrent_batches=1)
     app, address = grpc_app(tiny_repository, model_batching={"tiny-lstm": tight})
     with TestClient(app) as client:
         wait_ready(client)
         task = app.state.repository.live.get("tiny-lstm").task
-        held = HeldSession(task.small_graph)
-        monkeypatch.setattr(task, "small_graph", held)
+        held = HeldSession(task.graph)
+        monkeypatch.setattr(task, "graph", held)
         results = asyncio.run(many_calls(address, 8, until_refused=6, then=held.gate.set))
     refused = [r for r in results if isinstance(r, InferenceServerException)]
     answered = [r for r in results if not isinstance(r, Exception)]
@@ -81,12 +81,13 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 
 
 def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, caplog):
-    app, address = grpc_app(tiny_repository)
+    one_slot = BatchingSettings(max_concurrent_batches=1)  # the next batch waits for the first
+    app, address = grpc_app(tiny_repository, model_batching={"tiny-lstm": one_slot})
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
         wait_ready(client)
         task = app.state.repository.live.get("tiny-lstm").task
-        held = HeldSession(task.small_graph)
-        monkeypatch.setattr(task, "small_graph", held)
+        held = HeldSession(task.graph)
+        monkeypatch.setattr(task, "graph", held)
 
         def http(request_id: str):
             return client.post(
