@@ -203,7 +203,7 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypat
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail at /srv/models")
 
-    monkeypatch.setattr(live, "acquire", broken)
+    monkeypatch.setattr(live, "get", broken)
     from fastapi.testclient import TestClient
 
     quiet = TestClient(client.app, raise_server_exceptions=False)  # as a real server answers
