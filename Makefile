@@ -123,15 +123,18 @@ wrk:
 	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
-# Container images (README.md, "Docker"). DOCKER=podman works too.
+# Container images (README.md, "Docker"). DOCKER=podman works too: podman builds OCI images
+# by default, which have no HEALTHCHECK, so it is asked for Docker's format.
+BUILD_FORMAT := $(if $(findstring podman,$(notdir $(DOCKER))),--format docker)
+
 docker:
-	$(DOCKER) build -t $(IMAGE) .
+	$(DOCKER) build $(BUILD_FORMAT) -t $(IMAGE) .
 
 docker-trainer:
-	$(DOCKER) build --target trainer -t $(IMAGE)-trainer .
+	$(DOCKER) build $(BUILD_FORMAT) --target trainer -t $(IMAGE)-trainer .
 
 docker-gpu:
-	$(DOCKER) build -f Dockerfile.gpu -t $(IMAGE)-gpu .
+	$(DOCKER) build $(BUILD_FORMAT) -f Dockerfile.gpu -t $(IMAGE)-gpu .
 
 # Run the image, wait until ready, check that it lists every model in $(MODELS) and that its
 # predictions equal those of a server started from this checkout (what `make serve` runs).

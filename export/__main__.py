@@ -17,7 +17,14 @@ import torch
 
 from contract import registry
 from contract.manifest import MODEL_NAME
-from export.driver import QUANTIZATIONS, Options, Unsupported, check_options, write_version
+from export.driver import (
+    QUANTIZATIONS,
+    LimitError,
+    Options,
+    Unsupported,
+    check_options,
+    write_version,
+)
 from export.publish import publish
 
 
@@ -146,7 +153,7 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
             eval_data=args.eval_data,
             options=options,
         )
-    except (ContractError, ParityError, Unsupported, json.JSONDecodeError) as error:
+    except (ContractError, ParityError, Unsupported, LimitError, json.JSONDecodeError) as error:
         p.exit(1, f"{p.prog}: refused: {error}\n")
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         p.exit(1, f"{p.prog}: refused: the graph fails onnx.checker: {str(error).strip()}\n")
@@ -174,8 +181,8 @@ def main(argv: list[str] | None = None) -> Path:
     exporter_class = registry.load(parts.exporter)
     try:
         check_options(parts.name, exporter_class, options)
-    except Unsupported as error:
-        p.error(str(error))
+    except Unsupported as error:  # one line and exit 1, as for a user's module
+        p.exit(1, f"{p.prog}: refused: {error}\n")
     exporter = exporter_class(args.checkpoint)
     folder = publish(
         args.repository,

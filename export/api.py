@@ -17,8 +17,15 @@ from torch import nn
 
 from contract import registry
 from contract.manifest import MODEL_NAME
-from contract.text import TokenVocabulary
-from export.driver import Options, TaskExporter, check_options, write_version
+from contract.text import TokenVocabulary, sample_text
+from export.driver import (
+    LimitError,
+    Options,
+    TaskExporter,
+    check_limits,
+    check_options,
+    write_version,
+)
 from export.publish import publish
 from export.tensor import TensorExporter
 from export.user_classifier import TextInput, read_eval_data
@@ -45,6 +52,7 @@ def publish_classifier(
     line (for `tokenizer` "words" or "chars"); `tokenizer` may instead be a Hugging Face
     tokenizer.json. `eval_data`: (text, label) pairs or a `label<TAB>text` file, for int8."""
     labels = list(labels)
+    check_limits(max_tokens=max_tokens)
     if isinstance(vocab, str | Path):
         vocab = TokenVocabulary.read_tokens(Path(vocab))
     text = TextInput(
@@ -64,9 +72,13 @@ def publish_classifier(
     check_options("classify", exporter_class, options)
     if options.quantize and not rows:
         raise ContractError("--quantize int8 needs --eval-data to check the accuracy it keeps")
-    return _publish(
-        "classify", exporter_class(module, text, labels, rows or None), name, repository, options
-    )
+    exporter = exporter_class(module, text, labels, rows or None)
+    if sample_text(exporter.encoder, max_tokens) is None:
+        raise LimitError(
+            f"--max-tokens {max_tokens} leaves no text that can be served: no vocabulary entry "
+            "encodes to that few tokens"
+        )
+    return _publish("classify", exporter, name, repository, options)
 
 
 def publish_seq2seq(
@@ -85,6 +97,7 @@ def publish_seq2seq(
     (memory [B, S, M], state [B, D]); `decoder(token int64[B], state, memory, mask bool[B, S])`
     -> (logits [B, V], next_state [B, D], attention [B, S]). Both vocabularies are characters
     in id order starting with <pad>, <unk>, <s>, </s>."""
+    check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
     exporter_class = registry.load(registry.get("seq2seq").module_exporter)
     options = options or Options()
     check_options("seq2seq", exporter_class, options)
@@ -107,6 +120,7 @@ def publish_forecaster(
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
     first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
     *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
+    check_limits(max_values=max_values)
     exporter_class = registry.load(registry.get("forecast").module_exporter)
     options = options or Options()
     check_options("forecast", exporter_class, options)

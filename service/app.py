@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from service import __version__, tracing, workers
-from service.api import health, sessions, ui, v1, v2
+from service.api import docs, health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
 from service.errors import ClientGone, ServiceError
@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        strict_content_type=False,  # a body without Content-Type is read as JSON
+        strict_content_type=False,  # a body is read as JSON whatever its Content-Type
+        docs_url=None,  # service/api/docs.py: Swagger UI without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -75,8 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v2.add_routes(app)
     app.include_router(health.router)
     app.include_router(ui.router)  # the page at / and /ui
+    app.include_router(docs.router)  # /docs
     app.include_router(sessions.router)  # streaming forecast sessions
     add_schemas(app, [PredictRequest, InferenceRequest, sessions.StepRequest])
+    if settings.api_key is not None:
+        docs.document_api_key(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         ApiKeyAuth, api_key=_secret(settings.api_key), admin_key=_secret(settings.admin_api_key)
@@ -100,11 +105,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> FastJSONResponse:
         problems = error.errors()
-        content_type = request.headers.get("content-type", "application/json")
-        if "json" not in content_type and request.method == "POST":
-            return error_response(
-                415, f"send the body as JSON (Content-Type: application/json), not {content_type}"
-            )
         if any(p["type"] == "json_invalid" for p in problems):
             return error_response(
                 400,

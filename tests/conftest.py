@@ -30,16 +30,17 @@ FILLERS = [
 
 
 def write_tiny_corpus(folder: Path, rows: int = 400, seed: int = 0) -> Path:
-    """A TSV corpus in the SST-2 layout (train.tsv, dev.tsv) that a tiny model learns fast."""
+    """A TSV corpus in the SST-2 layout as GLUE ships it (train.tsv, dev.tsv, each with a
+    `sentence<TAB>label` header) that a tiny model learns fast."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", rows), ("dev", rows // 4)):
-        lines = ["label\tsentence"]
+        lines = ["sentence\tlabel"]
         for _ in range(n):
             label = rng.randrange(2)
             word = rng.choice(POSITIVE if label else NEGATIVE)
             words = [rng.choice(FILLERS), word, *rng.choices(FILLERS, k=rng.randrange(3))]
-            lines.append(f"{label}\t{' '.join(words)} .")
+            lines.append(f"{' '.join(words)} .\t{label}")
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -91,8 +92,10 @@ def tiny_repository(tiny_checkpoints, tmp_path_factory) -> Path:
     return repository
 
 
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll `condition()` every 10 ms; TimeoutError naming `what` after `timeout` seconds."""
+def wait_for(condition, what: str = "the condition", timeout: float = 60.0) -> None:
+    """Poll `condition()` every 10 ms; TimeoutError naming `what` after `timeout` seconds.
+
+    The one way tests wait: for a condition, never for a fixed time (a slow machine is slow)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -102,14 +105,24 @@ def wait_until(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def wait_ready(client, timeout: float = 60.0) -> None:
+async def wait_for_async(condition, what: str = "the condition", timeout: float = 60.0) -> None:
+    """`wait_for` inside an event loop: the loop runs between polls."""
+    import asyncio
     import time
 
     deadline = time.monotonic() + timeout
-    while client.get("/v2/health/ready").status_code != 200:
+    while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(client.get("/v2/health/ready").text)
-        time.sleep(0.05)
+            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
+        await asyncio.sleep(0.001)
+
+
+def wait_ready(client, timeout: float = 60.0) -> None:
+    """Until the app answers ready; the timeout names its last reason."""
+    try:
+        wait_for(lambda: client.get("/v2/health/ready").status_code == 200, "ready", timeout)
+    except TimeoutError:
+        raise TimeoutError(client.get("/v2/health/ready").text) from None
 
 
 @pytest.fixture(scope="session")

@@ -335,3 +335,48 @@ def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
         watched.check_clean(server)
     finally:
         watched.close()
+
+
+# ------------------------------------------------------------------------ the API docs
+
+
+def test_the_docs_refer_to_nothing_outside_the_server(app_client):
+    html = app_client.get("/docs").text
+    references = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+    assert references, html
+    assert not [r for r in references if not r.startswith("/")], references
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/{name}" in references
+        response = app_client.get(f"/docs/{name}")
+        assert response.status_code == 200 and len(response.content) > 100_000
+    assert app_client.get("/docs/..%2F..%2Fapp.py").status_code == 404
+
+
+@pytest.mark.slow
+def test_the_docs_render_without_internet_and_without_the_api_key(browser, tiny_repository):
+    """Every request that would leave 127.0.0.1 is aborted, and the server wants a key."""
+    from playwright.sync_api import expect
+
+    with live_server(tiny_repository, api_key="s3cret") as server:
+        assert httpx.get(f"{server}/v1/models").status_code == 401
+        watched = Watched(browser, 1280, 900)
+        page = watched.page
+        outside: list[str] = []
+
+        def only_this_server(route) -> None:
+            if urlsplit(route.request.url).hostname == "127.0.0.1":
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        watched.context.route("**/*", only_this_server)
+        try:
+            page.goto(f"{server}/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("rnnserve")
+            expect(page.get_by_text("/v1/models/{name}:predict", exact=True)).to_be_visible()
+            expect(page.locator(".swagger-ui .authorize")).to_be_visible()  # takes the key
+            assert outside == []
+            watched.check_clean(server)
+        finally:
+            watched.close()

@@ -21,7 +21,7 @@ from contract.words import tokenize
 from export.api import publish_classifier, publish_forecaster
 from export.user_module import load_callable
 from service.cli import main as rnnserve
-from tests.conftest import ROOT, write_tiny_corpus
+from tests.conftest import DEFAULT_MODELS, ROOT, copy_version, write_tiny_corpus
 from tests.live_server import free_port, live_server
 
 pytestmark = pytest.mark.slow
@@ -32,6 +32,7 @@ TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and blan
 SEQ2SEQ = ROOT / "tests" / "user_models" / "seq2seq.py"
 FORECAST = ROOT / "tests" / "user_models" / "forecast.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
+README_DEFAULTS = ("sst2-lstm", "dates", "co2-gru")
 
 
 def hf_tokenizer(path: Path) -> None:
@@ -131,6 +132,8 @@ def own(tmp_path_factory):
     seq2seq = load_callable(f"{SEQ2SEQ}:build")(**json.loads((work / "s2s.json").read_text()))
     forecaster = load_callable(f"{FORECAST}:build")()
     publish_forecaster(forecaster, name="fc", repository=repository, mean=10.0, std=2.0)
+    for name in README_DEFAULTS:  # what the README's other curl commands ask
+        copy_version(DEFAULT_MODELS / name / "1", repository, name, 1)
     grpc_port = free_port()
     with live_server(repository, max_batch_delay_ms="20", grpc_port=str(grpc_port)) as url:
         yield {
@@ -451,3 +454,100 @@ def test_a_users_forecaster_shares_its_sessions_through_redis(own):
             start += n
             expected = torch_forecast(step, series, [start])
             np.testing.assert_allclose(answer["forecast"], expected, atol=1e-4)
+
+
+# -- the README's curl commands, run as written --------------------------------------------------
+
+
+def readme_curls() -> list[tuple[str, object]]:
+    """Each `curl` command of README.md's sh blocks as written (its continuation lines too),
+    with the JSON block printed right after its block, if any: the answer it shows."""
+    import re
+    import shlex
+
+    blocks = re.findall(r"```(\w*)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    commands: list[tuple[str, object]] = []
+    for k, (language, body) in enumerate(blocks):
+        if language != "sh":
+            continue
+        found: list[str] = []
+        for line in body.splitlines():
+            if found and not complete(found[-1]):
+                found[-1] += "\n" + line
+            elif line.startswith("curl "):
+                found.append(line)
+        shown = None
+        if len(found) == 1 and k + 1 < len(blocks) and blocks[k + 1][0] == "json":
+            shown = json.loads(blocks[k + 1][1])
+        commands += [(command, shown) for command in found]
+        assert all(shlex.split(c, comments=True)[0] == "curl" for c in found)
+    return commands
+
+
+def complete(command: str) -> bool:
+    import shlex
+
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:  # a quote still open: the JSON goes on on the next line
+        return False
+    return not command.rstrip().endswith("\\")
+
+
+def test_every_curl_in_the_readme_runs_as_written_and_answers_what_it_says(own):
+    """Without `-H 'Content-Type: application/json'` too; host and port are this server's, and
+    a session id is the one the previous command created."""
+    import shutil
+
+    from tests.test_golden_answers import differences
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian's curl package)")
+    commands = readme_curls()
+    checked: list[str] = []
+    session = ""
+    for command, shown in commands:
+        ran = command.replace("localhost:8000", own["url"].removeprefix("http://"))
+        ran = ran.replace("/sessions/ID:", f"/sessions/{session}:")
+        done = subprocess.run(["bash", "-c", ran], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        answer = json.loads(done.stdout)
+        assert "error" not in answer, (command, answer)
+        path = command.split("localhost:8000", 1)[1].split()[0]
+        checked.append(path)
+        if path == "/v1/models/sst2-lstm:predict":  # the README prints the real answer
+            assert shown is not None, "the README shows the first example's answer"
+            assert differences(answer, shown, atol=1e-3, rtol=0.0) == []
+        elif path == "/v1/models/reviews:predict":
+            module, encode = own["reviews"]
+            (prediction,) = answer["predictions"]
+            probabilities, _ = torch_answer(module, encode("a gripping film"))
+            got = [prediction["probabilities"][label] for label in LABELS]
+            np.testing.assert_allclose(got, probabilities, atol=1e-4)
+            assert prediction["label"] == LABELS[int(np.argmax(probabilities))]
+        elif path.startswith("/v2/models/iris/infer"):
+            x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], np.float32)
+            outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+            np.testing.assert_allclose(
+                np.reshape(outputs["probabilities"], (2, -1)),
+                own["sklearn"].predict_proba(x),
+                atol=1e-5,
+            )
+        elif path == "/v1/models/iris:predict":
+            x = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
+            (prediction,) = answer["predictions"]
+            np.testing.assert_allclose(
+                prediction["probabilities"], own["sklearn"].predict_proba(x)[0], atol=1e-5
+            )
+        elif path == "/v1/models/dates:predict":
+            (prediction,) = answer["predictions"]
+            assert prediction["output"] == "2026-11-22"  # what the README says it answers
+            assert len(prediction["attention"]) == len(prediction["output_chars"])
+        elif path == "/v1/models/co2-gru/sessions":
+            session = answer["session_id"]
+        elif path == "/v1/models/co2-gru/sessions/ID:step":
+            assert answer["steps"] == 2 and len(answer["forecast"]) == 13
+            assert len(answer["attention"]) == 2  # over the two values seen
+        else:
+            raise AssertionError(f"the README's {command!r} has no check here: add one")
+    assert len(checked) == 7, checked

@@ -19,30 +19,32 @@ Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"
 
 
-class UnsupportedMediaType(ServiceError):
-    status_code = 415
-
-
 async def parse_body(request: Request, model: type[Body]) -> Body:
-    content_type = request.headers.get("content-type", "application/json")
-    if "json" not in content_type:
-        raise UnsupportedMediaType(
-            f"send the body as JSON (Content-Type: application/json), not {content_type}"
-        )
-    return validate_json(model, await request.body())
+    """The body is read as JSON whatever its Content-Type says, as Triton and KServe do:
+    `curl -d` sends `application/x-www-form-urlencoded` unless told otherwise."""
+    return validate_json(
+        model, await request.body(), content_type=request.headers.get("content-type")
+    )
 
 
 def validate_json(
-    model: type[Body], data: bytes, invalid: type[ServiceError] = Unprocessable
+    model: type[Body],
+    data: bytes,
+    invalid: type[ServiceError] = Unprocessable,
+    content_type: str | None = None,
 ) -> Body:
-    """Malformed JSON is a 400; JSON the model does not accept raises `invalid`."""
+    """Malformed JSON is a 400 (naming a Content-Type that was not JSON's); JSON the model
+    does not accept raises `invalid`."""
     try:
         return model.model_validate_json(data)
     except ValidationError as error:
         problems = error.errors(include_url=False)
         if any(p["type"] == "json_invalid" for p in problems):
+            sent = (
+                f" (sent as {content_type})" if content_type and "json" not in content_type else ""
+            )
             raise BadRequest(
-                "the body is not valid JSON: " + "; ".join(p["msg"] for p in problems)
+                f"the body is not valid JSON{sent}: " + "; ".join(p["msg"] for p in problems)
             ) from None
         raise invalid("; ".join(describe(p) for p in problems)) from None
 

@@ -34,7 +34,7 @@ from service.tasks.base import parse_parameters
 from service.tasks.forecast import ForecastParameters, ForecastTask
 
 MAX_TURNS = 32  # steps that lost a compare-and-set to another step of the same session, in a row
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 422, 501, 503, 504)}
 router = APIRouter(prefix="/v1/models/{name}/sessions", tags=["sessions"], responses=ERRORS)
 
 

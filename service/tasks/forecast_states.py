@@ -16,8 +16,9 @@ import numpy as np
 from contract.series import unscale
 from service.batching import Batcher
 from service.codecs import OutputTensor
+from service.errors import BadRequest
 from service.protocol import MetadataTensor
-from service.tasks.base import TaskContext, parse_parameters
+from service.tasks.base import NO_ATTENTION_OUTPUT, TaskContext, parse_parameters
 from service.tasks.forecast import (
     LENGTHS,
     VALUES,
@@ -99,6 +100,20 @@ class StateForecastTask(ForecastTask):
         return StateTensors(
             tuple(np.zeros([int(d) for d in t.shape[1:]], t.dtype) for t in self.state_specs)
         )
+
+    async def predict(
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        if parse_parameters(ForecastParameters, parameters).attention:
+            raise BadRequest(NO_ATTENTION_OUTPUT)
+        return await super().predict(instances, parameters, timeout)
+
+    async def step(  # type: ignore[override]
+        self, state: StateTensors, values: np.ndarray, attention: bool, timeout: float
+    ) -> tuple[dict[str, Any], StateTensors]:
+        if attention:
+            raise BadRequest(NO_ATTENTION_OUTPUT)
+        return await super().step(state, values, attention, timeout)  # type: ignore[arg-type]
 
     def respond(self, result: StepResult, attention: bool) -> dict[str, Any]:
         return {"forecast": result.forecast.tolist()}

@@ -209,7 +209,9 @@ class Seq2SeqTask:
         self._memory = self._mask = None
 
     def warm_up(self) -> None:
-        self.decode_alone(["22 novembre 2026"], width=1)
+        """A decode of characters from the input vocabulary, within the input limit."""
+        chars = [c for c in self.source.symbols if len(c) == 1 and not c.isspace()]
+        self.decode_alone(["".join(chars[: min(8, self.max_input)]) or "0"], width=1)
 
     # -- the decode loop ------------------------------------------------------------------
 
