@@ -168,11 +168,16 @@ def torch_answer(module, ids: list[int]) -> tuple[np.ndarray, np.ndarray | None]
 def test_classifiers_answer_as_the_users_pytorch_module(own, name):
     """Texts of mixed lengths in one request (batched together): each equals PyTorch alone."""
     module, encode = own[name]
-    response = httpx.post(
-        f"{own['url']}/v1/models/{name}:predict",
-        json={"instances": TEXTS, "parameters": {"attention": True}},
-        timeout=30,
-    )
+    url = f"{own['url']}/v1/models/{name}:predict"
+    with_attention = {"instances": TEXTS, "parameters": {"attention": True}}
+    response = httpx.post(url, json=with_attention, timeout=30)
+    has_attention = torch_answer(module, encode(TEXTS[0]))[1] is not None
+    if not has_attention:  # said, not silently ignored
+        assert response.status_code == 400
+        assert response.json()["error"].startswith(
+            "parameters.attention: this model has no attention output"
+        )
+        response = httpx.post(url, json={"instances": TEXTS}, timeout=30)
     assert response.status_code == 200, response.text
     for text, prediction in zip(TEXTS, response.json()["predictions"], strict=True):
         probabilities, attention = torch_answer(module, encode(text))
@@ -429,6 +434,16 @@ def test_a_users_forecaster_streams_with_its_own_state(own):
             answer["forecast"], torch_forecast(step, series, [start]), atol=1e-4
         )
     assert answer["steps"] == 40
+    # Asking for the attention it has not is said, and leaves the session as it was.
+    asked = {"parameters": {"attention": True}}
+    refused = [
+        httpx.post(f"{url}/v1/models/fc:predict", json={"instances": [series], **asked}),
+        httpx.post(f"{url}/v1/models/fc/sessions/{session}:step", json={"values": [1.0], **asked}),
+    ]
+    for response in refused:
+        assert response.status_code == 400
+        assert "this model has no attention output" in response.json()["error"]
+    assert httpx.get(f"{url}/v1/models/fc/sessions/{session}").json()["steps"] == 40
 
 
 def test_a_users_forecaster_shares_its_sessions_through_redis(own):
