@@ -25,9 +25,16 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# grpcio-tools whose protoc writes gencode for protobuf 6.33.5, the floor in pyproject.toml
+# (a newer protoc's gencode demands its own newer protobuf at import). Kept in a folder of its
+# own, without its dependencies, so it never changes the environment's protobuf.
+GRPC_TOOLS_VERSION := 1.81.1
+GRPC_TOOLS := $(VENV)/grpc-tools-$(GRPC_TOOLS_VERSION)
+
 # Everything: training (torch), export, tests and linters.
 $(VENV)/.all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet --no-deps --target $(GRPC_TOOLS) grpcio-tools==$(GRPC_TOOLS_VERSION)
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve
@@ -46,14 +53,15 @@ format: $(VENV)/.all
 test: lint browser scaleout
 	$(BIN)/python -m pytest -q
 
-# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
-# Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
-# `inference.*` names in the default pool of the same process.
+# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them
+# (into PROTOS_OUT, the checkout by default). Their messages go to a pool of their own:
+# tritonclient.grpc (or KServe) may define the same `inference.*` names in the default pool.
+PROTOS_OUT ?= .
 protos: $(VENV)/.all
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-		service/rpc/inference.proto
+	PYTHONPATH=$(GRPC_TOOLS) $(BIN)/python -m grpc_tools.protoc -I. --python_out=$(PROTOS_OUT) \
+		--pyi_out=$(PROTOS_OUT) service/rpc/inference.proto
 	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
-		service/rpc/inference_pb2.py
+		$(PROTOS_OUT)/service/rpc/inference_pb2.py
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
 browser:
