@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
+
 # Apps and servers made by tests listen for gRPC only when a test asks (grpc_port=...): the
 # default port 8001 would collide between tests running side by side.
 os.environ.setdefault("RNNSERVE_GRPC_PORT", "0")
@@ -90,31 +92,6 @@ def tiny_repository(tiny_checkpoints, tmp_path_factory) -> Path:
     for cell, checkpoint in tiny_checkpoints.items():
         export([str(checkpoint), "--name", f"tiny-{cell}", "--repository", str(repository)])
     return repository
-
-
-def wait_for(condition, what: str = "the condition", timeout: float = 60.0) -> None:
-    """Poll `condition()` every 10 ms; TimeoutError naming `what` after `timeout` seconds.
-
-    The one way tests wait: for a condition, never for a fixed time (a slow machine is slow)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.01)
-
-
-async def wait_for_async(condition, what: str = "the condition", timeout: float = 60.0) -> None:
-    """`wait_for` inside an event loop: the loop runs between polls."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
-        await asyncio.sleep(0.001)
 
 
 def wait_ready(client, timeout: float = 60.0) -> None:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from export.publish import publish
-from tests.conftest import copy_version, wait_for
+from tests.conftest import copy_version
 from tests.live_server import live_server
 from tests.test_real_server import expected_probabilities, random_texts
+from tests.waiting import wait_for
 
 
 def publish_copy(source: Path, repository: Path, name: str) -> Path:

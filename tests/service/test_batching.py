@@ -10,7 +10,7 @@ from service.batching import Batcher
 from service.errors import DeadlineExceeded, InternalError, Overloaded
 from service.settings import BatchingSettings
 from service.tasks.classify import length_groups
-from tests.conftest import wait_for_async
+from tests.waiting import wait_for_async
 
 
 class SlowModel:

@@ -14,8 +14,9 @@ from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
 from service.settings import BatchingSettings, Settings
-from tests.conftest import wait_for, wait_for_async, wait_ready
+from tests.conftest import wait_ready
 from tests.live_server import free_port
+from tests.waiting import wait_for, wait_for_async
 
 
 def grpc_app(tiny_repository, **settings):

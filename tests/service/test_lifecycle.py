@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_version, wait_for, wait_ready
+from tests.conftest import copy_version, wait_ready
+from tests.waiting import wait_for
 
 
 def version_threads() -> int:
