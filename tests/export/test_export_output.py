@@ -57,8 +57,8 @@ def run_export(tmp_path: Path, module: str, *extra: str) -> subprocess.Completed
 @pytest.mark.slow
 def test_an_int8_export_prints_only_where_it_published(tmp_path):
     data = tmp_path / "eval.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(
-        f"{'abcde'[: 1 + i % 5]} {'edcba'[: 1 + i % 3]}\t{i % 2}\n" for i in range(40)
+    data.write_text("".join(
+        f"{i % 2}\t{'abcde'[: 1 + i % 5]} {'edcba'[: 1 + i % 3]}\n" for i in range(40)
     ))  # fmt: skip
     done = run_export(
         tmp_path, f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:build", "--quantize", "int8",
@@ -79,3 +79,16 @@ def test_a_graph_that_fails_in_onnxruntime_is_one_line_of_export_and_nothing_els
         "rnnserve export: refused: the exported graph fails on a batch of 5 sequences"
     ), done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_eval_data_is_read_by_its_header_as_glue_ships_it(tmp_path):
+    """SST-2's dev.tsv has `sentence<TAB>label`; headerless lines are `label<TAB>text`."""
+    from export.user_classifier import read_eval_data
+
+    glue = tmp_path / "dev.tsv"
+    glue.write_text("sentence\tlabel\nit 's a charming film .\t1\ndull\t0\n")
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("positive\tit 's a charming film .\n0\tdull\n")
+    expected = [("it 's a charming film .", 1), ("dull", 0)]
+    assert read_eval_data(glue, ["negative", "positive"]) == expected
+    assert read_eval_data(plain, ["negative", "positive"]) == expected
