@@ -14,7 +14,7 @@ DOCKER_PORT ?= 18080
 DOCKER_GRPC_PORT ?= 18082
 REFERENCE_PORT ?= 18081
 
-.PHONY: serve test browser scaleout lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
+.PHONY: serve test browser scaleout triton-tools bench-triton lint format models bench replicas faults soak wrk clean docker docker-trainer docker-gpu docker-check protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,16 @@ bench: $(VENV)/.all wrk scaleout
 # Two replicas behind HAProxy sharing sessions in Redis, one killed and restarted mid-run.
 replicas: $(VENV)/.all scaleout
 	$(BIN)/python -m bench.replicas --out bench/results/replicas.json
+
+# Triton's perf_analyzer against rnnserve (bench/perf_analyzer.py). perf_analyzer needs a newer
+# glibc than Debian 12's: triton-tools makes it a Debian 13 root in .triton-root (debootstrap,
+# root or sudo, about 5 minutes once).
+triton-tools:
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo bench/triton_tools/make_root.sh .triton-root
+
+bench-triton: $(VENV)/.all triton-tools
+	$(BIN)/python -m bench.perf_analyzer --data $(DATA)
 
 # 10^5 requests with malformed ones, an overload burst and a version swap; then a soak.
 faults: $(VENV)/.all

@@ -29,6 +29,7 @@ from service.errors import (
     ServiceError,
 )
 from service.logs import note
+from service.phases import NO_PHASES, Phases, timed
 from service.settings import BatchingSettings
 
 Item = TypeVar("Item")
@@ -61,11 +62,12 @@ class Waiting(Generic[Item]):
 
 @dataclass(frozen=True, slots=True)
 class BatchStats:
-    """What one run looked like, for metrics."""
+    """What one run looked like, for metrics and statistics."""
 
     size: int
     queue_seconds: list[float]
     run_seconds: float
+    phases: Phases = NO_PHASES  # the run split into input, infer and output
 
 
 class AdmissionQueue(Generic[Item]):
@@ -212,7 +214,7 @@ class Batcher(Generic[Item, Result]):
         self._running += 1
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, self._run, [w.item for w in batch])
+        work = loop.run_in_executor(self._executor, timed, self._run, [w.item for w in batch])
         work.add_done_callback(lambda done: self._finish(batch, started, done))
 
     def _finish(self, batch: list[Waiting[Item]], started: float, done: asyncio.Future) -> None:
@@ -222,11 +224,12 @@ class Batcher(Generic[Item, Result]):
             finished = time.perf_counter()
             for waiting in batch:
                 waiting.ran = (len(batch), started - waiting.enqueued, finished - started)
-            for waiting, result in zip(batch, _results(done, len(batch)), strict=True):
+            results, phases = _results(done, len(batch))
+            for waiting, result in zip(batch, results, strict=True):
                 waiting.resolve(result)
             if self._on_batch is not None:
                 queued = [started - w.enqueued for w in batch]
-                self._on_batch(BatchStats(len(batch), queued, finished - started))
+                self._on_batch(BatchStats(len(batch), queued, finished - started, phases))
         except Exception as error:
             for waiting in batch:
                 waiting.fail(_for_callers(error, len(batch)))
@@ -238,17 +241,17 @@ class Batcher(Generic[Item, Result]):
             self._idle.set()
 
 
-def _results(done: asyncio.Future, expected: int) -> Sequence[Any]:
-    """A run's results, or the error that stands for them."""
+def _results(done: asyncio.Future, expected: int) -> tuple[Sequence[Any], Phases]:
+    """A run's results and how its time split, or the error that stands for them."""
     if done.cancelled():
         raise ModelNotReady("the model was unloaded")
     error = done.exception()
     if error is not None:
         raise error
-    results = done.result()
+    results, phases = done.result()
     if len(results) != expected:
         raise InternalError(f"the model returned {len(results)} results for {expected} inputs")
-    return results
+    return results, phases
 
 
 def _for_callers(error: Exception, size: int) -> ServiceError:

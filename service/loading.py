@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from contract.manifest import MANIFEST_FILE, Manifest, sha256_of
 from service.batching import BatchStats
+from service.phases import TimedSession
 from service.runtime import create_inference_session
 from service.settings import Settings
 from service.tasks import ServingTask, TaskContext, build_task
@@ -65,8 +67,8 @@ def load_version(
                 folder=folder,
                 settings=settings,
                 limits=settings.batching_for(name),
-                create_inference_session=lambda graph, threads=None: create_inference_session(
-                    graph, settings, threads
+                create_inference_session=lambda graph, threads=None: _timed(
+                    create_inference_session(graph, settings, threads)
                 ),
                 on_batch=on_batch,
             )
@@ -79,6 +81,12 @@ def load_version(
         task.close()
         raise LoadError(explain(error).replace(str(folder), "<version>")) from error
     return Loaded(manifest, task)
+
+
+def _timed(made: tuple[Any, str]) -> tuple[Any, str]:
+    """The session, its runs noted for statistics (see service.phases)."""
+    session, provider = made
+    return TimedSession(session), provider
 
 
 def explain(error: Exception) -> str:

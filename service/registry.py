@@ -19,6 +19,7 @@ from contract.manifest import MODEL_NAME, Manifest
 from service.codecs import OutputTensor
 from service.discovery import Fingerprint
 from service.errors import ModelNotReady, NotFound
+from service.statistics import Statistics
 from service.tasks import ServingTask
 
 State = Literal["loading", "ready", "failed", "unloading"]
@@ -35,6 +36,7 @@ class ModelVersion:
     manifest: Manifest | None = None
     task: ServingTask | None = None
     active: int = 0  # requests that chose this version and have not finished
+    statistics: Statistics = field(default_factory=Statistics)
     _idle: asyncio.Event | None = field(default=None, repr=False)
 
     @property

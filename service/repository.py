@@ -19,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.manifest import MODEL_NAME
+from service.batching import BatchStats
 from service.discovery import Fingerprint, discover, fingerprint, select_versions
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
 from service.registry import ModelVersion, Registry
 from service.settings import Settings
+from service.statistics import Statistics
 
 log = logging.getLogger("rnnserve.repository")
 
@@ -96,7 +98,7 @@ class ModelRepository(Registry):
 
     async def _load(self, current: dict[int, ModelVersion], mv: ModelVersion) -> None:
         current[mv.version] = mv
-        observer = self.metrics.batch_observer(mv.name, mv.version)
+        observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
         try:
             loaded = await asyncio.to_thread(
@@ -252,3 +254,14 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
+
+
+def _observer(metrics: Callable[[BatchStats], None], statistics: Statistics) -> Callable:
+    """Each batch feeds the metrics and the version's statistics (never the version itself,
+    which holds the task that holds this callback)."""
+
+    def observe(stats: BatchStats) -> None:
+        metrics(stats)
+        statistics.batch(stats)
+
+    return observe

@@ -60,9 +60,10 @@ async def run_inference(
         raise
     finally:
         mv.release()
-        labels = (mv.name, str(mv.version))
+        labels, seconds = (mv.name, str(mv.version)), time.perf_counter() - started
         metrics.requests.labels(*labels, str(status)).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        metrics.latency.labels(*labels).observe(seconds)
+        mv.statistics.request(status == 200, seconds)
     return mv, result
 
 

@@ -4,6 +4,7 @@ repository extensions. Inference goes through the same batcher as V1."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -22,6 +23,7 @@ from service.codecs import (
     split_body,
 )
 from service.errors import BadRequest, Conflict
+from service.model_config import model_config
 from service.protocol import (
     InferenceRequest,
     InferenceResponse,
@@ -32,9 +34,12 @@ from service.protocol import (
 from service.registry import ModelVersion
 from service.repository import ModelRepository
 from service.schemas import ErrorBody
+from service.settings import Settings
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503, 504)}
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = [
+    "binary_tensor_data", "model_repository", "model_configuration", "statistics",
+]  # fmt: skip
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERRORS)
 
 
@@ -55,6 +60,47 @@ def shown_version(repository: ModelRepository, name: str, version: str | None) -
     """The version a metadata call is about: the one named, else the default one."""
     number = None if version is None else parse_version(name, version)
     return repository.shown(name, number)
+
+
+@router.get("/models/stats")
+@router.get("/models/{name}/stats")
+@router.get("/models/{name}/versions/{version}/stats")
+async def model_statistics(
+    request: Request, name: str | None = None, version: str | None = None
+) -> FastJSONResponse:
+    """Triton's statistics extension: every ready version, of one model, or one version."""
+    number = None if version is None or name is None else parse_version(name, version)
+    stats = statistics_of(_repository(request), name, number)
+    return FastJSONResponse({"model_stats": stats})
+
+
+@router.get("/models/{name}/config")
+@router.get("/models/{name}/versions/{version}/config")
+async def model_configuration(
+    request: Request, name: str, version: str | None = None
+) -> FastJSONResponse:
+    """Triton's model configuration extension."""
+    repository = _repository(request)
+    mv = _shown(request, name, version)
+    config = model_config(mv, request.app.state.settings, repository.policy_for(name))
+    return FastJSONResponse(config)
+
+
+def statistics_of(
+    repository: ModelRepository, name: str | None, version: int | None
+) -> list[dict[str, Any]]:
+    """What Triton lists: the versions that serve (a failed or unloading one has none)."""
+    if name is None:
+        chosen = [mv for versions in repository.models.values() for mv in versions.values()]
+    elif version is None:
+        chosen = list(repository.versions_of(name).values())
+    else:
+        chosen = [repository.shown(name, version)]
+    return [
+        mv.statistics.as_dict(mv.name, mv.version)
+        for mv in sorted(chosen, key=lambda mv: (mv.name, mv.version))
+        if mv.state == "ready" or version is not None
+    ]
 
 
 @router.get("/models/{name}", response_model=ModelMetadata)
@@ -133,7 +179,10 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
 @router.post("/repository/index", response_model=list[RepositoryModel])
 async def repository_index(request: Request) -> list[RepositoryModel]:
     """Every version on disk or in memory, with its state (Triton's repository extension)."""
-    repository = _repository(request)
+    return await index_of(_repository(request))
+
+
+async def index_of(repository: ModelRepository) -> list[RepositoryModel]:
     states = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE",
               "unloading": "UNLOADING"}  # fmt: skip
     index: dict[tuple[str, int], RepositoryModel] = {}
@@ -151,27 +200,26 @@ async def repository_index(request: Request) -> list[RepositoryModel]:
     return [index[key] for key in sorted(index)]
 
 
-def _one_worker(request: Request) -> None:
+def one_worker(settings: Settings) -> None:
     """Load and unload change the worker that answers, not its siblings: refused with several."""
-    workers = request.app.state.settings.workers
-    if workers > 1:
+    if settings.workers > 1:
         raise Conflict(
-            f"this server runs {workers} worker processes and a load or unload would change only "
-            "the one that answers; change the model repository on disk instead (every worker "
-            "polls it), or run one worker per server"
+            f"this server runs {settings.workers} worker processes and a load or unload would "
+            "change only the one that answers; change the model repository instead (every "
+            "worker polls it), or run one worker per server"
         )
 
 
 @router.post("/repository/models/{name}/load")
 async def repository_load(request: Request, name: str) -> FastJSONResponse:
-    _one_worker(request)
+    one_worker(request.app.state.settings)
     versions = await _repository(request).load_model(name)
     return FastJSONResponse({"name": name, "versions": [str(v) for v in versions]})
 
 
 @router.post("/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> FastJSONResponse:
-    _one_worker(request)
+    one_worker(request.app.state.settings)
     await _repository(request).unload_model(name)
     return FastJSONResponse({"name": name, "unloaded": True})
 

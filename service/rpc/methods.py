@@ -1,4 +1,4 @@
-"""The six unary methods of `inference.GRPCInferenceService`, each with its message types:
+"""The unary methods of `inference.GRPCInferenceService`, each with its message types:
 the server's method table and a client stub, both read off one list.
 
 Written from inference.proto rather than generated with `--grpc_python_out`, whose module is
@@ -20,6 +20,11 @@ METHODS: dict[str, tuple[Any, Any]] = {  # name -> (request type, response type)
     "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
     "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
     "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "ModelStatistics": (pb.ModelStatisticsRequest, pb.ModelStatisticsResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse),
+    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
 }
 
 

@@ -13,16 +13,18 @@ from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.json_format import ParseDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from service import __version__, tracing, workers
 from service.api.inference import parse_version, run_inference
-from service.api.v2 import shown_version
+from service.api.v2 import EXTENSIONS, index_of, one_worker, shown_version, statistics_of
 from service.codecs import check_batch, select_outputs
 from service.errors import DeadlineExceeded, NotFound, ServiceError
 from service.logs import REQUEST_ID, log_access, request_facts
 from service.metrics import Metrics
+from service.model_config import model_config
 from service.repository import ModelRepository
 from service.rpc import inference_pb2 as pb
 from service.rpc.methods import SERVICE, add_to_server
@@ -43,6 +45,10 @@ OPEN = frozenset(
     {f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady", "/grpc.health.v1.Health/Check",
      "/grpc.health.v1.Health/Watch"}
 )  # fmt: skip
+REPOSITORY = frozenset(
+    f"/{SERVICE}/{method}"
+    for method in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+)
 T = TypeVar("T")
 
 
@@ -70,7 +76,9 @@ class InferenceService:
         return await _answer("ModelReady", context, ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
-        metadata = pb.ServerMetadataResponse(name="rnnserve", version=__version__)
+        metadata = pb.ServerMetadataResponse(
+            name="rnnserve", version=__version__, extensions=EXTENSIONS
+        )
         return await _answer("ServerMetadata", context, _given(metadata))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
@@ -88,6 +96,59 @@ class InferenceService:
             )
 
         return await _answer("ModelMetadata", context, metadata)
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> Any:
+        async def config() -> pb.ModelConfigResponse:
+            mv = shown_version(self.repository, request.name, request.version or None)
+            policy = self.repository.policy_for(request.name)
+            described = model_config(mv, self.settings, policy)
+            return pb.ModelConfigResponse(config=ParseDict(described, pb.ModelConfig()))
+
+        return await _answer("ModelConfig", context, config)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> Any:
+        async def statistics() -> pb.ModelStatisticsResponse:
+            name, version = request.name or None, None
+            if name is not None and request.version:
+                version = parse_version(name, request.version)
+            stats = statistics_of(self.repository, name, version)
+            return ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+
+        return await _answer("ModelStatistics", context, statistics)
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
+        async def index() -> pb.RepositoryIndexResponse:
+            entries = await index_of(self.repository)
+            model = pb.RepositoryIndexResponse.ModelIndex
+            return pb.RepositoryIndexResponse(
+                models=[
+                    model(**entry.model_dump())
+                    for entry in entries
+                    if not request.ready or entry.state == "READY"
+                ]
+            )
+
+        return await _answer("RepositoryIndex", context, index)
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> Any:
+        async def load() -> pb.RepositoryModelLoadResponse:
+            one_worker(self.settings)
+            await self.repository.load_model(request.model_name)
+            return pb.RepositoryModelLoadResponse()
+
+        return await _answer("RepositoryModelLoad", context, load)
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> Any:
+        async def unload() -> pb.RepositoryModelUnloadResponse:
+            one_worker(self.settings)
+            await self.repository.unload_model(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        return await _answer("RepositoryModelUnload", context, unload)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         return await _answer("ModelInfer", context, lambda: self._infer(request, context))
@@ -172,28 +233,35 @@ async def _answer(method: str, context: Any, handle: Callable[[], Awaitable[T]])
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """The HTTP API key, as call metadata (`authorization: Bearer <key>` or `x-api-key`);
-    liveness, readiness and health stay open, as on HTTP."""
+    """The HTTP API keys, as call metadata (`authorization: Bearer <key>` or `x-api-key`):
+    liveness, readiness and health stay open, and the repository methods take the admin key
+    when one is set, as on HTTP."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key.encode()
-
-        async def deny(request: Any, context: Any) -> None:
-            await context.abort(
-                Code.UNAUTHENTICATED,
-                "this call needs the API key: send 'authorization: Bearer <key>' or 'x-api-key'",
-            )
-
-        self.deny = grpc.unary_unary_rpc_method_handler(deny)
+    def __init__(self, key: str | None, admin_key: str | None) -> None:
+        self.key = key.encode() if key else None
+        self.admin_key = admin_key.encode() if admin_key else None
+        self.deny = {kind: _denial(kind) for kind in ("API key", "admin API key")}
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        if details.method in OPEN:
+        needed = self.admin_key if details.method in REPOSITORY and self.admin_key else None
+        needed = needed or self.key
+        if needed is None or details.method in OPEN:
             return await continuation(details)
         metadata = ((k.encode(), v.encode() if isinstance(v, str) else v)
                     for k, v in details.invocation_metadata or ())  # fmt: skip
-        if presented(metadata, self.key):
+        if presented(metadata, needed):
             return await continuation(details)
-        return self.deny
+        return self.deny["admin API key" if needed is self.admin_key else "API key"]
+
+
+def _denial(kind: str) -> Any:
+    async def deny(request: Any, context: Any) -> None:
+        await context.abort(
+            Code.UNAUTHENTICATED,
+            f"this call needs the {kind}: send 'authorization: Bearer <key>' or 'x-api-key'",
+        )
+
+    return grpc.unary_unary_rpc_method_handler(deny)
 
 
 def not_ready(repository: ModelRepository, settings: Settings) -> list[str]:
@@ -243,8 +311,9 @@ class GrpcServer:
     async def start(self) -> None:
         settings = self.settings
         key = settings.api_key.get_secret_value() if settings.api_key else None
+        admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
         self._server = server = grpc.aio.server(
-            interceptors=[ApiKeyInterceptor(key)] if key else None,
+            interceptors=[ApiKeyInterceptor(key, admin)] if key or admin else None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP

@@ -32,6 +32,7 @@ from service.batching import AdmissionQueue, Waiting
 from service.codecs import OutputTensor
 from service.errors import BadRequest, InternalError, ModelNotReady, Unprocessable
 from service.metrics import DecodeStepStats
+from service.phases import timed
 from service.protocol import MetadataTensor
 from service.tasks.base import TaskContext, parse_parameters
 
@@ -228,7 +229,9 @@ class Seq2SeqTask:
                 started = time.perf_counter()
                 try:
                     newcomers, rows = [w.item for w in admitted], [w.item for w in batch]
-                    await loop.run_in_executor(self._executor, self.step, newcomers, rows)
+                    _, phases = await loop.run_in_executor(
+                        self._executor, timed, self.step, newcomers, rows
+                    )
                     finished = time.perf_counter()
                     for waiting in batch:
                         if waiting.item.result is not None:
@@ -236,7 +239,7 @@ class Seq2SeqTask:
                     self._active = [w for w in batch if w.item.result is None]
                     width = sum(s.width for s in rows)
                     queued = [started - w.enqueued for w in admitted]
-                    self.on_batch(DecodeStepStats(width, queued, finished - started))
+                    self.on_batch(DecodeStepStats(width, queued, finished - started, phases))
                 except Exception as error:  # fail these, keep serving the others
                     answer = error if isinstance(error, ModelNotReady) else _logged(error)
                     for waiting in batch:
