@@ -8,6 +8,7 @@ run the image's HEALTHCHECK command and deploy/smoke.py against a real local ser
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -478,14 +479,19 @@ def test_smoke_grpc_on_a_python_without_grpc_says_so_in_one_line():
     ]
 
 
+def outside_make() -> dict[str, str]:
+    """The environment without what a `make test` above passes down to a nested make."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
 @pytest.mark.parametrize("target", ["docker", "docker-trainer", "docker-gpu"])
 def test_podman_builds_in_dockers_format_so_the_healthcheck_stays(target):
     """podman's default OCI format has no HEALTHCHECK; Docker's does."""
 
     def build(docker: str) -> str:
         done = subprocess.run(
-            ["make", "-n", target, f"DOCKER={docker}"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            ["make", "--no-print-directory", "-n", target, f"DOCKER={docker}"],
+            cwd=ROOT, capture_output=True, text=True, check=True, env=outside_make(),
         )  # fmt: skip
         return done.stdout.strip()
 
