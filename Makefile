@@ -87,24 +87,33 @@ scaleout:
 		|| echo "scaleout: apt-get could not install redis-server and haproxy; their tests will be skipped"
 
 # Rebuild the default models from SST-2 with fixed seeds; each run publishes new versions.
+# The page shows each model's title and example inputs (from its manifest).
+REVIEWS_CARD = --title "Movie review sentiment" --example "a gripping, beautifully acted film" \
+	--example "dull and far too long" --example "not bad at all, though the ending drags"
 models: $(VENV)/.all
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-lstm --cell lstm \
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm \
-		--repository $(MODELS) --description "SST-2 sentiment, BiLSTM with additive attention"
+		--repository $(MODELS) --description "SST-2 sentiment, BiLSTM with additive attention" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-lstm/checkpoint.pt --name sst2-lstm-int8 \
 		--repository $(MODELS) --quantize int8 \
-		--description "SST-2 sentiment, BiLSTM with additive attention, int8 weights"
+		--description "SST-2 sentiment, BiLSTM with additive attention, int8 weights" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve train --data $(DATA) --out $(CHECKPOINTS)/sst2-gru --cell gru \
 		--labels negative,positive --dataset sst2 --source "$(SST2_SOURCE)"
 	$(BIN)/rnnserve export $(CHECKPOINTS)/sst2-gru/checkpoint.pt --name sst2-gru \
-		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention"
+		--repository $(MODELS) --description "SST-2 sentiment, BiGRU with additive attention" \
+		$(REVIEWS_CARD)
 	$(BIN)/rnnserve train --task seq2seq --out $(CHECKPOINTS)/dates --threads 2
 	$(BIN)/rnnserve export $(CHECKPOINTS)/dates/checkpoint.pt --name dates --repository $(MODELS) \
-		--description "Dates in 46 CLDR locales to ISO 8601; BiGRU encoder, GRU decoder, additive attention"
+		--description "Dates in 46 CLDR locales to ISO 8601; BiGRU encoder, GRU decoder, additive attention" \
+		--title "Date normaliser" --example "22 November 2026" --example "nov 22, 26" \
+		--example "Sunday 22/11/2026" --example "11.22.2026"
 	$(BIN)/rnnserve train --task forecast --out $(CHECKPOINTS)/co2-gru --threads 2
 	$(BIN)/rnnserve export $(CHECKPOINTS)/co2-gru/checkpoint.pt --name co2-gru --repository $(MODELS) \
-		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)"
+		--description "Weekly Mauna Loa CO2: the next 13 weeks (GRU, attention over 104 weeks)" \
+		--title "Weekly CO2 at Mauna Loa"
 
 # Benchmarks (bench/README.md): wrk is the load generator, from Debian's packages.
 bench: $(VENV)/.all wrk scaleout

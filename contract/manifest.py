@@ -64,7 +64,7 @@ class TextPreprocessing(_Strict):
     vocab_file: str
     vocab_size: int
     pad_id: int = 0
-    unk_id: int = 1
+    unk_id: int | None = Field(1, description="None: a token outside the vocabulary is refused")
     max_tokens: int = Field(gt=0, description="longest input the service accepts, in tokens")
 
     @field_validator("vocab_file")
@@ -111,6 +111,27 @@ class CharPreprocessing(_Strict):
         return _plain_name(value)
 
 
+TokenText = Annotated[
+    TextPreprocessing | CharTokensPreprocessing | TokenizerPreprocessing,
+    Field(discriminator="kind"),
+]
+
+
+class Seq2SeqTokensPreprocessing(_Strict):
+    """A user's seq2seq: text in and out through tokenisers like a classifier's (words,
+    characters, a tokenizer.json), with the user's own special ids. `output.max_tokens` is the
+    longest output; the decoder starts from `bos_id` and a sequence ends at `eos_id`."""
+
+    kind: Literal["seq2seq_tokens"] = "seq2seq_tokens"
+    input: TokenText
+    output: TokenText
+    bos_id: int = Field(ge=0, description="output vocabulary: the decoder's first token")
+    eos_id: int = Field(ge=0, description="output vocabulary: the end of a sequence")
+    input_eos_id: int | None = Field(
+        None, description="appended to every input (as the PyTorch tutorial's inputs end)"
+    )
+
+
 class SeriesPreprocessing(_Strict):
     """A numeric series: scaling statistics and window sizes (forecast)."""
 
@@ -128,6 +149,7 @@ Preprocessing = Annotated[
     | CharTokensPreprocessing
     | TokenizerPreprocessing
     | CharPreprocessing
+    | Seq2SeqTokensPreprocessing
     | SeriesPreprocessing,
     Field(discriminator="kind"),
 ]
@@ -136,7 +158,9 @@ Preprocessing = Annotated[
 class ExportInfo(_Strict):
     opset: int
     torch_version: str | None = Field(description="None for a graph made elsewhere")
-    onnx_version: str
+    onnx_version: str | None = Field(
+        description="None where the service derived the manifest from a bare model.onnx"
+    )
     onnxruntime_version: str
     parity_max_abs_diff: float | None = Field(
         description="largest |PyTorch - onnxruntime| output; None without a PyTorch model"
@@ -167,7 +191,11 @@ class Manifest(_Strict):
         description="trained: by rnnserve train; module: a user's nn.Module; onnx: a graph "
         "made elsewhere. Only trained models must say their architecture and training.",
     )
+    title: str = Field("", description="what the model is, in a few words (the page's name)")
     description: str = ""
+    examples: list[str] = Field(
+        default_factory=list, description="inputs to try, as a person types them on the page"
+    )
     created_at: str
     architecture: Architecture | None = None
     graphs: dict[str, GraphSpec] = Field(description="role -> graph; classify has 'model'")

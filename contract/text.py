@@ -12,25 +12,33 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from contract.manifest import CharTokensPreprocessing, TextPreprocessing, TokenizerPreprocessing
 from contract.words import tokenize
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+
+class UnknownToken(ValueError):
+    """A token outside a vocabulary that has no unknown token."""
+
 
 @dataclass(frozen=True)
 class TokenVocabulary:
-    """Tokens in id order, with the ids of padding and of the unknown token."""
+    """Tokens in id order, with the ids of padding and of the unknown token (None: the model
+    has none, and a token outside the vocabulary cannot be read)."""
 
     tokens: tuple[str, ...]
     pad_id: int
-    unk_id: int
+    unk_id: int | None
     _ids: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_ids", {t: i for i, t in enumerate(self.tokens)})
         for what, i in (("padding", self.pad_id), ("unknown-token", self.unk_id)):
-            if not 0 <= i < len(self.tokens):
+            if i is not None and not 0 <= i < len(self.tokens):
                 raise ValueError(f"the {what} id {i} is not in 0..{len(self.tokens) - 1}")
 
     def __len__(self) -> int:
@@ -38,23 +46,33 @@ class TokenVocabulary:
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         ids, unk = self._ids, self.unk_id
-        return [ids.get(t, unk) for t in tokens]
+        if unk is None:
+            unknown = [t for t in tokens if t not in ids]
+            if unknown:
+                raise UnknownToken(f"{unknown[0]!r} is not in the model's vocabulary")
+        return [ids.get(t, unk) for t in tokens]  # type: ignore[misc]
+
+    def id_of(self, token: str, what: str) -> int:
+        """The id of a special token named by the user, or why it cannot be used."""
+        if token not in self._ids:
+            raise ValueError(
+                f"the {what} token {token!r} is not in the vocabulary "
+                f"(its first tokens: {list(self.tokens[:5])})"
+            )
+        return self._ids[token]
 
     @classmethod
-    def named(cls, tokens: Iterable[str], pad_token: str, unk_token: str) -> TokenVocabulary:
+    def named(cls, tokens: Iterable[str], pad_token: str, unk_token: str | None) -> TokenVocabulary:
         """A vocabulary whose padding and unknown tokens are named (they must be in it)."""
         tokens = tuple(tokens)
+        if not tokens:
+            raise ValueError("the vocabulary is empty")
         twice = [t for t, n in Counter(tokens).items() if n > 1]
         if twice:
             raise ValueError(f"the vocabulary lists {twice[:5]} more than once")
-        ids = {t: i for i, t in enumerate(tokens)}
-        for what, token in (("padding", pad_token), ("unknown", unk_token)):
-            if token not in ids:
-                raise ValueError(
-                    f"the {what} token {token!r} is not in the vocabulary "
-                    f"(its first tokens: {list(tokens[:5])})"
-                )
-        return cls(tokens, ids[pad_token], ids[unk_token])
+        vocab = cls(tokens, 0, None)
+        unk_id = None if unk_token is None else vocab.id_of(unk_token, "unknown")
+        return cls(tokens, vocab.id_of(pad_token, "padding"), unk_id)
 
     def save(self, path: Path) -> None:
         path.write_text("".join(f"{t}\n" for t in self.tokens), encoding="utf-8")
@@ -101,20 +119,40 @@ class CharEncoder(WordEncoder):
 class HFEncoder:
     """A `tokenizers.Tokenizer` with its own padding and truncation turned off (ours apply)."""
 
-    def __init__(self, tokenizer_file: Path, pad_id: int) -> None:
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    def __init__(self, tokenizer: Tokenizer, pad_id: int) -> None:
+        self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.pad_id, self.vocab_size = pad_id, self.tokenizer.get_vocab_size()
 
+    @classmethod
+    def from_file(cls, tokenizer_file: Path, pad_id: int) -> HFEncoder:
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(tokenizer_file)), pad_id)
+
     def encode(self, text: str) -> tuple[list[str], list[int]]:
-        encoding = self.tokenizer.encode(text)
+        try:
+            encoding = self.tokenizer.encode(text)
+        except Exception as error:  # a WordLevel model without an unknown token, for one
+            why = self._unknown(text) or f"the tokenizer cannot read it: {error}"
+            raise UnknownToken(why) from None
+
         return list(encoding.tokens), list(encoding.ids)
 
     def token(self, i: int) -> str:
         return self.tokenizer.id_to_token(i) or f"[{i}]"
+
+    def _unknown(self, text: str) -> str | None:
+        """Which piece of the text the vocabulary lacks, if that is what failed."""
+        tokenizer, vocab = self.tokenizer, self.tokenizer.get_vocab()
+        if tokenizer.normalizer is not None:
+            text = tokenizer.normalizer.normalize_str(text)
+        pieces = [(text, None)]
+        if tokenizer.pre_tokenizer is not None:
+            pieces = tokenizer.pre_tokenizer.pre_tokenize_str(text)
+        missing = [piece for piece, _ in pieces if piece not in vocab]
+        return f"{missing[0]!r} is not in the model's vocabulary" if missing else None
 
 
 def encoder_for(
@@ -123,7 +161,7 @@ def encoder_for(
 ) -> TextEncoder:
     """The encoder a classifier's manifest describes, over the files of its version folder."""
     if isinstance(preprocessing, TokenizerPreprocessing):
-        return HFEncoder(folder / preprocessing.tokenizer_file, preprocessing.pad_id)
+        return HFEncoder.from_file(folder / preprocessing.tokenizer_file, preprocessing.pad_id)
     tokens = TokenVocabulary.read_tokens(folder / preprocessing.vocab_file)
     vocab = TokenVocabulary(tuple(tokens), preprocessing.pad_id, preprocessing.unk_id)
     if len(vocab) != preprocessing.vocab_size:
@@ -143,7 +181,10 @@ def sample_text(encoder: TextEncoder, max_tokens: int, tries: int = 2000) -> str
         if i == encoder.pad_id:
             continue
         text = encoder.token(i)
-        tokens, ids = encoder.encode(text)
+        try:
+            tokens, ids = encoder.encode(text)
+        except UnknownToken:  # e.g. "<s>" read as "<", "s", ">" by a vocabulary without <unk>
+            continue
         if text.strip() and 1 <= len(tokens) <= max_tokens and encoder.pad_id not in ids:
             return text
     return None

@@ -41,7 +41,17 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
         default=Options.tolerance,
         help="largest PyTorch-vs-onnxruntime difference accepted",
     )
-    p.add_argument("--description", default="")
+    card = p.add_argument_group("what the page shows about the model")
+    card.add_argument("--title", default="", help="what the model is, in a few words")
+    card.add_argument("--description", default="", help="a sentence or two about it")
+    card.add_argument(
+        "--example",
+        action="append",
+        default=[],
+        dest="examples",
+        metavar="INPUT",
+        help="an input to try, as a person types it (repeatable)",
+    )
     p.add_argument("--quantize", choices=QUANTIZATIONS, help="publish dynamically quantised graphs")
     p.add_argument(
         "--max-accuracy-drop",
@@ -63,19 +73,53 @@ def build_parser(prog: str = "rnnserve export") -> argparse.ArgumentParser:
     own.add_argument("--vocab", type=Path, help="vocabulary file, one token a line in id order")
     own.add_argument("--labels", help="class names in logit order, comma-separated")
     own.add_argument(
-        "--tokenizer", default="words", help="words, chars, or a Hugging Face tokenizer.json"
+        "--outputs",
+        choices=["logits", "probabilities"],
+        default="logits",
+        help="classify: what forward returns (probabilities are not softmaxed again)",
+    )
+    own.add_argument(
+        "--tokenizer",
+        help="words, chars, or a Hugging Face tokenizer.json (default: words; seq2seq: chars)",
+    )
+    own.add_argument(
+        "--tokenizer-regex",
+        metavar="REGEX",
+        help="instead of --tokenizer: tokens are re.findall(REGEX, text) (after --lowercase), "
+        "looked up in the vocabulary; published as a tokenizer.json",
+    )
+    own.add_argument(
+        "--tokenizer-examples",
+        type=Path,
+        metavar="FILE.jsonl",
+        help='lines of {"text": ..., "ids": [...]} from your own tokenizer: export refuses a '
+        "served tokenizer that gives any other ids",
     )
     own.add_argument("--lowercase", action="store_true", help="lowercase text before tokens")
     own.add_argument("--pad-token", default="<pad>", help="the vocabulary's padding token")
-    own.add_argument("--unk-token", default="<unk>", help="the vocabulary's unknown token")
+    own.add_argument(
+        "--unk-token",
+        default="<unk>",
+        help="the vocabulary's unknown token (seq2seq: may be absent; unknown input is refused)",
+    )
+    own.add_argument("--bos-token", default="<s>", help="seq2seq: the decoder's first token")
+    own.add_argument("--eos-token", default="</s>", help="seq2seq: the token ending a sequence")
+    own.add_argument(
+        "--append-eos", action="store_true", help="seq2seq: end every input with --eos-token"
+    )
     own.add_argument("--max-tokens", type=int, default=256, help="longest input served")
     own.add_argument("--eval-data", type=Path, help="label<TAB>text lines: int8's accuracy check")
     own.add_argument("--onnx", type=Path, help="an ONNX graph made elsewhere (--task tensor)")
-    own.add_argument("--input-vocab", type=Path, help="seq2seq: input characters, as saved by "
-                     "contract.chars.CharVocabulary")  # fmt: skip
-    own.add_argument("--output-vocab", type=Path, help="seq2seq: output characters, likewise")
-    own.add_argument("--max-input-chars", type=int, default=64, help="seq2seq: longest input")
-    own.add_argument("--max-output-chars", type=int, default=64, help="seq2seq: longest output")
+    own.add_argument("--input-vocab", type=Path, help="seq2seq: the input vocabulary, one token "
+                     "a line in id order")  # fmt: skip
+    own.add_argument("--output-vocab", type=Path, help="seq2seq: the output vocabulary, likewise")
+    own.add_argument(
+        "--output-tokenizer", help="seq2seq: the output's tokenizer.json, if not --tokenizer's"
+    )
+    own.add_argument("--max-input-tokens", "--max-input-chars", dest="max_input", type=int,
+                     default=64, help="seq2seq: longest input (characters or tokens)")  # fmt: skip
+    own.add_argument("--max-output-tokens", "--max-output-chars", dest="max_output", type=int,
+                     default=64, help="seq2seq: longest output (characters or tokens)")  # fmt: skip
     own.add_argument("--mean", type=float, default=0.0, help="forecast: values are scaled as")
     own.add_argument("--std", type=float, default=1.0, help="(x - mean) / std before the step")
     own.add_argument("--max-values", type=int, default=1024, help="forecast: most per request")
@@ -87,7 +131,6 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
     import onnx
     from torch import nn
 
-    from contract.chars import CharVocabulary
     from export import api
     from export.common import ParityError
     from export.user_module import ContractError, build_module
@@ -99,8 +142,8 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
             if args.onnx is None or args.module is not None:
                 p.error("--task tensor takes --onnx model.onnx (and no --module)")
             return api.publish_onnx(
-                args.onnx, name=args.name, repository=args.repository,
-                description=args.description,
+                args.onnx, name=args.name, repository=args.repository, title=options.title,
+                description=options.description, examples=options.examples,
             )  # fmt: skip
         if args.task == "forecast":
             if args.module is None:
@@ -128,12 +171,22 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
             return api.publish_seq2seq(
                 module.encoder,
                 module.decoder,
-                input_vocab=CharVocabulary.load(args.input_vocab).symbols,
-                output_vocab=CharVocabulary.load(args.output_vocab).symbols,
+                input_vocab=args.input_vocab,
+                output_vocab=args.output_vocab,
+                tokenizer=args.tokenizer or "chars",
+                output_tokenizer=args.output_tokenizer,
+                tokenizer_regex=args.tokenizer_regex,
+                tokenizer_examples=args.tokenizer_examples,
+                lowercase=args.lowercase,
+                pad_token=args.pad_token,
+                unk_token=args.unk_token,
+                bos_token=args.bos_token,
+                eos_token=args.eos_token,
+                append_eos=args.append_eos,
                 name=args.name,
                 repository=args.repository,
-                max_input_chars=args.max_input_chars,
-                max_output_chars=args.max_output_chars,
+                max_input_chars=args.max_input,
+                max_output_chars=args.max_output,
                 options=options,
             )
         if args.module is None or args.labels is None or args.onnx is not None:
@@ -144,13 +197,16 @@ def export_own(p: argparse.ArgumentParser, args: argparse.Namespace, options: Op
             labels=[label.strip() for label in args.labels.split(",")],
             name=args.name,
             vocab=args.vocab,
-            tokenizer=args.tokenizer,
+            tokenizer=args.tokenizer or "words",
+            tokenizer_regex=args.tokenizer_regex,
+            tokenizer_examples=args.tokenizer_examples,
             repository=args.repository,
             lowercase=args.lowercase,
             pad_token=args.pad_token,
             unk_token=args.unk_token,
             max_tokens=args.max_tokens,
             eval_data=args.eval_data,
+            outputs=args.outputs,
             options=options,
         )
     except (ContractError, ParityError, Unsupported, LimitError, json.JSONDecodeError) as error:
@@ -164,7 +220,14 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     if not MODEL_NAME.match(args.name):
         p.error(f"--name must match {MODEL_NAME.pattern}")
-    options = Options(args.tolerance, args.description, args.quantize, args.max_accuracy_drop)
+    options = Options(
+        tolerance=args.tolerance,
+        description=args.description.strip(),
+        title=args.title.strip(),
+        examples=tuple(args.examples),
+        quantize=args.quantize,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
     if args.task is not None:
         folder = export_own(p, args, options)
         print(f"published {folder}")

@@ -11,6 +11,7 @@ int8 with its accuracy check, the manifest, and an atomic publish as the next ve
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -28,8 +29,10 @@ from export.driver import (
 )
 from export.publish import publish
 from export.tensor import TensorExporter
+from export.tokenization import tokenizer_examples as checked_examples
 from export.user_classifier import TextInput, read_eval_data
 from export.user_module import ContractError
+from export.user_seq2seq import Seq2SeqTokens
 
 
 def publish_classifier(
@@ -39,25 +42,34 @@ def publish_classifier(
     name: str,
     vocab: Iterable[str] | Path | str | None = None,
     tokenizer: str | Path = "words",
+    tokenizer_regex: str | None = None,
+    tokenizer_examples: Iterable[tuple[str, Sequence[int]]] | Path | str | None = None,
     repository: Path | str = "models",
     lowercase: bool = False,
     pad_token: str = "<pad>",
     unk_token: str = "<unk>",
     max_tokens: int = 256,
     eval_data: Iterable[tuple[str, int | str]] | Path | str | None = None,
+    outputs: str = "logits",
+    title: str | None = None,
+    description: str | None = None,
+    examples: Sequence[str] | None = None,
     options: Options | None = None,
 ) -> Path:
     """Publish a text classifier: `forward(tokens int64[B, T], lengths int64[B])` -> logits
-    [B, C] or (logits, attention [B, T]). `vocab`: tokens in id order, or a file of one token a
-    line (for `tokenizer` "words" or "chars"); `tokenizer` may instead be a Hugging Face
-    tokenizer.json. `eval_data`: (text, label) pairs or a `label<TAB>text` file, for int8."""
+    [B, C] or (logits, attention [B, T]); `outputs="probabilities"` when it returns those
+    instead. `vocab`: tokens in id order, or a file of one token a line (for `tokenizer`
+    "words" or "chars", or `tokenizer_regex`: tokens are `re.findall(regex, text)`);
+    `tokenizer` may instead be a Hugging Face tokenizer.json. `tokenizer_examples`: (text, ids)
+    pairs of your own tokenisation, or a JSON Lines file of `{"text", "ids"}`: export refuses a
+    served tokenizer that disagrees. `eval_data`: (text, label) pairs or a `label<TAB>text`
+    file, for int8. `title`, `description`, `examples`: what the page shows."""
     labels = list(labels)
     check_limits(max_tokens=max_tokens)
-    if isinstance(vocab, str | Path):
-        vocab = TokenVocabulary.read_tokens(Path(vocab))
     text = TextInput(
         tokenizer=str(tokenizer),
-        vocab=tuple(vocab or ()),
+        tokenizer_regex=tokenizer_regex,
+        vocab=_tokens(vocab),
         pad_token=pad_token,
         unk_token=unk_token,
         lowercase=lowercase,
@@ -68,11 +80,13 @@ def publish_classifier(
     else:
         rows = [(t, _label_index(y, labels)) for t, y in eval_data or ()]
     exporter_class = registry.load(registry.get("classify").module_exporter)
-    options = options or Options()
+    options = _card(options, title, description, examples)
     check_options("classify", exporter_class, options)
     if options.quantize and not rows:
         raise ContractError("--quantize int8 needs --eval-data to check the accuracy it keeps")
-    exporter = exporter_class(module, text, labels, rows or None)
+    exporter = exporter_class(
+        module, text, labels, rows or None, outputs, checked_examples(tokenizer_examples)
+    )
     if sample_text(exporter.encoder, max_tokens) is None:
         raise LimitError(
             f"--max-tokens {max_tokens} leaves no text that can be served: no vocabulary entry "
@@ -85,24 +99,58 @@ def publish_seq2seq(
     encoder: nn.Module,
     decoder: nn.Module,
     *,
-    input_vocab: Iterable[str],
-    output_vocab: Iterable[str],
     name: str,
+    input_vocab: Iterable[str] | Path | str | None = None,
+    output_vocab: Iterable[str] | Path | str | None = None,
+    tokenizer: str | Path = "chars",
+    output_tokenizer: str | Path | None = None,
+    tokenizer_regex: str | None = None,
+    tokenizer_examples: Iterable[tuple[str, Sequence[int]]] | Path | str | None = None,
+    lowercase: bool = False,
+    pad_token: str = "<pad>",
+    unk_token: str | None = "<unk>",
+    bos_token: str = "<s>",
+    eos_token: str = "</s>",
+    append_eos: bool = False,
     repository: Path | str = "models",
     max_input_chars: int = 64,
     max_output_chars: int = 64,
+    title: str | None = None,
+    description: str | None = None,
+    examples: Sequence[str] | None = None,
     options: Options | None = None,
 ) -> Path:
-    """Publish a character seq2seq model: `encoder(chars int64[B, S], lengths int64[B])` ->
+    """Publish a seq2seq model: `encoder(chars int64[B, S], lengths int64[B])` ->
     (memory [B, S, M], state [B, D]); `decoder(token int64[B], state, memory, mask bool[B, S])`
-    -> (logits [B, V], next_state [B, D], attention [B, S]). Both vocabularies are characters
-    in id order starting with <pad>, <unk>, <s>, </s>."""
+    -> (logits [B, V], next_state [B, D], attention [B, S]).
+
+    Text is read and written as a classifier reads it: `tokenizer` "chars" (the default),
+    "words", `tokenizer_regex`, or a tokenizer.json (`output_tokenizer` if the output's is
+    another). `input_vocab`, `output_vocab`: tokens in id order (or files of one a line), with
+    your own special tokens named: padding, unknown (None, or the default absent from the
+    vocabulary: a token outside it is refused), the decoder's start and end. `append_eos` ends
+    every input with the end token. The maximum lengths count the input's and output's units
+    (characters or tokens)."""
     check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
     exporter_class = registry.load(registry.get("seq2seq").module_exporter)
-    options = options or Options()
+    options = _card(options, title, description, examples)
     check_options("seq2seq", exporter_class, options)
+    source = TextInput(
+        tokenizer=str(tokenizer),
+        tokenizer_regex=tokenizer_regex,
+        vocab=_tokens(input_vocab),
+        lowercase=lowercase,
+        max_tokens=max_input_chars,
+    )
+    target = TextInput(
+        tokenizer=str(output_tokenizer or tokenizer),
+        tokenizer_regex=tokenizer_regex,
+        vocab=_tokens(output_vocab),
+        max_tokens=max_output_chars,
+    )
+    tokens = Seq2SeqTokens(pad_token, unk_token, bos_token, eos_token, append_eos)
     exporter = exporter_class(
-        encoder, decoder, list(input_vocab), list(output_vocab), max_input_chars, max_output_chars
+        encoder, decoder, source, target, tokens, checked_examples(tokenizer_examples)
     )
     return _publish("seq2seq", exporter, name, repository, options)
 
@@ -115,6 +163,9 @@ def publish_forecaster(
     mean: float = 0.0,
     std: float = 1.0,
     max_values: int = 1024,
+    title: str | None = None,
+    description: str | None = None,
+    examples: Sequence[str] | None = None,
     options: Options | None = None,
 ) -> Path:
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
@@ -122,18 +173,25 @@ def publish_forecaster(
     *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
     check_limits(max_values=max_values)
     exporter_class = registry.load(registry.get("forecast").module_exporter)
-    options = options or Options()
+    options = _card(options, title, description, examples)
     check_options("forecast", exporter_class, options)
     exporter = exporter_class(step, mean, std, max_values)
     return _publish("forecast", exporter, name, repository, options)
 
 
 def publish_onnx(
-    graph: Path | str, *, name: str, repository: Path | str = "models", description: str = ""
+    graph: Path | str,
+    *,
+    name: str,
+    repository: Path | str = "models",
+    title: str | None = None,
+    description: str | None = None,
+    examples: Sequence[str] | None = None,
 ) -> Path:
-    """Publish an ONNX graph made elsewhere as a `tensor` model (V2 tensors in and out)."""
+    """Publish an ONNX graph made elsewhere as a `tensor` model (V2 tensors in and out);
+    `examples` are V2 request bodies (JSON) the page offers."""
     exporter_class = registry.load(registry.get("tensor").exporter)
-    options = Options(description=description)
+    options = _card(None, title, description, examples)
     check_options("tensor", exporter_class, options)
     exporter: TensorExporter = exporter_class(Path(graph))
     return _publish("tensor", exporter, name, repository, options)
@@ -157,3 +215,31 @@ def _label_index(label: int | str, labels: list[str]) -> int:
     if isinstance(label, int) and 0 <= label < len(labels):
         return label
     raise ContractError(f"an evaluation label {label!r} is not one of {labels} or its index")
+
+
+def _card(
+    options: Options | None,
+    title: str | None,
+    description: str | None,
+    examples: Sequence[str] | None,
+) -> Options:
+    """The options, with what the page shows about the model where it is given."""
+    options = options or Options()
+    given = {"title": title, "description": description}
+    given = {k: v.strip() for k, v in given.items() if v is not None}
+    if examples is not None:
+        if isinstance(examples, str) or not all(isinstance(e, str) and e for e in examples):
+            raise ContractError(f"expected examples to be non-empty strings, got {examples!r}")
+        given["examples"] = tuple(examples)
+    return replace(options, **given)
+
+
+def _tokens(vocab: Iterable[str] | Path | str | None) -> tuple[str, ...]:
+    """A vocabulary given as tokens in id order, or as a file of one token a line."""
+    if isinstance(vocab, str | Path):
+        path = Path(vocab)
+        try:
+            return tuple(TokenVocabulary.read_tokens(path))
+        except (OSError, UnicodeError) as error:
+            raise ContractError(f"cannot read the vocabulary {path}: {error}") from None
+    return tuple(vocab or ())

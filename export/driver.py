@@ -44,6 +44,8 @@ class Options:
 
     tolerance: float = 1e-4  # largest PyTorch-vs-onnxruntime difference accepted
     description: str = ""
+    title: str = ""  # what the model is, in a few words: the page's name for it
+    examples: tuple[str, ...] = ()  # inputs to try, as a person types them on the page
     quantize: str | None = None  # "int8": dynamically quantised weights
     max_accuracy_drop: float = 0.01  # refuse an int8 graph that loses more held-out quality
 
@@ -146,7 +148,9 @@ def write_version(
         name=name,
         version=version,
         task=task,
+        title=options.title,
         description=options.description,
+        examples=list(options.examples),
         created_at=now(),
         graphs=graphs,
         files={f: sha256_of(folder / f) for f in files},

@@ -49,16 +49,24 @@ def graph_specs(state_size: int, memory_size: int, vocab_size: int) -> dict[str,
     }
 
 
-def pad_batch(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    return pad_ids(ids, PAD_ID)
+def pad_batch(ids: list[list[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+    return pad_ids(ids, pad_id)
 
 
-def export_graphs(model: Seq2Seq, folder: Path) -> None:
-    chars, lengths = (torch.from_numpy(a) for a in pad_batch([[4, 5, 6], [7, 8]]))
+def export_graphs(
+    model: Seq2Seq,
+    folder: Path,
+    example: list[list[int]] | None = None,
+    pad_id: int = PAD_ID,
+    bos_id: int = BOS_ID,
+) -> None:
+    """Trace both graphs on a batch of two inputs of different lengths."""
+    example = example or [[4, 5, 6], [7, 8]]
+    chars, lengths = (torch.from_numpy(a) for a in pad_batch(example, pad_id))
     with torch.no_grad():
         memory, state = model.encoder(chars, lengths)
     mask = torch.arange(chars.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-    token = torch.full((2,), BOS_ID, dtype=torch.long)
+    token = torch.full((2,), bos_id, dtype=torch.long)
     batch, seq = {0: "batch"}, {0: "batch", 1: "sequence"}
     to_onnx(
         model.encoder,
@@ -87,14 +95,19 @@ def export_graphs(model: Seq2Seq, folder: Path) -> None:
 
 
 def onnx_greedy(
-    folder: Path, ids: list[list[int]], max_len: int
+    folder: Path,
+    ids: list[list[int]],
+    max_len: int,
+    specials: tuple[int, int, int] = (PAD_ID, BOS_ID, EOS_ID),
 ) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Greedy decode with the two graphs: ids (without </s>) and every step's logits (B, V)."""
+    """Greedy decode with the two graphs: ids (without the end) and every step's logits (B, V).
+    `specials`: the padding, start and end ids."""
+    pad_id, bos_id, eos_id = specials
     encoder, decoder = cpu_session(folder / ENCODER_FILE), cpu_session(folder / DECODER_FILE)
-    chars, lengths = pad_batch(ids)
+    chars, lengths = pad_batch(ids, pad_id)
     memory, state = encoder.run(None, {"chars": chars, "lengths": lengths})
     mask = np.arange(chars.shape[1])[None, :] < lengths[:, None]
-    token = np.full(len(ids), BOS_ID, np.int64)
+    token = np.full(len(ids), bos_id, np.int64)
     outputs: list[list[int]] = [[] for _ in ids]
     done = np.zeros(len(ids), bool)
     steps = []
@@ -104,7 +117,7 @@ def onnx_greedy(
         steps.append(logits)
         token = logits.argmax(-1).astype(np.int64)
         for i in np.flatnonzero(~done):
-            if token[i] == EOS_ID:
+            if token[i] == eos_id:
                 done[i] = True
             else:
                 outputs[i].append(int(token[i]))
@@ -113,13 +126,15 @@ def onnx_greedy(
     return outputs, steps
 
 
-def torch_step_logits(model: Seq2Seq, ids: list[list[int]], steps: int) -> list[np.ndarray]:
+def torch_step_logits(
+    model: Seq2Seq, ids: list[list[int]], steps: int, pad_id: int = PAD_ID, bos_id: int = BOS_ID
+) -> list[np.ndarray]:
     """PyTorch's logits along its own greedy path, step by step."""
-    chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids))
+    chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids, pad_id))
     with torch.no_grad():
         memory, state = model.encoder(chars, lengths)
         mask = torch.arange(chars.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        token = torch.full((len(ids),), BOS_ID, dtype=torch.long)
+        token = torch.full((len(ids),), bos_id, dtype=torch.long)
         out = []
         for _ in range(steps):
             logits, state, _ = model.decoder(token, state, memory, mask)

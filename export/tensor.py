@@ -14,26 +14,17 @@ from typing import Any
 import numpy as np
 import onnx
 
+from contract.graphs import GRAPH_FILE, tensor_spec
 from contract.manifest import GraphSpec, TensorSpec
 from export.common import cpu_session
 from export.driver import Exporter
 from export.user_module import ContractError
 
-GRAPH_FILE = "model.onnx"
-DTYPES = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT16: "int16",
-    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT64: "uint64",
-    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT16: "uint16",
-    onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool",
-    onnx.TensorProto.STRING: "string",
-}  # fmt: skip
 EXAMPLE_SIZE = 2  # each dynamic axis of the example run
 
 
 def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
-    """Graph inputs or outputs as specs; a dynamic axis keeps its name (or gets one)."""
+    """Graph inputs or outputs as specs (contract.graphs names the dynamic axes)."""
     specs = []
     for value in values:
         kind = value.type.WhichOneof("value")
@@ -43,18 +34,17 @@ def tensor_specs(values: Any, what: str) -> list[TensorSpec]:
                 f"expected tensor {what}s, got {what} {value.name!r} of type {kind}{hint}"
             )
         tensor = value.type.tensor_type
-        if tensor.elem_type not in DTYPES:
-            name = onnx.TensorProto.DataType.Name(tensor.elem_type)
-            raise ContractError(f"{what} {value.name!r} has dtype {name}, which is not served")
         if not tensor.HasField("shape"):
             raise ContractError(f"expected {what} {value.name!r} to declare its rank")
-        shape: list[int | str] = []
-        for axis, dim in enumerate(tensor.shape.dim):
-            if dim.HasField("dim_value"):
-                shape.append(int(dim.dim_value))
-            else:
-                shape.append(dim.dim_param or f"dim{axis}")  # unnamed: by position
-        specs.append(TensorSpec(name=value.name, dtype=DTYPES[tensor.elem_type], shape=shape))
+        dims = [
+            int(dim.dim_value) if dim.HasField("dim_value") else dim.dim_param or None
+            for dim in tensor.shape.dim
+        ]
+        onnx_type = onnx.TensorProto.DataType.Name(tensor.elem_type)
+        try:
+            specs.append(tensor_spec(value.name, onnx_type, dims, what))
+        except ValueError as error:
+            raise ContractError(str(error)) from None
     return specs
 
 

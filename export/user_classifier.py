@@ -3,7 +3,9 @@
 The contract: `forward(tokens: int64[B, T], lengths: int64[B])` returns logits `[B, C]`, or
 `(logits, attention)` with attention `[B, T]`; tokens are padded with the vocabulary's own
 padding id, and a sequence's output must not depend on the padding after it (the service
-batches texts of different lengths together). The graph gives softmax(logits), as ours does.
+batches texts of different lengths together). The graph gives softmax(logits), as ours does;
+a module that already returns probabilities says so (`outputs="probabilities"`), and one that
+returns them without saying so is refused rather than softmaxed twice.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from contract.manifest import (
 from contract.text import CharEncoder, HFEncoder, TextEncoder, TokenVocabulary, WordEncoder
 from export.common import OPSET, cpu_session, pad_ids
 from export.driver import Exporter, Parity, Quality
+from export.tokenization import TokenizerExamples, check_tokenizer, regex_tokenizer
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
 GRAPH_FILE = "model.onnx"
@@ -45,15 +48,23 @@ class TextInput:
     """How the user's model reads text: a tokeniser and the vocabulary it was trained with."""
 
     tokenizer: str = "words"  # "words", "chars", or a path to a Hugging Face tokenizer.json
+    tokenizer_regex: str | None = None  # instead: tokens are re.findall(regex), in `vocab`
     vocab: tuple[str, ...] = ()  # tokens in id order (words, chars)
     pad_token: str = "<pad>"
-    unk_token: str = "<unk>"
+    unk_token: str | None = "<unk>"  # None: none (a seq2seq's input may lack one)
     lowercase: bool = False
     max_tokens: int = 256
 
 
 def make_encoder(text: TextInput) -> TextEncoder:
     """The encoder the service will use, built from the user's vocabulary or tokenizer."""
+    if text.tokenizer_regex is not None:
+        if not text.vocab:
+            raise ContractError("--tokenizer-regex needs a vocabulary (--vocab)")
+        tokenizer = regex_tokenizer(
+            text.tokenizer_regex, text.vocab, text.unk_token, text.lowercase
+        )
+        return _with_padding(HFEncoder(tokenizer, pad_id=0), text.pad_token, "the vocabulary")
     if text.tokenizer in ("words", "chars"):
         if not text.vocab:
             raise ContractError(f"--tokenizer {text.tokenizer} needs a vocabulary (--vocab)")
@@ -67,32 +78,66 @@ def make_encoder(text: TextInput) -> TextEncoder:
     if not path.is_file():
         raise ContractError(f"--tokenizer is words, chars or a tokenizer.json file, got {path}")
     try:
-        encoder = HFEncoder(path, pad_id=0)
+        encoder = HFEncoder.from_file(path, pad_id=0)
     except Exception as error:
         raise ContractError(f"{path} is not a tokenizers tokenizer.json: {error}") from None
+    return _with_padding(encoder, text.pad_token, f"{path.name}'s vocabulary")
+
+
+def _with_padding(encoder: HFEncoder, pad_token: str, where: str) -> HFEncoder:
     padding = encoder.tokenizer.padding  # the tokenizer's own padding setting, if it has one
-    pad_id = padding["pad_id"] if padding else encoder.tokenizer.token_to_id(text.pad_token)
+    pad_id = padding["pad_id"] if padding else encoder.tokenizer.token_to_id(pad_token)
     if pad_id is None:
         raise ContractError(
-            f"the padding token {text.pad_token!r} is not in {path.name}'s vocabulary; "
-            "name it with --pad-token"
+            f"the padding token {pad_token!r} is not in {where}; name it with --pad-token"
         )
     encoder.pad_id = pad_id
     return encoder
 
 
-class ProbabilityHead(nn.Module):
-    """What is exported: softmax over the user's logits, and the attention when it has one."""
+OUTPUTS = ("logits", "probabilities")
 
-    def __init__(self, module: nn.Module) -> None:
+
+class ProbabilityHead(nn.Module):
+    """What is exported: softmax over the user's logits (or their probabilities as they are),
+    and the attention when it has one."""
+
+    def __init__(self, module: nn.Module, outputs: str = "logits") -> None:
         super().__init__()
-        self.module = module
+        self.module, self.softmax = module, outputs == "logits"
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> Any:
         out = self.module(tokens, lengths)
-        if isinstance(out, tuple | list):
-            return (torch.softmax(out[0].float(), dim=-1), *out[1:])
-        return torch.softmax(out.float(), dim=-1)
+        first = out[0] if isinstance(out, tuple | list) else out
+        scores = torch.softmax(first.float(), dim=-1) if self.softmax else first.float()
+        return (scores, *out[1:]) if isinstance(out, tuple | list) else scores
+
+
+def check_outputs_kind(scores: torch.Tensor, outputs: str) -> None:
+    """Rows that are non-negative and sum to 1 are probabilities: softmaxed again, 0.729 would
+    be served as 0.612. Refuse them unless the user said so, and refuse the claim if false."""
+    if outputs not in OUTPUTS:
+        raise ContractError(f"expected outputs to be one of {OUTPUTS}, got {outputs!r}")
+    sums = scores.sum(-1)
+    probabilities = bool((scores >= 0).all()) and bool(((sums - 1).abs() <= 1e-4).all())
+    if outputs == "logits" and probabilities:
+        row = scores[0]
+        again = torch.softmax(row, -1)
+        best = int(row.argmax())
+        raise ContractError(
+            f"every row the module returned on the parity batch is non-negative and sums to 1: "
+            f"these look like probabilities, which the graph would softmax again "
+            f"({float(row[best]):.3f} would be served as {float(again[best]):.3f}); if they are, "
+            'export with --outputs probabilities (Python: outputs="probabilities") and they '
+            "are served as they are"
+        )
+    if outputs == "probabilities" and not probabilities:
+        worst = int((sums - 1).abs().argmax())
+        raise ContractError(
+            "expected probabilities (--outputs probabilities): rows of non-negative values "
+            f"summing to 1, got row {worst} summing to {float(sums[worst]):.4g} with values "
+            f"{[round(float(v), 4) for v in scores[worst]]}"
+        )
 
 
 def read_eval_data(path: Path, labels: list[str]) -> list[tuple[str, int]]:
@@ -142,13 +187,17 @@ class UserClassifierExporter(Exporter):
         text: TextInput,
         labels: list[str],
         eval_data: list[tuple[str, int]] | None = None,
+        outputs: str = "logits",
+        tokenizer_examples: TokenizerExamples = (),
     ) -> None:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ContractError(f"expected two or more distinct labels, got {labels}")
         self.module = module.eval()
+        self.outputs = outputs
         self.text = text
         self.labels = labels
         self.encoder = make_encoder(text)
+        check_tokenizer(self.encoder, tokenizer_examples)
         self.eval_data = eval_data
         self.batch = self._parity_batch()
         self.has_attention = self._check_contract()
@@ -171,6 +220,7 @@ class UserClassifierExporter(Exporter):
         tokens, lengths = self._tensors(self.batch)
         out = call_forward(self.module, (tokens, lengths), SIGNATURE)
         logits, attention = self._split(out, *tokens.shape)
+        check_outputs_kind(logits, self.outputs)
         for row, ids in enumerate(self.batch):
             alone = self._split(
                 call_forward(self.module, self._tensors([ids]), SIGNATURE), 1, len(ids)
@@ -232,7 +282,7 @@ class UserClassifierExporter(Exporter):
         export_onnx(
             self.module,
             lambda: torch.onnx.export(
-                ProbabilityHead(self.module).eval(),
+                ProbabilityHead(self.module, self.outputs).eval(),
                 example,
                 str(folder / GRAPH_FILE),
                 dynamo=False,
@@ -257,7 +307,7 @@ class UserClassifierExporter(Exporter):
         """softmax(PyTorch logits) and attention against the graph, on the mixed-length batch."""
         tokens, lengths = self._tensors(self.batch)
         with torch.no_grad():
-            expected = ProbabilityHead(self.module)(tokens, lengths)
+            expected = ProbabilityHead(self.module, self.outputs)(tokens, lengths)
         expected = expected if isinstance(expected, tuple | list) else (expected,)
         try:
             got = cpu_session(folder / GRAPH_FILE).run(
@@ -291,30 +341,47 @@ class UserClassifierExporter(Exporter):
         return Quality("eval_accuracy", correct / len(self.eval_data))
 
     def write_files(self, folder: Path) -> list[str]:
-        if isinstance(self.encoder, HFEncoder):
-            self.encoder.tokenizer.save(str(folder / TOKENIZER_FILE))
-            return [TOKENIZER_FILE]
-        self.encoder.vocab.save(folder / VOCAB_FILE)  # type: ignore[attr-defined]
-        return [VOCAB_FILE]
+        return [save_text(self.encoder, folder)]
 
     def manifest_parts(self) -> dict[str, Any]:
-        encoder, text = self.encoder, self.text
-        if isinstance(encoder, HFEncoder):
-            preprocessing: Any = TokenizerPreprocessing(
-                tokenizer_file=TOKENIZER_FILE,
-                vocab_size=encoder.vocab_size,
-                pad_id=encoder.pad_id,
-                max_tokens=text.max_tokens,
-            )
-        else:
-            kind = CharTokensPreprocessing if text.tokenizer == "chars" else TextPreprocessing
-            vocab = encoder.vocab  # type: ignore[attr-defined]
-            preprocessing = kind(
-                lowercase=text.lowercase,
-                vocab_file=VOCAB_FILE,
-                vocab_size=len(vocab),
-                pad_id=vocab.pad_id,
-                unk_id=vocab.unk_id,
-                max_tokens=text.max_tokens,
-            )
-        return {"origin": "module", "preprocessing": preprocessing, "labels": self.labels}
+        return {
+            "origin": "module",
+            "preprocessing": text_preprocessing(self.encoder, self.text),
+            "labels": self.labels,
+        }
+
+
+def text_file(encoder: TextEncoder, prefix: str = "") -> str:
+    """The file that holds an encoder's vocabulary: a tokenizer.json, or one token a line."""
+    return prefix + (TOKENIZER_FILE if isinstance(encoder, HFEncoder) else VOCAB_FILE)
+
+
+def save_text(encoder: TextEncoder, folder: Path, prefix: str = "") -> str:
+    name = text_file(encoder, prefix)
+    if isinstance(encoder, HFEncoder):
+        encoder.tokenizer.save(str(folder / name))
+    else:
+        encoder.vocab.save(folder / name)  # type: ignore[attr-defined]
+    return name
+
+
+def text_preprocessing(encoder: TextEncoder, text: TextInput, prefix: str = "") -> Any:
+    """The manifest's description of how text becomes ids, as the service will redo it."""
+    name = text_file(encoder, prefix)
+    if isinstance(encoder, HFEncoder):
+        return TokenizerPreprocessing(
+            tokenizer_file=name,
+            vocab_size=encoder.vocab_size,
+            pad_id=encoder.pad_id,
+            max_tokens=text.max_tokens,
+        )
+    kind = CharTokensPreprocessing if text.tokenizer == "chars" else TextPreprocessing
+    vocab = encoder.vocab  # type: ignore[attr-defined]
+    return kind(
+        lowercase=text.lowercase,
+        vocab_file=name,
+        vocab_size=len(vocab),
+        pad_id=vocab.pad_id,
+        unk_id=vocab.unk_id,
+        max_tokens=text.max_tokens,
+    )

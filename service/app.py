@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from service import __version__, tracing, workers
+from service import __version__, draining, tracing, workers
 from service.api import docs, health, sessions, ui, v1, v2
 from service.api.body import add_schemas, describe
 from service.api.responses import FastJSONResponse, error_response
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
                 grpc_server = app.state.grpc = GrpcServer(repository, metrics, settings)
                 await grpc_server.start()
+                draining.on_exit_signal(grpc_server.begin_shutdown)
             yield
         finally:
             if grpc_server is not None:

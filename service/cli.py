@@ -17,10 +17,23 @@ TRAINING_MODULES = {"torch", "onnx", "tqdm", "matplotlib", "babel", "statsmodels
 
 
 def add_serve_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-repository", help="folder of <name>/<version>/ artifacts")
+    # The second spellings are the arguments KServe passes its runtimes.
+    p.add_argument(
+        "--model-repository",
+        "--model_dir",
+        dest="model_repository",
+        help="folder of <name>/<version>/ artifacts, or one model's folder (with --model-name)",
+    )
+    p.add_argument(
+        "--model-name", "--model_name", dest="model_name", help="the model's name, where "
+        "the repository is one model's folder (KServe's storage initializer: /mnt/models)"
+    )  # fmt: skip
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--grpc-port", type=int, help="gRPC (Open Inference Protocol); 0: off")
+    p.add_argument("--port", "--http_port", dest="port", type=int)
+    p.add_argument(
+        "--grpc-port", "--grpc_port", dest="grpc_port", type=int,
+        help="gRPC (Open Inference Protocol); 0: off",
+    )  # fmt: skip
     p.add_argument("--workers", type=int)
     p.add_argument("--providers", choices=["auto", "cpu", "cuda"])
     p.add_argument("--intra-op-threads", type=int)
@@ -48,6 +61,9 @@ def serve(args: argparse.Namespace) -> None:
             f"rnnserve serve: invalid setting RNNSERVE_MODEL_REPOSITORY (--model-repository): "
             f"{settings.model_repository} is not a folder"
         )
+    busy = ports_in_use(settings)
+    if busy:
+        sys.exit(f"rnnserve serve: {busy}")
     if settings.workers > 1:
         _several_workers(settings)
     # A SIGTERM is a requested stop: uvicorn handles it while serving (stop accepting, finish
@@ -66,6 +82,33 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
+
+
+def ports_in_use(settings: Settings) -> str:
+    """Why the server cannot listen where it was told to, or "" if it can.
+
+    Checked before starting: a taken port is one clear line, not a worker's traceback. The
+    probe binds as uvicorn does (SO_REUSEADDR), without SO_REUSEPORT, so a port another server
+    holds (even one sharing it between its own workers) is refused.
+    """
+    import socket
+
+    wanted = [("RNNSERVE_PORT, --port", settings.port)]
+    if settings.grpc_port:
+        wanted.append(("RNNSERVE_GRPC_PORT, --grpc-port", settings.grpc_port))
+    if settings.grpc_port and settings.grpc_port == settings.port:
+        return f"HTTP and gRPC cannot share port {settings.port}: set RNNSERVE_GRPC_PORT"
+    for where, port in wanted:
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, port))
+            except OSError as error:
+                return f"cannot listen on {settings.host}:{port} ({where}): {error.strerror}"
+    return ""
 
 
 def _several_workers(settings: Settings) -> None:

@@ -6,16 +6,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contract.manifest import MODEL_NAME, version_number
+from contract.graphs import GRAPH_FILE
+from contract.manifest import MANIFEST_FILE, MODEL_NAME, version_number
 
 POLICY = re.compile(r"^(all|latest(?::([1-9][0-9]*))?)$")
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
-def discover(root: Path) -> dict[str, dict[int, Path]]:
-    """Every <name>/<version>/ folder; anything else (hidden staging folders) is ignored."""
+def discover(root: Path, model_name: str | None = None) -> dict[str, dict[int, Path]]:
+    """Every <name>/<version>/ folder; anything else (hidden staging folders) is ignored.
+
+    Given `model_name` (KServe's --model_name), the root may also be that one model's folder,
+    as KServe's storage initializer leaves it in /mnt/models: <version>/ folders, or one
+    version's files (a manifest and its graphs, or a bare model.onnx) served as version 1.
+    """
     if not root.is_dir():
         raise FileNotFoundError(f"the model repository {root} is not a folder")
+    if model_name is not None and (versions := one_model(root)):
+        return {model_name: versions}
     found: dict[str, dict[int, Path]] = {}
     for model_dir in sorted(root.iterdir()):
         if not model_dir.is_dir() or not MODEL_NAME.match(model_dir.name):
@@ -28,6 +36,31 @@ def discover(root: Path) -> dict[str, dict[int, Path]]:
         if versions:
             found[model_dir.name] = versions
     return found
+
+
+def one_model(folder: Path) -> dict[int, Path]:
+    """The versions of one model's folder (empty if it is not one)."""
+    if is_version_folder(folder):
+        return {1: folder}
+    return {
+        number: d
+        for d in folder.iterdir()
+        if d.is_dir() and (number := version_number(d.name)) is not None and is_version_folder(d)
+    }
+
+
+def is_version_folder(folder: Path) -> bool:
+    return (folder / MANIFEST_FILE).is_file() or (folder / GRAPH_FILE).is_file()
+
+
+def misplaced(root: Path) -> str:
+    """Why a repository with no model may be the wrong folder, or "" if it looks empty."""
+    if one_model(root):
+        return (
+            f"{root} looks like one model's folder, not a repository of <name>/<version>/ "
+            "folders: name the model with --model_name (RNNSERVE_MODEL_NAME) to serve it"
+        )
+    return ""
 
 
 def check_policy(policy: str) -> str:

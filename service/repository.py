@@ -20,7 +20,7 @@ from pathlib import Path
 
 from contract.manifest import MODEL_NAME
 from service.batching import BatchStats
-from service.discovery import Fingerprint, discover, fingerprint, select_versions
+from service.discovery import Fingerprint, discover, fingerprint, misplaced, select_versions
 from service.errors import BadRequest, NotFound
 from service.loading import LoadError, load_version
 from service.metrics import Metrics
@@ -40,12 +40,14 @@ class ModelRepository(Registry):
         self.unloaded: set[str] = set()  # unloaded by request: polling leaves them alone
         self.loaded = False  # a first scan has finished
         self.scan_error: str | None = None
+        self.empty_reason = ""  # why the last scan found no model, if it found none
+        self.was_ready = False  # once ready, what fails later never takes readiness back
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
         metrics.watch_queues(self._queue_depths)
 
     def discover(self) -> dict[str, dict[int, Path]]:
-        return discover(self.root)
+        return discover(self.root, self.settings.model_name)
 
     def policy_for(self, name: str) -> str:
         return self.settings.model_version_policy.get(name, self.settings.version_policy)
@@ -61,11 +63,19 @@ class ModelRepository(Registry):
         async with self._lock:
             failed = [m for vs in self.models.values() for m in vs.values() if m.state == "failed"]
             found, prints = await asyncio.to_thread(self._scan, failed)
+            if not only:
+                self.empty_reason = "" if found else await asyncio.to_thread(self._empty, found)
             names = [only] if only else sorted(set(found) | set(self.models))
             for name in names:
                 if name not in self.unloaded:
                     await self._refresh_model(name, found.get(name, {}), prints, retry_failed)
             self.loaded = True
+            self.was_ready = self.was_ready or not self._reasons()
+
+    def _empty(self, found: dict) -> str:
+        """Blocking: why a scan found no model (an empty or misplaced repository)."""
+        hint = misplaced(self.root) if self.settings.model_name is None else ""
+        return hint or f"the model repository {self.root} holds no model"
 
     def _scan(self, failed: list[ModelVersion]) -> tuple[dict, dict[ModelVersion, Fingerprint]]:
         """Blocking: the folders on disk, and the fingerprints of the failed versions."""
@@ -101,8 +111,9 @@ class ModelRepository(Registry):
         observer = _observer(self.metrics.batch_observer(mv.name, mv.version), mv.statistics)
         before = await asyncio.to_thread(fingerprint, mv.folder)
         try:
+            named = mv.folder == self.root / mv.name / str(mv.version)  # else --model_name's
             loaded = await asyncio.to_thread(
-                load_version, mv.name, mv.version, mv.folder, self.settings, observer
+                load_version, mv.name, mv.version, mv.folder, self.settings, observer, named
             )
         except LoadError as error:
             mv.state, mv.error, mv.fingerprint = "failed", str(error), before
@@ -205,12 +216,20 @@ class ModelRepository(Registry):
     def not_ready(self) -> list[str]:
         """Why the server is not ready; empty when it is.
 
-        Strict readiness also waits for every model to have a ready version; a failed version
-        of a model that serves is a `problem`, reported without holding readiness back.
+        Readiness gates what this replica was asked to serve at start: the repository read, a
+        model in it (unless allow_empty_repository), every model loaded and warmed up (strict
+        readiness: with a ready version). Once ready, it stays ready: every replica shares the
+        repository, so what fails later (a broken model or version published, the repository
+        unreadable) is reported by `problems` without taking every replica out of the Service.
         """
+        return [] if self.was_ready else self._reasons()
+
+    def _reasons(self) -> list[str]:
         reasons = [self.scan_error] if self.scan_error else []
         if not self.loaded:
             return [*reasons, "models are still loading"]
+        if not self.models and not self.settings.allow_empty_repository:
+            reasons.append(self.empty_reason or f"the model repository {self.root} holds no model")
         for versions in self.models.values():
             for mv in versions.values():
                 holds = mv.state == "loading" or (
@@ -223,13 +242,15 @@ class ModelRepository(Registry):
         return reasons
 
     def problems(self) -> list[str]:
-        """Versions that failed to load, whether or not they hold readiness back."""
-        return [
+        """What fails without holding readiness back: versions that failed to load, and a
+        repository that can no longer be read."""
+        failed = [
             mv.describe()
             for versions in self.models.values()
             for mv in versions.values()
             if mv.state == "failed"
         ]
+        return [self.scan_error, *failed] if self.scan_error and self.was_ready else failed
 
     def _queue_depths(self) -> list[tuple[str, str, int]]:
         return [

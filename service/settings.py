@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.manifest import MODEL_NAME
+
 VersionPolicy = Annotated[str, Field(pattern=r"^(all|latest(:[1-9][0-9]*)?)$")]
 
 
@@ -31,6 +33,15 @@ class Settings(BaseSettings):
     )
 
     model_repository: Path = Path("models")
+    model_name: str | None = Field(
+        None,
+        pattern=MODEL_NAME.pattern,
+        description="the model's name where the repository is one model's folder (KServe's "
+        "--model_name, with --model_dir /mnt/models)",
+    )
+    allow_empty_repository: bool = Field(
+        False, description="ready with no model in the repository (one filled later)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
@@ -63,6 +74,15 @@ class Settings(BaseSettings):
         description="where streaming sessions live: memory (this process) or redis://host:port/db "
         "(shared by every worker and replica)",
     )
+    grpc_max_connection_age_s: float = Field(
+        300.0,
+        ge=0,
+        description="a gRPC connection is asked to reconnect after this long (give or take 10%), "
+        "so clients spread over replicas added since; 0: never",
+    )
+    grpc_max_connection_age_grace_s: float = Field(
+        30.0, ge=0, description="how long calls on an aged-out gRPC connection may still take"
+    )
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="after SIGTERM, how long requests in flight may take"
     )
@@ -76,8 +96,8 @@ class Settings(BaseSettings):
     )
     strict_readiness: bool = Field(
         True,
-        description="ready only if every model loaded (False: a broken model is reported "
-        "but does not hold back readiness)",
+        description="at start, ready only once every model has a ready version (False: a "
+        "model broken at start is reported but does not hold readiness back)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["json", "text"] = Field("json", description="access and error logs")

@@ -45,12 +45,14 @@ def live_server(
     log_file: Path | None = None,
     port: int = 0,
     source: Path | None = None,
+    args: list[str] | None = None,
     **settings: str,
 ):
     """Start `python -m service`, wait until ready, yield its base URL, then stop it.
 
     With `log_file`, the server's log (stderr) goes there instead of the test's output.
-    `port` 0: a free one. `source`: run that checkout's code (benchmarks of two revisions)."""
+    `port` 0: a free one. `source`: run that checkout's code (benchmarks of two revisions).
+    `args`: command-line arguments (they win over the settings)."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -64,7 +66,7 @@ def live_server(
     }
     stderr = log_file.open("ab") if log_file is not None else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "service"], env=env, stderr=stderr, cwd=source
+        [sys.executable, "-m", "service", *(args or [])], env=env, stderr=stderr, cwd=source
     )
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = process.pid

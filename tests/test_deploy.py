@@ -1,5 +1,7 @@
-"""Deployment files: Kubernetes manifests valid against the API schemas, the KServe example's
-structure, and the Dockerfiles, manifests and settings consistent with one another.
+"""Deployment files: Kubernetes manifests valid against the API schemas, a fleet that stays up
+(autoscaling on queue depth, disruption budget, spread, scraping, a guarded Redis shared by every
+replica), and the Dockerfiles, manifests and settings consistent with one another. The KServe
+files are checked against KServe's and Knative's admission in tests/test_kserve.py.
 
 No container engine and no cluster: the schemas ship with kubernetes-validate. The last tests
 run the image's HEALTHCHECK command and deploy/smoke.py against a real local server.
@@ -15,12 +17,11 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from service.settings import Settings
 from tests.conftest import DEFAULT_MODELS
@@ -28,8 +29,8 @@ from tests.live_server import free_port, live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
-KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
-KSERVE_GRPC = ROOT / "deploy" / "kserve" / "inferenceservice-grpc.yaml"
+KSERVE = ROOT / "deploy" / "kserve"
+ADAPTER = ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
 # The oldest Kubernetes the manifests are written for, and the newest schema on hand.
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 # `rnnserve serve` drains requests in flight for up to this long after SIGTERM (service/cli.py).
@@ -182,7 +183,10 @@ def test_manifest_is_valid_against_the_kubernetes_schema(doc, version):
 
 
 def test_the_expected_kinds_are_there():
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= manifests().keys()
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= (
+        manifests().keys()
+    )
+    assert {"StatefulSet", "Service", "NetworkPolicy"} <= manifests("rnnserve-redis").keys()
     assert manifests()["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
 
 
@@ -227,23 +231,128 @@ def test_deployment_probes_resources_and_security():
     assert pod["terminationGracePeriodSeconds"] > slept + SERVER_DRAIN_S
 
 
-def test_replicas_share_sessions_through_the_redis_service():
+def env_of_container(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def may_run_several(doc: dict) -> bool:
+    """A Deployment scaled by the HPA, or an InferenceService whose maxReplicas is not 1."""
+    if doc["kind"] == "Deployment":
+        return True  # hpa.yaml scales it to 10
+    if doc["kind"] == "InferenceService":
+        return doc["spec"]["predictor"].get("maxReplicas", 0) != 1
+    return False
+
+
+def test_every_manifest_that_may_run_several_replicas_shares_sessions_through_redis():
+    redis = manifests("rnnserve-redis")
+    service = redis["Service"]
+    (port,) = service["spec"]["ports"]
+    (redis_container,) = redis["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    secret = env_of_container(redis_container)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    several = [(path, doc) for path, doc in deploy_documents() if may_run_several(doc)]
+    assert {doc["kind"] for _, doc in several} == {"Deployment", "InferenceService"}
+    for path, doc in several:
+        (container,) = containers_of(doc)
+        env = env_of_container(container)
+        store = env["RNNSERVE_SESSION_STORE"]["value"]
+        host = f"{service['metadata']['name']}:{port['port']}"
+        assert store == f"redis://:$(REDIS_PASSWORD)@{host}/0", path.name
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret, path.name
+        names = list(env)  # Kubernetes expands $(VAR) only from variables defined before
+        assert names.index("REDIS_PASSWORD") < names.index("RNNSERVE_SESSION_STORE"), path.name
+        expanded = store.replace("$(REDIS_PASSWORD)", "s3cret")
+        assert Settings(session_store=expanded).session_store == expanded
+        labels = (
+            doc["spec"]["template"]["metadata"]["labels"]
+            if doc["kind"] == "Deployment"
+            else doc["spec"]["predictor"]["labels"]
+        )
+        assert labels["app.kubernetes.io/part-of"] == "rnnserve", f"{path.name}: Redis refuses it"
+
+
+def test_redis_is_a_statefulset_with_a_volume_a_password_and_a_network_policy():
     redis, server = manifests("rnnserve-redis"), manifests()
-    pod = redis["Deployment"]["spec"]["template"]
-    selector = redis["Service"]["spec"]["selector"]
-    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert "Deployment" not in redis
+    stateful = redis["StatefulSet"]["spec"]
+    pod = stateful["template"]
+    assert redis["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     assert not server["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-    (port,) = redis["Service"]["spec"]["ports"]
     (container,) = pod["spec"]["containers"]
-    assert port["targetPort"] in {p["name"] for p in container["ports"]}
-    env = {
-        e["name"]: e.get("value")
-        for e in server["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    store = env["RNNSERVE_SESSION_STORE"]
-    assert store == f"redis://{redis['Service']['metadata']['name']}:{port['port']}/0"
-    assert Settings(session_store=store).session_store == store
+    (claim,) = stateful["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    args = container["args"]
+    assert mounts[claim["metadata"]["name"]] == args[args.index("--dir") + 1]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    env = env_of_container(container)
+    assert env["REDISCLI_AUTH"]["valueFrom"] == env["REDIS_PASSWORD"]["valueFrom"]  # the probe
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    policy = redis["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "rnnserve"}
+    assert [p["port"] for p in rule["ports"]] == [p["name"] for p in container["ports"]]
+
+
+def test_the_disruption_budget_takes_one_replica_at_a_time():
+    pdb = manifests()["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+
+
+def test_replicas_spread_over_nodes_and_zones():
+    pod = manifests()["Deployment"]["spec"]["template"]
+    spread = {c["topologyKey"]: c for c in pod["spec"]["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert (
+            constraint["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        )
+
+
+def test_prometheus_scrapes_the_http_port_of_every_pod():
+    pod = manifests()["Deployment"]["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+    runtime = documents(KSERVE / "clusterservingruntime.yaml")[0]["spec"]
+    assert runtime["annotations"]["prometheus.kserve.io/port"] == "8080"
+    assert "--http_port=8080" in runtime["containers"][0]["args"]
+
+
+def test_the_autoscaler_scales_on_queue_depth_served_by_the_adapter_rule():
+    hpa = manifests()["HorizontalPodAutoscaler"]["spec"]
+    (pods,) = [m["pods"] for m in hpa["metrics"] if m["type"] == "Pods"]
+    (rule,) = yaml.safe_load(ADAPTER.read_text())["rules"]["custom"]
+    assert pods["metric"]["name"] == rule["name"]["as"]
+    assert re.match(rule["name"]["matches"], rule["seriesQuery"].split("{")[0])
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+    assert pods["target"]["type"] == "AverageValue"
+    queue = Settings().batching.max_queue_size
+    assert 0 < float(pods["target"]["averageValue"]) < queue, "scale before requests are refused"
+    assert any(m["type"] == "Resource" for m in hpa["metrics"]), "CPU as the backstop"
+
+
+def test_images_name_their_registry_and_the_release():
+    """A bare `rnnserve:0.1.0` resolves on no cluster: every image names its registry, and
+    the rnnserve image's tag is the project's version (README.md says how to pin a digest)."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    reference = re.compile(
+        r"^[a-z0-9.-]+\.[a-z]+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
+    )
+    for path, doc in deploy_documents():
+        for container in containers_of(doc):
+            if "image" not in container:
+                continue  # a model on a runtime: the runtime's image
+            image = container["image"]
+            assert reference.match(image), f"{path.name}: {image}"
+            if "/rnnserve:" in image:
+                assert image.split(":")[-1] == version, f"{path.name}: {image}"
+    assert "@sha256:" in (ROOT / "README.md").read_text()
 
 
 def test_service_hpa_and_pdb_point_at_the_deployment():
@@ -264,141 +373,40 @@ def test_service_hpa_and_pdb_point_at_the_deployment():
         "name": deployment["metadata"]["name"],
     }
     assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
-    if "PodDisruptionBudget" in found:
-        pdb_selector = found["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
-        assert pdb_selector.items() <= pod_labels.items()
-
-
-# --- KServe ---------------------------------------------------------------------------------
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class EnvVar(Strict):
-    name: str
-    value: str
-
-
-class ContainerPort(Strict):
-    containerPort: int = Field(ge=1, le=65535)
-    name: Literal["http1", "h2c"] | None = None  # what Knative accepts
-    protocol: Literal["TCP"] = "TCP"
-
-
-class KServeContainer(Open):
-    name: Literal["kserve-container"]
-    image: str = Field(min_length=1)
-    env: list[EnvVar]
-    ports: list[ContainerPort] = Field(min_length=1, max_length=1)
-
-
-class Predictor(Open):
-    """The custom predictor: KServe's component fields plus a PodSpec (checked separately)."""
-
-    containers: list[KServeContainer] = Field(min_length=1)
-    minReplicas: int | None = Field(None, ge=0)
-    maxReplicas: int | None = Field(None, ge=1)
-    scaleMetric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
-    scaleTarget: int | None = Field(None, ge=1)
-    timeout: int | None = Field(None, ge=1)
-
-
-class Spec(Strict):
-    predictor: Predictor
-
-
-class Metadata(Open):
-    name: str = Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-
-
-class InferenceService(Strict):
-    apiVersion: Literal["serving.kserve.io/v1beta1"]
-    kind: Literal["InferenceService"]
-    metadata: Metadata
-    spec: Spec
-
-
-# KServe's ComponentExtensionSpec, inlined in the predictor beside the PodSpec.
-KSERVE_COMPONENT_FIELDS = {
-    "minReplicas",
-    "maxReplicas",
-    "scaleTarget",
-    "scaleMetric",
-    "containerConcurrency",
-    "timeout",
-    "canaryTrafficPercent",
-    "logger",
-    "batcher",
-    "labels",
-    "annotations",
-    "deploymentStrategy",
-}
-
-
-def kserve(path: Path = KSERVE) -> dict[str, Any]:
-    (doc,) = documents(path)
-    return doc
-
-
-def test_inference_service_is_a_custom_predictor_speaking_protocol_v2():
-    isvc = InferenceService.model_validate(kserve())
-    predictor = isvc.spec.predictor
-    container = predictor.containers[0]
-    env = {e.name: e.value for e in container.env}
-    assert env["PROTOCOL"] == "v2"  # how KServe reads a custom predictor's protocol version
-    port = container.ports[0].containerPort
-    assert int(env["RNNSERVE_PORT"]) == port
-    extra = container.model_extra
-    assert extra["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": port}
-    assert extra["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": port}
-    assert predictor.minReplicas is None or predictor.minReplicas <= predictor.maxReplicas
-
-
-def test_grpc_inference_service_routes_h2c_to_the_grpc_port_and_probes_grpc_health():
-    isvc = InferenceService.model_validate(kserve(KSERVE_GRPC))
-    container = isvc.spec.predictor.containers[0]
-    env = {e.name: e.value for e in container.env}
-    assert env["PROTOCOL"] == "grpc-v2"
-    (port,) = container.ports
-    assert (port.name, port.containerPort) == ("h2c", int(env["RNNSERVE_GRPC_PORT"]))
-    assert int(env["RNNSERVE_PORT"]) != port.containerPort
-    extra = container.model_extra
-    assert extra["readinessProbe"]["grpc"] == {"port": port.containerPort}
-    assert extra["livenessProbe"]["grpc"] == {"port": port.containerPort, "service": "liveness"}
-
-
-@pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("path", [KSERVE, KSERVE_GRPC], ids=["http", "grpc"])
-def test_inference_service_pod_part_is_a_valid_pod_spec(version, path):
-    predictor = kserve(path)["spec"]["predictor"]
-    pod_spec = {k: v for k, v in predictor.items() if k not in KSERVE_COMPONENT_FIELDS}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"}, "spec": pod_spec}
-    kubernetes_validate.validate(pod, version, strict=True)
-
-
-def test_inference_service_structure_check_rejects_what_kserve_would():
-    wrong = kserve()
-    wrong["spec"]["predictor"]["containers"][0].pop("image")
-    with pytest.raises(ValueError, match="image"):
-        InferenceService.model_validate(wrong)
+    pdb_selector = found["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
+    assert pdb_selector.items() <= pod_labels.items()
 
 
 # --- settings in manifests and images -------------------------------------------------------
 
 
+def containers_of(doc: dict) -> list[dict]:
+    """The containers of a Deployment, StatefulSet, InferenceService or serving runtime."""
+    spec = doc["spec"]
+    if "template" in spec:
+        return spec["template"]["spec"]["containers"]
+    if "predictor" in spec:
+        predictor = spec["predictor"]
+        return predictor.get("containers") or [predictor["model"]]
+    return spec["containers"]
+
+
+WORKLOADS = {"Deployment", "StatefulSet", "InferenceService", "ClusterServingRuntime"}
+
+
+def deploy_documents() -> list[tuple[Path, dict]]:
+    """Every document that runs containers, under deploy/kubernetes and deploy/kserve."""
+    paths = sorted(KUBERNETES.glob("*.yaml")) + sorted(KSERVE.glob("*.yaml"))
+    return [(path, doc) for path in paths for doc in documents(path) if doc["kind"] in WORKLOADS]
+
+
 def rnnserve_variables() -> list[tuple[str, str, str]]:
     found = []
-    deployment = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    found += [("deployment", e["name"], e["value"]) for e in deployment["env"]]
-    for path in (KSERVE, KSERVE_GRPC):
-        kserve_container = kserve(path)["spec"]["predictor"]["containers"][0]
-        found += [(path.name, e["name"], e["value"]) for e in kserve_container["env"]]
+    for path, doc in deploy_documents():
+        for container in containers_of(doc):
+            found += [
+                (path.name, e["name"], e["value"]) for e in container.get("env", []) if "value" in e
+            ]
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         for stage in stages(ROOT / dockerfile).values():
             found += [(dockerfile, k, v) for k, v in env_of(stage).items()]
@@ -498,3 +506,11 @@ def test_podman_builds_in_dockers_format_so_the_healthcheck_stays(target):
     assert build("podman").startswith("podman build --format docker ")
     assert build("/usr/bin/podman").startswith("/usr/bin/podman build --format docker ")
     assert "--format" not in build("docker")
+
+
+def test_the_adapter_rules_series_is_on_the_servers_metrics(server):
+    (rule,) = yaml.safe_load(ADAPTER.read_text())["rules"]["custom"]
+    name = rule["seriesQuery"].split("{")[0]
+    lines = httpx.get(f"{server}/metrics").text.splitlines()
+    assert f"# TYPE {name} gauge" in lines
+    assert any(line.startswith(name + "{") for line in lines)

@@ -66,9 +66,11 @@ def test_models_with_small_limits_load_and_serve(small):
         too_long = client.post("/v1/models/three:predict", json={"instances": ["abcd"]})
         assert too_long.status_code == 422 and "at most 3" in too_long.json()["error"]
 
-        twelve = client.post("/v1/models/twelve:predict", json={"instances": ["1999-12-31 0"]})
+        body = {"instances": ["1999-12-31 0"], "parameters": {"attention": True}}
+        twelve = client.post("/v1/models/twelve:predict", json=body)
         assert twelve.status_code == 200, twelve.text
-        assert len(twelve.json()["predictions"][0]["output"]) <= 4
+        (prediction,) = twelve.json()["predictions"]
+        assert len(prediction["input_chars"]) == 12 and len(prediction["output_chars"]) <= 4
 
         two = client.post("/v1/models/two:predict", json={"instances": [[1.0, 2.0]]})
         assert two.status_code == 200, two.text

@@ -108,6 +108,21 @@ def test_the_page_files_are_packaged():
             assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not packaged"
 
 
+def test_what_the_page_says_about_a_model_comes_from_its_manifest(client):
+    """The page's words for a model are its manifest's (title, description, examples, served
+    by GET /v1/models/{name}); each task's presentation holds only plain wording of its own."""
+    for name in ("tiny-lstm", "tiny-gru"):
+        manifest = client.get(f"/v1/models/{name}").json()["manifest"]
+        assert (manifest["title"], manifest["examples"]) == ("", [])
+    for task, generic in (("classify", "a text classifier"), ("seq2seq", "a sequence-to-sequence")):
+        script = (UI_DIR / "tasks" / f"{task}.js").read_text()
+        assert "examples: []," in script
+        assert f'name: "{generic.removeprefix("a ")}' in script
+        assert not re.search(r"date|novemb|film|review", script, re.I), task
+    app = (UI_DIR / "app.js").read_text()
+    assert "manifest.title ||" in app and "manifest.examples" in app
+
+
 # ------------------------------------------------------------------------ in a browser
 
 
@@ -305,10 +320,12 @@ def test_the_page_at_phone_width(browser, server):
 
 def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
     """The other two tasks render from the real API: an output with its alignment heatmap,
-    and a forecast drawn after its history."""
+    and a forecast drawn after its history. The date model is named, and offers the examples,
+    its manifest records."""
     from playwright.sync_api import expect
 
-    date = "22 novembre 2026"
+    date = "22 November 2026"
+    manifest = httpx.get(f"{server}/v1/models/dates").json()["manifest"]
     expected = httpx.post(
         f"{server}/v1/models/dates:predict",
         json={"instances": [date], "parameters": {"attention": True}},
@@ -318,8 +335,12 @@ def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
     try:
         page.goto(f"{server}/")
         page.get_by_label("Model", exact=True).select_option("dates")
-        page.get_by_label("Date, written any way").fill(date)
-        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#model-summary")).to_have_text(
+            f"dates, version 1: {manifest['title']} ({manifest['description']})."
+        )
+        expect(page.locator("button.example")).to_have_text(manifest["examples"])
+        page.get_by_role("button", name=date).click()  # an example runs at once
+        expect(page.get_by_label("Text in")).to_have_value(date)
         expect(page.locator("#result .output")).to_have_text(expected["output"], timeout=15_000)
         heatmap = page.locator("#result table.heatmap")
         expect(heatmap.locator("tbody tr")).to_have_count(len(expected["output_chars"]))

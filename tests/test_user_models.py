@@ -30,6 +30,14 @@ LABELS = ["negative", "positive"]
 TEXTS = ["a wonderful , moving film .", "dull", "the plot is so tedious and bland .",
          "Brilliant!", "what a charming , funny movie"]  # fmt: skip
 SEQ2SEQ = ROOT / "tests" / "user_models" / "seq2seq.py"
+TUTORIAL = ROOT / "tests" / "user_models" / "tutorial_seq2seq.py"
+PAIRS = [
+    ("je suis grand", "i am tall"), ("je suis petit", "i am short"),
+    ("il est grand", "he is tall"), ("il est petit", "he is short"),
+    ("elle est contente", "she is happy"), ("nous sommes contents", "we are happy"),
+    ("tu es fatigue", "you are tired"), ("je suis fatigue", "i am tired"),
+    ("ils sont grands", "they are tall"), ("je ne suis pas grand", "i am not tall"),
+]  # fmt: skip
 FORECAST = ROOT / "tests" / "user_models" / "forecast.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
 README_DEFAULTS = ("sst2-lstm", "dates", "co2-gru")
@@ -130,6 +138,7 @@ def own(tmp_path_factory):
               "--output-vocab", str(work / "output_vocab.txt"), "--max-output-chars", "12",
               "--name", "s2s", "--repository", str(repository)])  # fmt: skip
     seq2seq = load_callable(f"{SEQ2SEQ}:build")(**json.loads((work / "s2s.json").read_text()))
+    tutorial = publish_tutorial_translator(work / "tutorial", repository)
     forecaster = load_callable(f"{FORECAST}:build")()
     publish_forecaster(forecaster, name="fc", repository=repository, mean=10.0, std=2.0)
     for name in README_DEFAULTS:  # what the README's other curl commands ask
@@ -144,9 +153,52 @@ def own(tmp_path_factory):
             "sklearn": sklearn_model,
             "s2s": (seq2seq, CharVocabulary(tuple(inputs)), CharVocabulary(tuple(outputs))),
             "fc": forecaster,
+            "translate": tutorial,
             "repository": repository,
             "grpc": f"127.0.0.1:{grpc_port}",
         }
+
+
+def publish_tutorial_translator(work: Path, repository: Path) -> tuple:
+    """The PyTorch tutorial's translator trained a few steps, published with its own vocabulary
+    files (SOS=0, EOS=1, inputs ending with EOS), its own tokenisation checked on its ids."""
+    from tests.user_models import tutorial_seq2seq as tutorial
+
+    work.mkdir()
+    fra, eng = tutorial.Lang("fra"), tutorial.Lang("eng")
+    for source, target in PAIRS:
+        fra.addSentence(source)
+        eng.addSentence(target)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a busy machine
+    try:
+        encoder, decoder = tutorial.train(PAIRS, fra, eng, hidden_size=32, epochs=200)
+    finally:
+        torch.set_num_threads(threads)
+    config = {"input_words": fra.n_words, "output_words": eng.n_words, "hidden_size": 32}
+    translator = tutorial.build(**config)
+    translator.encoder.rnn.load_state_dict(encoder.state_dict())
+    translator.decoder.rnn.load_state_dict(decoder.state_dict())
+    torch.save(translator.state_dict(), work / "weights.pt")
+    (work / "config.json").write_text(json.dumps(config))
+    for lang in (fra, eng):
+        words = [lang.index2word[i] for i in range(lang.n_words)]
+        (work / f"{lang.name}.txt").write_text("".join(f"{w}\n" for w in words))
+    (work / "fra.jsonl").write_text("".join(
+        json.dumps({"text": s, "ids": tutorial.tensorFromSentence(fra, s)[0].tolist()}) + "\n"
+        for s, _ in PAIRS
+    ))  # fmt: skip
+    rnnserve(["export", "--task", "seq2seq", "--module", f"{TUTORIAL}:build",
+              "--config", str(work / "config.json"), "--weights", str(work / "weights.pt"),
+              "--input-vocab", str(work / "fra.txt"), "--output-vocab", str(work / "eng.txt"),
+              "--tokenizer-regex", "[a-z]+|[!?]", "--lowercase", "--tokenizer-examples",
+              str(work / "fra.jsonl"), "--pad-token", "SOS", "--bos-token", "SOS",
+              "--eos-token", "EOS", "--append-eos", "--max-output-tokens",
+              str(tutorial.MAX_LENGTH), "--title", "French to English",
+              "--description", "The PyTorch tutorial's translator, trained on ten sentences.",
+              "--example", "je suis grand", "--example", "il est petit",
+              "--name", "translate", "--repository", str(repository)])  # fmt: skip
+    return tutorial, encoder, decoder, fra, eng
 
 
 def hf_encode(path: Path, text: str) -> list[int]:
@@ -350,10 +402,47 @@ def test_the_page_shows_users_models(own):
             label = page.locator('#result [data-output="label"] dd')
             expected = own["sklearn"].predict(np.zeros((1, 4), np.float32))[0]
             expect(label).to_have_text(str(expected), timeout=15_000)
+            check_the_page_tells_the_truth(page, own["url"])
             watched.check_clean(own["url"])
         finally:
             watched.close()
             browser.close()
+
+
+def check_the_page_tells_the_truth(page, url: str) -> None:
+    """A model exported with a title, a description and examples is shown with them; one
+    without is described in plain words, with no examples of another model's kind."""
+    from playwright.sync_api import expect
+
+    card = page.locator('.model-card[data-model="translate"]')
+    expect(card.locator(".title")).to_have_text("French to English")
+    expect(card.locator(".desc")).to_have_text(
+        "The PyTorch tutorial's translator, trained on ten sentences."
+    )
+    page.get_by_label("Model", exact=True).select_option("translate")
+    expect(page.locator("#model-summary")).to_have_text(
+        "translate, version 1: French to English (The PyTorch tutorial's translator, trained "
+        "on ten sentences.)."
+    )
+    expect(page.locator("button.example")).to_have_text(["je suis grand", "il est petit"])
+    expect(page.locator("#instance")).to_have_attribute("placeholder", "je suis grand")
+    page.get_by_role("button", name="il est petit").click()
+    expected = httpx.post(
+        f"{url}/v1/models/translate:predict",
+        json={"instances": ["il est petit"], "parameters": {"attention": True}},
+    ).json()["predictions"][0]
+    expect(page.locator("#result .output")).to_have_text(expected["output"], timeout=15_000)
+    heatmap = page.locator("#result table.heatmap")
+    expect(heatmap.locator("tbody tr")).to_have_count(len(expected["output_tokens"]))
+    expect(heatmap.locator("thead th")).to_have_text(expected["input_tokens"])
+    expect(page.locator("#result h3")).to_have_text("Alignment: output tokens by input tokens")
+
+    for name, what in (("s2s", "a sequence-to-sequence model"), ("attn", "a text classifier")):
+        page.get_by_label("Model", exact=True).select_option(name)
+        expect(page.locator("#model-summary")).to_have_text(f"{name}, version 1: {what}.")
+        expect(page.locator("#examples")).to_be_hidden()
+        expect(page.locator("#try")).not_to_contain_text("date")
+        expect(page.locator("#try")).not_to_contain_text("film")
 
 
 def torch_decode(model, source: CharVocabulary, text: str, max_len: int = 12):
@@ -469,6 +558,44 @@ def test_a_users_forecaster_shares_its_sessions_through_redis(own):
             start += n
             expected = torch_forecast(step, series, [start])
             np.testing.assert_allclose(answer["forecast"], expected, atol=1e-4)
+
+
+def test_the_pytorch_tutorials_translator_serves_its_own_greedy_decode(own):
+    """Word-level, SOS=0 and EOS=1, no id remapped: mixed lengths decoded together, each equal
+    to the tutorial's own `evaluate` (its words and its attention)."""
+    tutorial, encoder, decoder, fra, eng = own["translate"]
+    sentences = [s for s, _ in PAIRS] + ["il est fatigue", "nous sommes grand", "tu es petit"]
+    response = httpx.post(
+        f"{own['url']}/v1/models/translate:predict",
+        json={"instances": sentences, "parameters": {"attention": True}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    for sentence, prediction in zip(sentences, predictions, strict=True):
+        words, attention = tutorial.evaluate(encoder, decoder, sentence, fra, eng)
+        ended = words[-1:] == ["<EOS>"]
+        words = words[:-1] if ended else words
+        assert prediction["output"] == " ".join(words)
+        assert prediction.get("reached_max_length", False) is not ended
+        assert prediction["input_tokens"] == [*sentence.split(" "), "EOS"]
+        assert prediction["output_tokens"] == words
+        np.testing.assert_allclose(
+            prediction["attention"], attention[0, : len(words)].numpy(), atol=1e-4
+        )
+    learned = [p["output"] == target for p, (_, target) in zip(predictions, PAIRS, strict=False)]
+    assert sum(learned) >= 5, predictions  # a few steps of training, yet mostly right
+    unknown = httpx.post(
+        f"{own['url']}/v1/models/translate:predict", json={"instances": ["je suis zzz"]}
+    )
+    assert unknown.status_code == 422
+    assert unknown.json() == {"error": "instances[0]: 'zzz' is not in the model's vocabulary"}
+    manifest = httpx.get(f"{own['url']}/v1/models/translate").json()["manifest"]
+    assert (manifest["title"], manifest["examples"]) == (
+        "French to English", ["je suis grand", "il est petit"],
+    )  # fmt: skip
+    prep = manifest["preprocessing"]
+    assert (prep["bos_id"], prep["eos_id"], prep["input_eos_id"]) == (0, 1, 1)
 
 
 # -- the README's curl commands, run as written --------------------------------------------------

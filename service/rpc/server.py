@@ -306,7 +306,9 @@ class GrpcServer:
         self.settings = settings
         self.port = 0
         self._server: Any = None
+        self._health: Health | None = None
         self._health_task: asyncio.Task | None = None
+        self._stopping: asyncio.Future | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -316,11 +318,13 @@ class GrpcServer:
             interceptors=[ApiKeyInterceptor(key, admin)] if key or admin else None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
-                ("grpc.so_reuseport", 1),  # several workers share the port, as with HTTP
+                # The workers of one server share the port; another server gets "in use".
+                ("grpc.so_reuseport", int(settings.workers > 1)),
+                *connection_age(settings),
             ],
         )
         add_to_server(InferenceService(self.repository, self.metrics, settings), server)
-        health = Health(self.repository, settings)
+        self._health = health = Health(self.repository, settings)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         self.port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
@@ -330,9 +334,32 @@ class GrpcServer:
         self._health_task = asyncio.create_task(health.follow())
         log.info("gRPC listening on %s:%d", host, self.port)
 
-    async def stop(self) -> None:
-        """Refuse new calls, let those in flight finish (up to graceful_shutdown_s)."""
+    def begin_shutdown(self) -> None:
+        """At SIGTERM, beside the HTTP drain rather than after it: health says NOT_SERVING at
+        once, new calls are refused, those in flight have graceful_shutdown_s to finish."""
+        if self._stopping is None and self._server is not None:
+            self._stopping = asyncio.ensure_future(self._shut_down())
+
+    async def _shut_down(self) -> None:
         if self._health_task is not None:
             self._health_task.cancel()
-        if self._server is not None:
-            await self._server.stop(self.settings.graceful_shutdown_s)
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()  # NOT_SERVING, and no more updates
+        await self._server.stop(self.settings.graceful_shutdown_s)
+
+    async def stop(self) -> None:
+        """Shut down, or wait for the shutdown SIGTERM began, to finish."""
+        self.begin_shutdown()
+        if self._stopping is not None:
+            await self._stopping
+
+
+def connection_age(settings: Settings) -> list[tuple[str, int]]:
+    """Connections live at most grpc_max_connection_age_s, then GOAWAY: clients reconnect
+    through the Service and reach replicas the autoscaler added since."""
+    if not settings.grpc_max_connection_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.grpc_max_connection_age_grace_s * 1000)),
+    ]

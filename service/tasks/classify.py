@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.text import encoder_for, sample_text
+from contract.text import UnknownToken, encoder_for, sample_text
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import BadRequest, Unprocessable
@@ -156,7 +156,10 @@ class ClassifyTask:
         for i, text in enumerate(instances):
             if not isinstance(text, str):
                 raise Unprocessable(f"instances[{i}] must be a string, got {type(text).__name__}")
-            tokens, ids = self.encoder.encode(text)
+            try:
+                tokens, ids = self.encoder.encode(text)
+            except UnknownToken as unknown:  # a vocabulary without an unknown token
+                raise Unprocessable(f"instances[{i}]: {unknown}") from None
             if not tokens:
                 raise Unprocessable(f"instances[{i}] has no {self.unit} to classify")
             truncated = len(tokens) > self.max_tokens

@@ -1,4 +1,4 @@
-"""Sequence-to-sequence (characters in, characters out), decoded with step-level batching.
+"""Sequence-to-sequence (text in, text out), decoded with step-level batching.
 
 One decode loop per model version runs one decoder step at a time over every sequence in
 flight. Requests that arrive mid-decode are encoded (together) and join at a next step
@@ -11,7 +11,8 @@ V1 parameters: `beam_width` (1, greedy, up to the manifest's max_beam_width), `a
 "reached_max_length": true when decoding stopped at the maximum length before its end
 symbol, and with parameters.attention: "input_chars" (the input after NFKC normalisation,
 one entry per character), "output_chars" and "attention", a matrix with one row per output
-character and one column per input character (each row sums to 1).
+character and one column per input character (each row sums to 1). A model that reads tokens
+(a user's word-level model) names them "input_tokens" and "output_tokens" instead.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.chars import BOS_ID, EOS_ID, CharVocabulary, normalize
+from contract.seq2seq_text import seq2seq_text
+from contract.text import UnknownToken
 from service.batching import AdmissionQueue, Waiting
 from service.codecs import OutputTensor
 from service.errors import BadRequest, InternalError, ModelNotReady, Unprocessable
@@ -64,7 +66,7 @@ class Decoded:
 class Sequence:
     """One input in flight: k beam rows, their scores, tokens and attention so far."""
 
-    chars: str
+    tokens: list[str]  # the input as read (characters after NFKC, or tokens)
     ids: np.ndarray  # (T,) int64
     width: int
     max_len: int
@@ -85,13 +87,15 @@ class Seq2SeqTask:
 
     def __init__(self, ctx: TaskContext, step_batching: bool = True) -> None:
         manifest, prep = ctx.manifest, ctx.manifest.preprocessing
-        if prep.kind != "characters":
-            raise ValueError("a seq2seq model needs character preprocessing")
-        self.source = CharVocabulary.load(ctx.folder / prep.input_vocab_file)
-        self.target = CharVocabulary.load(ctx.folder / prep.output_vocab_file)
+        if prep is None or prep.kind not in ("characters", "seq2seq_tokens"):
+            raise ValueError("a seq2seq model needs characters or seq2seq_tokens preprocessing")
+        self.text = seq2seq_text(prep, ctx.folder)
+        self.bos_id, self.eos_id = self.text.bos_id, self.text.eos_id
+        chars = prep.kind == "characters" or prep.input.kind == prep.output.kind == "chars"
+        self.names = ("input_chars", "output_chars") if chars else ("input_tokens", "output_tokens")
         cap = ctx.settings.max_sequence_length
-        self.max_input = min(prep.max_input_chars, cap or prep.max_input_chars)
-        self.max_output = prep.max_output_chars
+        self.max_input = min(self.text.max_input, cap or self.text.max_input)
+        self.max_output = self.text.max_output
         details = manifest.architecture.details if manifest.architecture else {}  # a user's: none
         self.max_beam = int(details.get("max_beam_width", DEFAULT_MAX_BEAM_WIDTH))
         self.encoder, self.provider = ctx.create_inference_session(
@@ -161,16 +165,18 @@ class Seq2SeqTask:
         for i, text in enumerate(instances):
             if not isinstance(text, str):
                 raise error(f"{what}[{i}] must be a string, got {type(text).__name__}")
-            chars = normalize(text)
-            if not chars:
+            try:
+                tokens, ids = self.text.encode(text)
+            except UnknownToken as unknown:
+                raise error(f"{what}[{i}]: {unknown}") from None
+            if not ids:
                 raise error(f"{what}[{i}] is empty")
-            if len(chars) > self.max_input:
+            if len(ids) > self.max_input:
                 raise error(
-                    f"{what}[{i}] has {len(chars)} characters; this model takes at most "
+                    f"{what}[{i}] has {len(ids)} {self.text.unit}; this model takes at most "
                     f"{self.max_input}"
                 )
-            ids = np.array(self.source.encode(chars), np.int64)
-            sequences.append(Sequence(chars, ids, params.beam_width, max_len))
+            sequences.append(Sequence(tokens, np.array(ids, np.int64), params.beam_width, max_len))
         return sequences
 
     def respond(self, seq: Sequence, result: Decoded, attention: bool) -> dict[str, Any]:
@@ -178,8 +184,8 @@ class Seq2SeqTask:
         if result.truncated:
             prediction["reached_max_length"] = True
         if attention:
-            prediction["input_chars"] = list(seq.chars)
-            prediction["output_chars"] = [self.target.symbols[i] for i in result.ids]
+            prediction[self.names[0]] = list(seq.tokens)
+            prediction[self.names[1]] = [self.text.token(i) for i in result.ids]
             prediction["attention"] = result.attention.astype(np.float64).round(6).tolist()
         return prediction
 
@@ -210,9 +216,10 @@ class Seq2SeqTask:
         self._memory = self._mask = None
 
     def warm_up(self) -> None:
-        """A decode of characters from the input vocabulary, within the input limit."""
-        chars = [c for c in self.source.symbols if len(c) == 1 and not c.isspace()]
-        self.decode_alone(["".join(chars[: min(8, self.max_input)]) or "0"], width=1)
+        """A short greedy decode of a one-token input made of ids (a fixed text could be outside
+        the vocabulary or the limits): ready means both graphs have answered."""
+        ids = np.array([self.text.pad_id], np.int64)
+        self._decode([Sequence([], ids, 1, min(4, self.max_output))])
 
     # -- the decode loop ------------------------------------------------------------------
 
@@ -279,7 +286,9 @@ class Seq2SeqTask:
     ) -> list[Decoded]:
         """Blocking: decode texts together without the loop (warm-up, tests, benchmarks)."""
         params = Seq2SeqParameters(beam_width=width, max_output_chars=max_len)
-        sequences = self.prepare(texts, params, Unprocessable)
+        return self._decode(self.prepare(texts, params, Unprocessable))
+
+    def _decode(self, sequences: list[Sequence]) -> list[Decoded]:
         active = list(sequences)
         self.step(active, active)
         while active := [s for s in active if s.result is None]:
@@ -322,7 +331,7 @@ class Seq2SeqTask:
 
     def _encode(self, sequences: list[Sequence]) -> None:
         lengths = np.array([len(s.ids) for s in sequences], np.int64)
-        chars = np.zeros((len(sequences), int(lengths.max())), np.int64)
+        chars = np.full((len(sequences), int(lengths.max())), self.text.pad_id, np.int64)
         for row, s in enumerate(sequences):
             chars[row, : len(s.ids)] = s.ids
         memory, state = self.encoder.run(None, {"chars": chars, "lengths": lengths})
@@ -333,8 +342,8 @@ class Seq2SeqTask:
             s.scores = np.full(k, -np.inf, np.float32)
             s.scores[0] = 0.0  # every row starts equal: expand only the first
             s.finished = np.zeros(k, bool)
-            s.last = np.full(k, BOS_ID, np.int64)
-            s.history = np.full((k, 1), BOS_ID, np.int64)
+            s.last = np.full(k, self.bos_id, np.int64)
+            s.history = np.full((k, 1), self.bos_id, np.int64)
             s.alignment = np.zeros((k, 0, len(s.ids)), np.float32)
             s.steps = []
 
@@ -343,13 +352,13 @@ class Seq2SeqTask:
     ) -> bool:
         """Greedy update (k = 1) without the beam's bookkeeping; True once finished."""
         s.state, s.last[0] = state[None], token
-        if token != EOS_ID:
+        if token != self.eos_id:
             s.steps.append((token, attention[: len(s.ids)]))
-        if token != EOS_ID and len(s.steps) < s.max_len:
+        if token != self.eos_id and len(s.steps) < s.max_len:
             return False
         ids = [t for t, _ in s.steps]
         weights = np.stack([w for _, w in s.steps]) if ids else np.zeros((0, len(s.ids)))
-        self._finish(s, ids, weights, ended=token == EOS_ID)
+        self._finish(s, ids, weights, ended=token == self.eos_id)
         return True
 
     def _advance(
@@ -360,7 +369,7 @@ class Seq2SeqTask:
         shifted = logits - logits.max(-1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))  # (k, V)
         logp[s.finished] = -np.inf
-        logp[s.finished, EOS_ID] = 0.0  # a finished row only carries itself forward
+        logp[s.finished, self.eos_id] = 0.0  # a finished row only carries itself forward
         total = (s.scores[:, None] + logp).reshape(-1)  # (k * V,)
         best = np.argsort(-total, kind="stable")[:k]
         rows, tokens = best // vocab, best % vocab
@@ -369,18 +378,18 @@ class Seq2SeqTask:
         s.history = np.concatenate([s.history[rows], tokens[:, None]], axis=1)
         weights = attention[rows, None, : len(s.ids)]
         s.alignment = np.concatenate([s.alignment[rows], weights], axis=1)
-        s.finished = s.finished[rows] | (tokens == EOS_ID)
+        s.finished = s.finished[rows] | (tokens == self.eos_id)
         if not s.finished.all() and s.history.shape[1] - 1 < s.max_len:
             return False
         top = int(np.argmax(s.scores))
         ids = s.history[top, 1:].tolist()
-        ended = EOS_ID in ids
-        n = ids.index(EOS_ID) if ended else len(ids)
+        ended = self.eos_id in ids
+        n = ids.index(self.eos_id) if ended else len(ids)
         self._finish(s, ids[:n], s.alignment[top, :n], ended)
         return True
 
     def _finish(self, s: Sequence, ids: list[int], weights: np.ndarray, ended: bool) -> None:
-        s.result = Decoded(self.target.decode(ids), ids, weights, truncated=not ended)
+        s.result = Decoded(self.text.decode(ids), ids, weights, truncated=not ended)
         s.memory = s.state = s.alignment = None  # free them: the result is all that is needed
 
 

@@ -214,6 +214,7 @@ function modelCard(model) {
       el("span", { class: `badge state-${stateName.replace(/\s+/g, "-")}`, text: stateName }),
       quantized ? el("span", { class: "badge", text: String(quantized) }) : null,
     ),
+    manifest.title ? el("p", { class: "title", text: manifest.title }) : null,
     manifest.description ? el("p", { class: "desc", text: manifest.description }) : null,
     factsList([
       ["Version", model.default_version ?? status?.version ?? "none ready"],
@@ -326,16 +327,20 @@ function selectModel(name, { keepResult = false } = {}) {
     else card.removeAttribute("aria-current");
   }
   const task = taskOf(model);
+  // What the model is and examples to try: its manifest's words, else the task's plain ones.
+  const manifest = model?.manifest || {};
+  const own = Array.isArray(manifest.examples) ? manifest.examples.map(String) : [];
   els.instanceLabel.textContent = task.label;
-  els.instance.placeholder = task.placeholder;
+  els.instance.placeholder = own[0] ?? task.placeholder;
   els.instance.rows = task.rows ?? 3;
   els.modelSummary.textContent = model
-    ? `${model.name}, version ${model.default_version}: a ${task.name}` +
-      (model.manifest?.description ? ` (${model.manifest.description})` : "") +
+    ? `${model.name}, version ${model.default_version}: ${manifest.title || `a ${task.name}`}` +
+      (manifest.description ? ` (${manifest.description})` : "") +
       "."
     : "";
   if (before && before.task !== model?.task) els.instance.value = "";
-  renderExamples(typeof task.examples === "function" ? task.examples(model) : task.examples);
+  const generic = typeof task.examples === "function" ? task.examples(model) : task.examples;
+  renderExamples(own.length ? own : generic || []);
   if (!keepResult) els.result.replaceChildren();
   if (name && location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
 }

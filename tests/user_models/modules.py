@@ -71,10 +71,17 @@ class NotExportable(MaxPoolGRU):
         return torch.cummax(super().forward(tokens, lengths), dim=-1).values
 
 
+class Probabilities(MaxPoolGRU):
+    """Returns softmax(logits), as some tutorials' forward does: softmaxed again, they lie."""
+
+    def forward(self, tokens, lengths):
+        return torch.softmax(super().forward(tokens, lengths), dim=-1)
+
+
 MODULES = {
     cls.__name__: cls
     for cls in (AttentionLSTM, MaxPoolGRU, WrongClasses, IntegerLogits, NeedsMask, ReadsPadding,
-                NotExportable)
+                NotExportable, Probabilities)
 }  # fmt: skip
 
 

@@ -1,17 +1,13 @@
 // How the page presents a text classifier: the label, its probabilities, the attention
-// over the tokens.
+// over the tokens. What a model is about, and examples to try, come from its manifest.
 
 import { ApiError, el, isNumber, normalise, percent, probability, weightOf } from "../page.js";
 
 export default {
   name: "text classifier",
   label: "Text to classify",
-  placeholder: "a gripping, beautifully acted film",
-  examples: [
-    "a gripping, beautifully acted film",
-    "dull and far too long",
-    "not bad at all, though the ending drags",
-  ],
+  placeholder: "Type a text",
+  examples: [], // a model's own examples come from its manifest
   parse: (text) => {
     if (!text.trim()) throw new ApiError("Type a text first.");
     return text;

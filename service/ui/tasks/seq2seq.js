@@ -1,15 +1,16 @@
 // How the page presents a sequence-to-sequence model: the output text and the alignment of
-// output to input characters.
+// output to input characters (or tokens). Generic wording: what a model does, and examples to
+// try, come from its manifest (title, examples), shown by app.js.
 
 import { ApiError, el, normalise, percent, shownChar, weightOf } from "../page.js";
 
 export default {
-  name: "date normaliser",
-  label: "Date, written any way",
-  placeholder: "22 November 2026",
-  examples: ["22 November 2026", "nov 22, 26", "Sunday 22/11/2026", "11.22.2026"],
+  name: "sequence-to-sequence model",
+  label: "Text in",
+  placeholder: "Type a text",
+  examples: [],
   parse: (text) => {
-    if (!text.trim()) throw new ApiError("Type a date first.");
+    if (!text.trim()) throw new ApiError("Type a text first.");
     return text.trim();
   },
   render: renderSequence,
@@ -27,9 +28,11 @@ function renderSequence(view, prediction, instance) {
   );
   const matrix = Array.isArray(prediction.attention) ? prediction.attention : [];
   if (!matrix.length) return;
-  const outputs = Array.isArray(prediction.output_chars)
-    ? prediction.output_chars.map(String)
-    : [...output];
+  const tokens = Array.isArray(prediction.output_tokens);
+  const unit = tokens ? "tokens" : "characters";
+  const outputs = (tokens ? prediction.output_tokens : prediction.output_chars)?.map(String) ?? [
+    ...output,
+  ];
   // Rows are output characters; a row is a list of weights, or [output char, weights].
   const rows = matrix.map((row, i) => {
     if (Array.isArray(row) && row.length === 2 && Array.isArray(row[1])) {
@@ -39,19 +42,19 @@ function renderSequence(view, prediction, instance) {
     return { label: i < outputs.length ? outputs[i] : "end", weights };
   });
   // The server sends the characters it really read (after normalisation) and wrote.
-  const inputs = Array.isArray(prediction.input_chars)
-    ? prediction.input_chars.map(String)
-    : [...String(instance)];
+  const inputs = (tokens ? prediction.input_tokens : prediction.input_chars)?.map(String) ?? [
+    ...String(instance),
+  ];
   const width = Math.max(...rows.map((r) => r.weights.length));
   const columns = Array.from({ length: width }, (_, j) => (j < inputs.length ? inputs[j] : "end"));
 
-  view.append(el("h3", { text: "Alignment: output characters by input characters" }));
+  view.append(el("h3", { text: `Alignment: output ${unit} by input ${unit}` }));
   const table = el(
     "table",
     { class: "heatmap" },
     el("caption", {
       class: "sr",
-      text: "Attention of each output character (rows) over the input characters (columns)",
+      text: `Attention of each output ${unit.slice(0, -1)} (rows) over the input ${unit} (columns)`,
     }),
     el(
       "thead",
@@ -91,7 +94,7 @@ function renderSequence(view, prediction, instance) {
     el("p", {
       class: "help",
       "aria-hidden": "true",
-      text: "Each row is one output character; darker cells are the input characters it attended to.",
+      text: `Each row is one output ${unit.slice(0, -1)}; darker cells are the input ${unit} it attended to.`,
     }),
   );
 }
