@@ -25,9 +25,16 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# grpcio-tools whose protoc writes gencode for protobuf 6.33.5, the floor in pyproject.toml
+# (a newer protoc's gencode demands its own newer protobuf at import). Kept in a folder of its
+# own, without its dependencies, so it never changes the environment's protobuf.
+GRPC_TOOLS_VERSION := 1.81.1
+GRPC_TOOLS := $(VENV)/grpc-tools-$(GRPC_TOOLS_VERSION)
+
 # Everything: training (torch), export, tests and linters.
 $(VENV)/.all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet --no-deps --target $(GRPC_TOOLS) grpcio-tools==$(GRPC_TOOLS_VERSION)
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve
@@ -46,18 +53,15 @@ format: $(VENV)/.all
 test: lint browser scaleout objectstore
 	$(BIN)/python -m pytest -q
 
-# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them.
-# Their messages go to a pool of their own: tritonclient.grpc (or KServe) may define the same
-# `inference.*` names in the default pool of the same process. The module's runtime check names
-# pyproject's protobuf floor, not the generator's newer version (the code it writes is the same).
-PROTOBUF_FLOOR = $(subst ., ,$(shell sed -n 's/.*"protobuf>=\([0-9.]*\)".*/\1/p' pyproject.toml))
+# The gRPC modules in service/rpc/ are committed; after editing inference.proto, regenerate them
+# (into PROTOS_OUT, the checkout by default). Their messages go to a pool of their own:
+# tritonclient.grpc (or KServe) may define the same `inference.*` names in the default pool.
+PROTOS_OUT ?= .
 protos: $(VENV)/.all
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-		service/rpc/inference.proto
+	PYTHONPATH=$(GRPC_TOOLS) $(BIN)/python -m grpc_tools.protoc -I. --python_out=$(PROTOS_OUT) \
+		--pyi_out=$(PROTOS_OUT) service/rpc/inference.proto
 	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
-		service/rpc/inference_pb2.py
-	sed -i -z 's/Python Version: [0-9.]*/Python Version: $(subst $() ,.,$(PROTOBUF_FLOOR))/; s/Domain.PUBLIC,\n    [0-9]*,\n    [0-9]*,\n    [0-9]*,/Domain.PUBLIC,\n    $(word 1,$(PROTOBUF_FLOOR)),\n    $(word 2,$(PROTOBUF_FLOOR)),\n    $(word 3,$(PROTOBUF_FLOOR)),/' \
-		service/rpc/inference_pb2.py
+		$(PROTOS_OUT)/service/rpc/inference_pb2.py
 
 # Debian's Chromium for the browser test (tests/test_ui.py): Playwright never downloads one.
 browser:
@@ -200,15 +204,18 @@ wrk:
 	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
-# Container images (README.md, "Docker"). DOCKER=podman works too.
+# Container images (README.md, "Docker"). DOCKER=podman works too: podman builds OCI images
+# by default, which have no HEALTHCHECK, so it is asked for Docker's format.
+BUILD_FORMAT := $(if $(findstring podman,$(notdir $(DOCKER))),--format docker)
+
 docker:
-	$(DOCKER) build -t $(IMAGE) .
+	$(DOCKER) build $(BUILD_FORMAT) -t $(IMAGE) .
 
 docker-trainer:
-	$(DOCKER) build --target trainer -t $(IMAGE)-trainer .
+	$(DOCKER) build $(BUILD_FORMAT) --target trainer -t $(IMAGE)-trainer .
 
 docker-gpu:
-	$(DOCKER) build -f Dockerfile.gpu -t $(IMAGE)-gpu .
+	$(DOCKER) build $(BUILD_FORMAT) -f Dockerfile.gpu -t $(IMAGE)-gpu .
 
 # Run the image, wait until ready, check that it lists every model in $(MODELS) and that its
 # predictions equal those of a server started from this checkout (what `make serve` runs).

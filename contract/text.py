@@ -171,3 +171,20 @@ def encoder_for(
         )
     encoder = CharEncoder if isinstance(preprocessing, CharTokensPreprocessing) else WordEncoder
     return encoder(vocab, preprocessing.lowercase)
+
+
+def sample_text(encoder: TextEncoder, max_tokens: int, tries: int = 2000) -> str | None:
+    """A text made of one vocabulary entry that encodes to 1..max_tokens tokens, none of them
+    padding: what a model can serve within its limit (its warm-up input). None when no entry
+    among the first `tries` fits, e.g. a tokenizer that adds more special tokens than that."""
+    for i in range(min(encoder.vocab_size, tries)):
+        if i == encoder.pad_id:
+            continue
+        text = encoder.token(i)
+        try:
+            tokens, ids = encoder.encode(text)
+        except UnknownToken:  # e.g. "<s>" read as "<", "s", ">" by a vocabulary without <unk>
+            continue
+        if text.strip() and 1 <= len(tokens) <= max_tokens and encoder.pad_id not in ids:
+            return text
+    return None

@@ -98,6 +98,16 @@ def close(a: object, b: object, tolerance: float) -> bool:
     return a == b
 
 
+def grpc_installed() -> bool:
+    """Whether this python has what --grpc needs (this script is often run by the system's)."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("grpc", "google.protobuf"))
+    except ModuleNotFoundError:  # no `google` package at all
+        return False
+
+
 def grpc_problems(address: str, http_url: str, classifiers: list[str]) -> list[str]:
     """ServerReady, then the labels of TEXTS over gRPC against those over HTTP."""
     import grpc
@@ -137,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grpc", help="host:port of the server's gRPC port, to check it too")
     args = p.parse_args(argv)
     url = args.url.rstrip("/")
+    if args.grpc and not grpc_installed():
+        p.exit(2, f"{p.prog}: --grpc needs grpcio and protobuf; run it with the project's "
+               f"python (.venv/bin/python) or `pip install grpcio protobuf`\n")  # fmt: skip
 
     wait_ready(url, args.timeout)
     status, listing = call(f"{url}/v1/models")

@@ -18,6 +18,7 @@ from contract.manifest import MODEL_NAME
 from export.driver import (
     QUANTIZATIONS,
     ContractError,
+    LimitError,
     NotExportable,
     Options,
     check_options,
@@ -224,7 +225,7 @@ def export_own(
             outputs=args.outputs,
             options=options,
         )
-    except (ContractError, ParityError, NotExportable, json.JSONDecodeError) as error:
+    except (ContractError, ParityError, NotExportable, LimitError, json.JSONDecodeError) as error:
         p.exit(1, f"{p.prog}: refused: {error}\n")
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         p.exit(1, f"{p.prog}: refused: the graph fails onnx.checker: {str(error).strip()}\n")
@@ -261,8 +262,8 @@ def main(argv: list[str] | None = None) -> Path | str:
     exporter_class = registry.load(parts.exporter)
     try:
         check_options(parts.name, exporter_class, options)
-    except NotExportable as error:
-        p.error(str(error))
+    except NotExportable as error:  # one line and exit 1, as for a user's module
+        p.exit(1, f"{p.prog}: refused: {error}\n")
     exporter = exporter_class(args.checkpoint)
     folder = publish(
         args.repository,

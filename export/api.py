@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING
 
 from contract import registry
 from contract.manifest import MODEL_NAME
-from contract.text import TokenVocabulary
-from export.driver import ContractError, Options, TaskExporter, check_options, write_version
+from contract.text import TokenVocabulary, sample_text
+from export.driver import (
+    ContractError,
+    LimitError,
+    Options,
+    TaskExporter,
+    check_limits,
+    check_options,
+    write_version,
+)
 from export.publish import publish
 from export.tensor import TensorExporter
 from export.tokenization import tokenizer_examples as checked_examples
@@ -59,6 +67,7 @@ def publish_classifier(
     from export.user_classifier import TextInput, read_eval_data
 
     labels = list(labels)
+    check_limits(max_tokens=max_tokens)
     text = TextInput(
         tokenizer=str(tokenizer),
         tokenizer_regex=tokenizer_regex,
@@ -80,6 +89,11 @@ def publish_classifier(
     exporter = exporter_class(
         module, text, labels, rows or None, outputs, checked_examples(tokenizer_examples)
     )
+    if sample_text(exporter.encoder, max_tokens) is None:
+        raise LimitError(
+            f"--max-tokens {max_tokens} leaves no text that can be served: no vocabulary entry "
+            "encodes to that few tokens"
+        )
     return _publish("classify", exporter, name, repository, options)
 
 
@@ -122,6 +136,7 @@ def publish_seq2seq(
     from export.user_classifier import TextInput
     from export.user_seq2seq import Seq2SeqTokens
 
+    check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
     exporter_class = registry.load(registry.get("seq2seq").module_exporter)
     options = _card(options, title, description, examples)
     check_options("seq2seq", exporter_class, options)
@@ -161,6 +176,7 @@ def publish_forecaster(
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
     first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
     *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
+    check_limits(max_values=max_values)
     exporter_class = registry.load(registry.get("forecast").module_exporter)
     options = _card(options, title, description, examples)
     check_options("forecast", exporter_class, options)

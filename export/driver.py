@@ -7,6 +7,9 @@ quality (for int8), its extra files and its part of the manifest.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +28,18 @@ class NotExportable(ValueError):
 
 class ContractError(ValueError):
     """The user's module or graph does not keep the task's documented contract."""
+
+
+class LimitError(ValueError):
+    """A serving limit under which no input could be served: the version would never load."""
+
+
+def check_limits(**limits: int) -> None:
+    """Each limit (`max_tokens=3`) lets at least one input through."""
+    for name, value in limits.items():
+        if value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise LimitError(f"{flag} {value} leaves no input that can be served; give 1 or more")
 
 
 @dataclass(frozen=True)
@@ -175,5 +190,22 @@ def quantize_int8(graph: Path) -> None:
 
     fp32 = graph.with_suffix(".fp32.onnx")
     graph.rename(fp32)
-    quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
+    with quiet_root_logger():
+        quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
     fp32.unlink()
+
+
+@contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization advises "pre-processing before quantization" on the root
+    logger at every call (and so installs a stderr handler); export checks the int8 graph
+    itself (parity, accuracy), so export's output stays its own lines."""
+    root, sink = logging.getLogger(), logging.NullHandler()
+    mute = logging.Filter("rnnserve")  # drops what is logged on the root logger itself
+    root.addHandler(sink)  # a root with a handler is not given basicConfig's stderr one
+    root.addFilter(mute)
+    try:
+        yield
+    finally:
+        root.removeFilter(mute)
+        root.removeHandler(sink)

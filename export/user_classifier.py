@@ -141,15 +141,29 @@ def check_outputs_kind(scores: torch.Tensor, outputs: str) -> None:
 
 
 def read_eval_data(path: Path, labels: list[str]) -> list[tuple[str, int]]:
-    """`label<TAB>text` lines (a `label<TAB>sentence` header is skipped); a label is a name from
-    --labels or its index."""
+    """Labelled texts: a TSV whose header names a `label` and a `sentence` (or `text`) column,
+    in any order (SST-2's dev.tsv as GLUE ships it), or `label<TAB>text` lines without a
+    header; a label is a name from --labels or its index."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].lower().split("\t") if lines else []
+    text_column = next((c for c in ("sentence", "text") if c in header), None)
+    if "label" in header and text_column:
+        label_at, text_at = header.index("label"), header.index(text_column)
+        cells = [(n, line.split("\t")) for n, line in enumerate(lines[1:], 2) if line.strip()]
+        pairs = [(n, c[label_at], c[text_at]) for n, c in cells if len(c) == len(header)]
+        if len(pairs) != len(cells):
+            number = next(n for n, c in cells if len(c) != len(header))
+            raise ContractError(f"{path}:{number}: expected {len(header)} tab-separated columns")
+    else:
+        pairs = []
+        for number, line in enumerate(lines, 1):
+            label, sep, text = line.partition("\t")
+            if line.strip() and not sep:
+                raise ContractError(f"{path}:{number}: expected label<TAB>text, got {line[:60]!r}")
+            if line.strip():
+                pairs.append((number, label, text))
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or (number == 1 and line.lower().startswith("label\t")):
-            continue
-        label, sep, text = line.partition("\t")
-        if not sep:
-            raise ContractError(f"{path}:{number}: expected label<TAB>text, got {line[:60]!r}")
+    for number, label, text in pairs:
         if label in labels:
             rows.append((text, labels.index(label)))
         elif label.isdigit() and int(label) < len(labels):

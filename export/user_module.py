@@ -80,17 +80,22 @@ def build_module(spec: str, config: Path | None, weights: Path | None) -> nn.Mod
     return module.eval()
 
 
-def call_forward(module: nn.Module, args: tuple[torch.Tensor, ...], signature: str) -> Any:
-    """The module's forward on an example; a failure is told with the contract's signature."""
+def call_forward(
+    module: nn.Module, args: tuple[torch.Tensor, ...], signature: str, owner: str = ""
+) -> Any:
+    """The module's forward on an example; a failure is told with the contract's signature
+    (of `owner`'s forward, e.g. "the decoder's ", where the module is one of several)."""
     try:
         with torch.no_grad():
             return module(*args)
     except TypeError as error:
-        raise ContractError(f"expected forward{signature}; calling it so raised: {error}") from None
+        raise ContractError(
+            f"expected {owner}forward{signature}; calling it so raised: {error}"
+        ) from None
     except Exception as error:
         shapes = ", ".join(f"{list(a.shape)} {str(a.dtype).removeprefix('torch.')}" for a in args)
         raise ContractError(
-            f"forward{signature} failed on inputs of shapes {shapes}: "
+            f"{owner}forward{signature} failed on inputs of shapes {shapes}: "
             f"{type(error).__name__}: {error}"
         ) from None
 

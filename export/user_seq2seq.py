@@ -142,7 +142,7 @@ class UserSeq2SeqExporter(Exporter):
 
     def _run_encoder(self, ids: list[list[int]]) -> tuple[Any, ...]:
         chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids, self.text.pad_id))
-        out = call_forward(self.model.encoder, (chars, lengths), f"encoder{ENCODER}")
+        out = call_forward(self.model.encoder, (chars, lengths), ENCODER, "the encoder's ")
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise ContractError(
                 f"expected the encoder to return (memory, state), got {describe(out)}"
@@ -165,7 +165,9 @@ class UserSeq2SeqExporter(Exporter):
         _check(state, [b, state.shape[1]], "state")
         mask = torch.arange(s).unsqueeze(0) < lengths.unsqueeze(1)
         token = torch.full((b,), self.text.bos_id, dtype=torch.long)
-        out = call_forward(self.model.decoder, (token, state, memory, mask), f"decoder{DECODER}")
+        out = call_forward(
+            self.model.decoder, (token, state, memory, mask), DECODER, "the decoder's "
+        )
         if not isinstance(out, tuple | list) or len(out) != 3:
             raise ContractError(
                 "expected the decoder to return (logits, next_state, attention), got "

@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from service import __version__, draining, process, tracing, workers
-from service.api import health, sessions, ui, v1, v2
-from service.api.body import add_schemas, check_json, invalid_body
+from service.api import docs, health, sessions, ui, v1, v2
+from service.api.body import add_schemas, invalid_body
 from service.api.errors import V2, counted, status_of, table_for
 from service.dataplane import DataPlane
 from service.errors import ClientGone, ServiceError
@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        strict_content_type=False,  # a body without Content-Type is read as JSON
+        strict_content_type=False,  # a body is read as JSON whatever its Content-Type
+        docs_url=None,  # service/api/docs.py: Swagger UI without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -84,8 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v2.add_routes(app)
     app.include_router(health.router)
     app.include_router(ui.router)  # the page at / and /ui
+    app.include_router(docs.router)  # /docs
     app.include_router(sessions.router)  # streaming forecast sessions
     add_schemas(app, [PredictRequest, InferenceRequest, sessions.StepRequest])
+    if settings.api_key is not None:
+        docs.document_api_key(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         ApiKeyAuth, api_key=_secret(settings.api_key), admin_key=_secret(settings.admin_api_key)
@@ -127,12 +132,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> FastJSONResponse:
-        try:
-            if request.method == "POST":
-                check_json(request.headers.get("content-type"))
-            raise invalid_body(list(error.errors()))
-        except ServiceError as found:
-            return await service_error(request, found)
+        found = invalid_body(list(error.errors()), request.headers.get("content-type"))
+        return await service_error(request, found)
 
     @app.exception_handler(ClientDisconnect)
     async def client_hung_up(request: Request, error: ClientDisconnect) -> FastJSONResponse:

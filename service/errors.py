@@ -33,10 +33,6 @@ class InputError(ServiceError):
         self.where = where
 
 
-class UnsupportedMediaType(ServiceError):
-    """The body is in a form this route does not read."""
-
-
 class NotFound(ServiceError):
     pass
 

@@ -1,4 +1,5 @@
-"""Optional API keys: every route but the health probes, metrics and the page needs one.
+"""Optional API keys: every route but the health probes, metrics, the page and the API docs
+needs one.
 
 Keys are compared in constant time. Repository control (load, unload, index) takes the
 admin key when one is set, so a client that may predict cannot change what is served.
@@ -13,8 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.responses import error_response
 
-OPEN = ("/v2/health/live", "/v2/health/ready", "/metrics")
-OPEN_PREFIXES = ("/ui",)
+OPEN = ("/v2/health/live", "/v2/health/ready", "/metrics", "/docs", "/openapi.json")
+OPEN_PREFIXES = ("/ui", "/docs/")
 ADMIN_PREFIX = "/v2/repository/"
 
 

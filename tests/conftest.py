@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
+
 # Apps and servers made by tests listen for gRPC only when a test asks (grpc_port=...): the
 # default port 8001 would collide between tests running side by side.
 os.environ.setdefault("RNNSERVE_GRPC_PORT", "0")
@@ -30,16 +32,17 @@ FILLERS = [
 
 
 def write_tiny_corpus(folder: Path, rows: int = 400, seed: int = 0) -> Path:
-    """A TSV corpus in the SST-2 layout (train.tsv, dev.tsv) that a tiny model learns fast."""
+    """A TSV corpus in the SST-2 layout as GLUE ships it (train.tsv, dev.tsv, each with a
+    `sentence<TAB>label` header) that a tiny model learns fast."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", rows), ("dev", rows // 4)):
-        lines = ["label\tsentence"]
+        lines = ["sentence\tlabel"]
         for _ in range(n):
             label = rng.randrange(2)
             word = rng.choice(POSITIVE if label else NEGATIVE)
             words = [rng.choice(FILLERS), word, *rng.choices(FILLERS, k=rng.randrange(3))]
-            lines.append(f"{label}\t{' '.join(words)} .")
+            lines.append(f"{' '.join(words)} .\t{label}")
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -91,25 +94,12 @@ def tiny_repository(tiny_checkpoints, tmp_path_factory) -> Path:
     return repository
 
 
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll `condition()` every 10 ms; TimeoutError naming `what` after `timeout` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.01)
-
-
 def wait_ready(client, timeout: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while client.get("/v2/health/ready").status_code != 200:
-        if time.monotonic() > deadline:
-            raise TimeoutError(client.get("/v2/health/ready").text)
-        time.sleep(0.05)
+    """Until the app answers ready; the timeout names its last reason."""
+    try:
+        wait_for(lambda: client.get("/v2/health/ready").status_code == 200, "ready", timeout)
+    except TimeoutError:
+        raise TimeoutError(client.get("/v2/health/ready").text) from None
 
 
 @pytest.fixture(scope="session")
@@ -130,12 +120,15 @@ def client(tiny_repository):
         yield test_client
 
 
-def copy_version(source: Path, repository: Path, name: str, version: int) -> Path:
-    """Publish a copy of a version folder under another name and version."""
+def copy_version(
+    source: Path, repository: Path, name: str, version: int, folder: str | None = None
+) -> Path:
+    """Publish a copy of a version folder under another name and version (in `folder`, a
+    hidden staging name say, instead of the version's own)."""
     import json
     import shutil
 
-    target = repository / name / str(version)
+    target = repository / name / (folder or str(version))
     shutil.copytree(source, target)
     manifest = json.loads((target / "manifest.json").read_text())
     manifest.update(name=name, version=version)

@@ -8,11 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_for
 
 
 def free_port() -> int:
@@ -25,6 +26,16 @@ class ServerURL(str):
     """The base URL of a live server, carrying the server's process id."""
 
     pid: int
+
+
+def server_ready(process: subprocess.Popen, url: str) -> bool:
+    """Whether the server answers ready; RuntimeError once its process has exited."""
+    if process.poll() is not None:
+        raise RuntimeError(f"the server exited with {process.returncode}")
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager
@@ -60,18 +71,7 @@ def live_server(
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = process.pid
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not become ready")
-            time.sleep(0.1)
+        wait_for(lambda: server_ready(process, url), "the server to become ready", timeout)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -6,12 +6,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.live_server import free_port
+from tests.waiting import wait_for
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -27,17 +27,16 @@ def have_haproxy() -> bool:
 
 
 def _wait_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port}") from None
-            time.sleep(0.05)
+            return False
+
+    wait_for(listening, f"a listener on port {port}", timeout)
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -10,6 +10,7 @@ run the image's HEALTHCHECK command and deploy/smoke.py against a real local ser
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -470,6 +471,41 @@ def test_smoke_script_passes_against_a_server_and_itself(server):
         assert model in done.stdout
     assert f"grpc {server.grpc}: ServerReady True" in done.stdout
     assert "sst2-lstm v1 over gRPC: ['positive', 'negative'," in done.stdout
+
+
+def test_smoke_grpc_on_a_python_without_grpc_says_so_in_one_line():
+    """The system's python, say: `-S` leaves out site-packages, so grpc cannot be imported."""
+    done = subprocess.run(
+        [sys.executable, "-S", "deploy/smoke.py", "http://127.0.0.1:9", "--timeout", "1",
+         "--grpc", "127.0.0.1:9"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "smoke.py: --grpc needs grpcio and protobuf; run it with the project's python "
+        "(.venv/bin/python) or `pip install grpcio protobuf`"
+    ]
+
+
+def outside_make() -> dict[str, str]:
+    """The environment without what a `make test` above passes down to a nested make."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
+@pytest.mark.parametrize("target", ["docker", "docker-trainer", "docker-gpu"])
+def test_podman_builds_in_dockers_format_so_the_healthcheck_stays(target):
+    """podman's default OCI format has no HEALTHCHECK; Docker's does."""
+
+    def build(docker: str) -> str:
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-n", target, f"DOCKER={docker}"],
+            cwd=ROOT, capture_output=True, text=True, check=True, env=outside_make(),
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    assert build("podman").startswith("podman build --format docker ")
+    assert build("/usr/bin/podman").startswith("/usr/bin/podman build --format docker ")
+    assert "--format" not in build("docker")
 
 
 def test_the_adapter_rules_series_is_on_the_servers_metrics(server):

@@ -3,7 +3,6 @@
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ from export.publish import publish
 from tests.conftest import copy_version
 from tests.live_server import live_server
 from tests.test_real_server import expected_probabilities, random_texts
+from tests.waiting import wait_for
 
 
 def publish_copy(source: Path, repository: Path | str, name: str) -> Path | str:
@@ -52,15 +52,12 @@ class Client(threading.Thread):
                 i += 1
 
 
+def answered(clients: list[Client]) -> int:
+    return min(len(c.answers) for c in clients)
+
+
 def served_versions(url: str) -> list[int]:
     return httpx.get(f"{url}/v1/models/live").json()["versions"]
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -78,10 +75,11 @@ def test_a_new_version_replaces_the_old_under_load_with_no_failed_request(
         clients = [Client(url, short[s::4]) for s in range(4)]
         for c in clients:
             c.start()
-        time.sleep(0.5)
+        wait_for(lambda: answered(clients) >= 10, "10 answers to each client from version 1")
         publish_copy(versions[2], repository, "live")
-        wait_for(lambda: served_versions(url) == [2])
-        time.sleep(0.5)
+        wait_for(lambda: served_versions(url) == [2], "version 2 served alone")
+        then = answered(clients)
+        wait_for(lambda: answered(clients) >= then + 10, "10 more answers each from version 2")
         for c in clients:
             c.stop.set()
             c.join()

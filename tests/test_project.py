@@ -75,3 +75,42 @@ def test_every_bench_module_make_bench_runs_is_in_the_bench_readme():
     run = set(re.findall(r"-m (bench(?:\.\w+)?)", recipe))
     table = (ROOT / "bench" / "README.md").read_text().split("\n\n")[2]  # the command table
     assert {m for m in run if f"python -m {m}`" not in table} == set()
+
+
+def test_make_protos_keeps_the_protobuf_floor(tmp_path):
+    """The gRPC modules `make protos` writes demand no newer protobuf than pyproject.toml's
+    floor, and are the committed ones."""
+    import re
+    import subprocess
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = next(d for d in dependencies if d.startswith("protobuf>=")).removeprefix("protobuf>=")
+    subprocess.run(
+        ["make", "-s", "protos", f"PROTOS_OUT={tmp_path}"], cwd=ROOT, check=True, timeout=120
+    )
+    made = {
+        n: (tmp_path / "service" / "rpc" / n).read_text()
+        for n in ("inference_pb2.py", "inference_pb2.pyi")
+    }
+    for name, text in made.items():
+        assert text == (ROOT / "service" / "rpc" / name).read_text(), name
+    needs = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", made["inference_pb2.py"])
+    assert needs is not None and ".".join(needs.groups()) == floor
+
+
+def test_the_readme_describes_the_default_networks_as_their_manifests_do():
+    """ "BiLSTM 2x128" read as two layers; each row says its layers and size per direction."""
+    import re
+
+    from contract.manifest import Manifest
+
+    rows = re.findall(r"^\| `(sst2-[a-z]+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), re.M)
+    assert {name for name, _ in rows} == {"sst2-lstm", "sst2-gru"}
+    words = {1: "one layer", 2: "two layers", 3: "three layers"}
+    for name, network in rows:
+        architecture = Manifest.read(ROOT / "models" / name / "1").architecture
+        assert architecture is not None and architecture.bidirectional
+        assert words[architecture.num_layers] in network, (name, network)
+        assert f"{architecture.hidden_size} per direction" in network, (name, network)
+        assert not re.search(r"\dx\d", network), (name, network)

@@ -8,6 +8,7 @@ import numpy as np
 from tests.conftest import DEFAULT_MODELS
 from tests.live_server import live_server
 from tests.test_real_server import expected_probabilities, random_texts
+from tests.waiting import wait_for
 
 MODEL = "sst2-lstm"
 PATH = f"/v1/models/{MODEL}:predict"
@@ -97,9 +98,11 @@ def test_a_client_that_disconnects_has_its_queued_request_dropped():
 
         async def leave_all():
             await asyncio.gather(*(send_and_leave(port) for _ in range(300)))
-            await asyncio.sleep(1)
 
         asyncio.run(leave_all())
+        # Every request that got in has been run or dropped: nothing queued, nothing running.
+        depth = 'rnnserve_queue_depth{model="sst2-lstm",version="1"} 0.0'
+        wait_for(lambda: depth in httpx.get(f"{url}/metrics").text, "the queue to empty", 60)
         ran = metric(url, "rnnserve_batch_size_sum") - before
         assert ran < 300
         assert metric(url, 'rnnserve_requests_total{model="sst2-lstm",status="499"') > 0

@@ -28,8 +28,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.rpc import inference_pb2 as pb
 from service.rpc.methods import Stub
 from tests.conftest import DEFAULT_MODELS
-from tests.live_server import free_port
+from tests.live_server import free_port, server_ready
 from tests.test_real_server import expected_probabilities, random_texts
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -178,16 +179,7 @@ def shutdown(tmp_path_factory) -> Shutdown:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited with {process.returncode}"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_for(lambda: server_ready(process, url), "the server to become ready", 120)
         asyncio.run(drive(process, url, f"127.0.0.1:{grpc_port}", run))
         run.returncode = process.wait(timeout=60)
     finally:

@@ -2,7 +2,6 @@
 HTTP server here that decodes each ExportTraceServiceRequest."""
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -16,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from tests.conftest import DEFAULT_MODELS
 from tests.live_server import free_port, live_server
+from tests.waiting import wait_for
 
 HTTP_TRACE = "0af7651916cd43dd8448eb211c80319c"
 GRPC_TRACE = "5b8efff798038103d269b633813fc60c"
@@ -70,14 +70,15 @@ def receiver():
 
 
 def spans_arrived(receiver: Receiver, trace_id: str, names: set[str]) -> dict:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def spans() -> dict:
         with receiver.lock:
-            spans = {s.name: s for s in receiver.spans.get(trace_id, [])}
-        if names <= set(spans):
-            return spans
-        time.sleep(0.1)
-    raise AssertionError(f"only {sorted(spans)} arrived for trace {trace_id}")
+            return {s.name: s for s in receiver.spans.get(trace_id, [])}
+
+    try:
+        wait_for(lambda: names <= set(spans()), f"spans {sorted(names)}", timeout=20)
+    except TimeoutError:
+        raise AssertionError(f"only {sorted(spans())} arrived for trace {trace_id}") from None
+    return spans()
 
 
 def test_http_and_grpc_traces_reach_an_otlp_receiver(receiver, monkeypatch):

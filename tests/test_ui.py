@@ -356,3 +356,56 @@ def test_the_date_model_and_the_forecaster_in_the_browser(browser, server):
         watched.check_clean(server)
     finally:
         watched.close()
+
+
+# ------------------------------------------------------------------------ the API docs
+
+
+def test_the_docs_refer_to_nothing_outside_the_server(app_client):
+    html = app_client.get("/docs").text
+    references = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+    assert references, html
+    assert not [r for r in references if not r.startswith("/")], references
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/{name}" in references
+        response = app_client.get(f"/docs/{name}")
+        assert response.status_code == 200 and len(response.content) > 100_000
+    assert app_client.get("/docs/..%2F..%2Fapp.py").status_code == 404
+
+
+def test_the_docs_need_no_api_key(tiny_repository):
+    """They describe the API (and take the key through "Authorize" for "Try it out")."""
+    app = create_app(Settings(model_repository=tiny_repository, providers="cpu", api_key="k"))
+    client = TestClient(app)  # no lifespan: the docs need no model
+    assert client.get("/v1/models").status_code == 401
+    for path in ("/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/openapi.json"):
+        assert client.get(path).status_code == 200, path
+    schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer"}
+
+
+@pytest.mark.slow
+def test_the_docs_render_without_internet(browser, server):
+    """Every request that would leave 127.0.0.1 is aborted."""
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, 1280, 900)
+    page = watched.page
+    outside: list[str] = []
+
+    def only_this_server(route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    watched.context.route("**/*", only_this_server)
+    try:
+        page.goto(f"{server}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("rnnserve")
+        expect(page.get_by_text("/v1/models/{name}:predict", exact=True)).to_be_visible()
+        assert outside == []
+        watched.check_clean(server)
+    finally:
+        watched.close()

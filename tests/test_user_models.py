@@ -21,7 +21,7 @@ from contract.text import TokenVocabulary
 from contract.words import tokenize
 from export.api import publish_classifier, publish_forecaster
 from export.user_module import load_callable
-from tests.conftest import ROOT, write_tiny_corpus
+from tests.conftest import DEFAULT_MODELS, ROOT, copy_version, write_tiny_corpus
 from tests.live_server import free_port, live_server
 
 pytestmark = pytest.mark.slow
@@ -40,6 +40,7 @@ PAIRS = [
 ]  # fmt: skip
 FORECAST = ROOT / "tests" / "user_models" / "forecast.py"
 MODULES = load_callable(f"{ROOT / 'tests' / 'user_models' / 'modules.py'}:MODULES")
+README_DEFAULTS = ("sst2-lstm", "dates", "co2-gru")
 
 
 def hf_tokenizer(path: Path) -> None:
@@ -140,6 +141,8 @@ def own(tmp_path_factory):
     tutorial = publish_tutorial_translator(work / "tutorial", repository)
     forecaster = load_callable(f"{FORECAST}:build")()
     publish_forecaster(forecaster, name="fc", repository=repository, mean=10.0, std=2.0)
+    for name in README_DEFAULTS:  # what the README's other curl commands ask
+        copy_version(DEFAULT_MODELS / name / "1", repository, name, 1)
     grpc_port = free_port()
     with live_server(repository, max_batch_delay_ms="20", grpc_port=str(grpc_port)) as url:
         yield {
@@ -217,11 +220,16 @@ def torch_answer(module, ids: list[int]) -> tuple[np.ndarray, np.ndarray | None]
 def test_classifiers_answer_as_the_users_pytorch_module(own, name):
     """Texts of mixed lengths in one request (batched together): each equals PyTorch alone."""
     module, encode = own[name]
-    response = httpx.post(
-        f"{own['url']}/v1/models/{name}:predict",
-        json={"instances": TEXTS, "parameters": {"attention": True}},
-        timeout=30,
-    )
+    url = f"{own['url']}/v1/models/{name}:predict"
+    with_attention = {"instances": TEXTS, "parameters": {"attention": True}}
+    response = httpx.post(url, json=with_attention, timeout=30)
+    has_attention = torch_answer(module, encode(TEXTS[0]))[1] is not None
+    if not has_attention:  # said, not silently ignored
+        assert response.status_code == 422  # V1's status for bad input
+        assert response.json()["error"].startswith(
+            "parameters.attention: this model has no attention output"
+        )
+        response = httpx.post(url, json={"instances": TEXTS}, timeout=30)
     assert response.status_code == 200, response.text
     for text, prediction in zip(TEXTS, response.json()["predictions"], strict=True):
         probabilities, attention = torch_answer(module, encode(text))
@@ -433,8 +441,12 @@ def check_the_page_tells_the_truth(page, url: str) -> None:
         page.get_by_label("Model", exact=True).select_option(name)
         expect(page.locator("#model-summary")).to_have_text(f"{name}, version 1: {what}.")
         expect(page.locator("#examples")).to_be_hidden()
-        expect(page.locator("#try")).not_to_contain_text("date")
-        expect(page.locator("#try")).not_to_contain_text("film")
+        # The panel's words, less the model list (it names the default `dates` model too).
+        shown = page.locator("#try").evaluate(
+            "t => { const c = t.cloneNode(true); c.querySelector('select').remove(); "
+            "return c.textContent; }"
+        )
+        assert "date" not in shown and "film" not in shown, shown
 
 
 def torch_decode(model, source: CharVocabulary, text: str, max_len: int = 12):
@@ -515,6 +527,16 @@ def test_a_users_forecaster_streams_with_its_own_state(own):
             answer["forecast"], torch_forecast(step, series, [start]), atol=1e-4
         )
     assert answer["steps"] == 40
+    # Asking for the attention it has not is said, and leaves the session as it was.
+    asked = {"parameters": {"attention": True}}
+    refused = [
+        httpx.post(f"{url}/v1/models/fc:predict", json={"instances": [series], **asked}),
+        httpx.post(f"{url}/v1/models/fc/sessions/{session}:step", json={"values": [1.0], **asked}),
+    ]
+    for response in refused:
+        assert response.status_code == 422  # V1's status for bad input
+        assert "this model has no attention output" in response.json()["error"]
+    assert httpx.get(f"{url}/v1/models/fc/sessions/{session}").json()["steps"] == 40
 
 
 def test_a_users_forecaster_shares_its_sessions_through_redis(own):
@@ -578,3 +600,100 @@ def test_the_pytorch_tutorials_translator_serves_its_own_greedy_decode(own):
     )  # fmt: skip
     prep = manifest["preprocessing"]
     assert (prep["bos_id"], prep["eos_id"], prep["input_eos_id"]) == (0, 1, 1)
+
+
+# -- the README's curl commands, run as written --------------------------------------------------
+
+
+def readme_curls() -> list[tuple[str, object]]:
+    """Each `curl` command of README.md's sh blocks as written (its continuation lines too),
+    with the JSON block printed right after its block, if any: the answer it shows."""
+    import re
+    import shlex
+
+    blocks = re.findall(r"```(\w*)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    commands: list[tuple[str, object]] = []
+    for k, (language, body) in enumerate(blocks):
+        if language != "sh":
+            continue
+        found: list[str] = []
+        for line in body.splitlines():
+            if found and not complete(found[-1]):
+                found[-1] += "\n" + line
+            elif line.startswith("curl "):
+                found.append(line)
+        shown = None
+        if len(found) == 1 and k + 1 < len(blocks) and blocks[k + 1][0] == "json":
+            shown = json.loads(blocks[k + 1][1])
+        commands += [(command, shown) for command in found]
+        assert all(shlex.split(c, comments=True)[0] == "curl" for c in found)
+    return commands
+
+
+def complete(command: str) -> bool:
+    import shlex
+
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:  # a quote still open: the JSON goes on on the next line
+        return False
+    return not command.rstrip().endswith("\\")
+
+
+def test_every_curl_in_the_readme_runs_as_written_and_answers_what_it_says(own):
+    """Without `-H 'Content-Type: application/json'` too; host and port are this server's, and
+    a session id is the one the previous command created."""
+    import shutil
+
+    from tests.test_golden_answers import differences
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian's curl package)")
+    commands = readme_curls()
+    checked: list[str] = []
+    session = ""
+    for command, shown in commands:
+        ran = command.replace("localhost:8000", own["url"].removeprefix("http://"))
+        ran = ran.replace("/sessions/ID:", f"/sessions/{session}:")
+        done = subprocess.run(["bash", "-c", ran], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        answer = json.loads(done.stdout)
+        assert "error" not in answer, (command, answer)
+        path = command.split("localhost:8000", 1)[1].split()[0]
+        checked.append(path)
+        if path == "/v1/models/sst2-lstm:predict":  # the README prints the real answer
+            assert shown is not None, "the README shows the first example's answer"
+            assert differences(answer, shown, atol=1e-3, rtol=0.0) == []
+        elif path == "/v1/models/reviews:predict":
+            module, encode = own["reviews"]
+            (prediction,) = answer["predictions"]
+            probabilities, _ = torch_answer(module, encode("a gripping film"))
+            got = [prediction["probabilities"][label] for label in LABELS]
+            np.testing.assert_allclose(got, probabilities, atol=1e-4)
+            assert prediction["label"] == LABELS[int(np.argmax(probabilities))]
+        elif path.startswith("/v2/models/iris/infer"):
+            x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], np.float32)
+            outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+            np.testing.assert_allclose(
+                np.reshape(outputs["probabilities"], (2, -1)),
+                own["sklearn"].predict_proba(x),
+                atol=1e-5,
+            )
+        elif path == "/v1/models/iris:predict":
+            x = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
+            (prediction,) = answer["predictions"]
+            np.testing.assert_allclose(
+                prediction["probabilities"], own["sklearn"].predict_proba(x)[0], atol=1e-5
+            )
+        elif path == "/v1/models/dates:predict":
+            (prediction,) = answer["predictions"]
+            assert prediction["output"] == "2026-11-22"  # what the README says it answers
+            assert len(prediction["attention"]) == len(prediction["output_chars"])
+        elif path == "/v1/models/co2-gru/sessions":
+            session = answer["session_id"]
+        elif path == "/v1/models/co2-gru/sessions/ID:step":
+            assert answer["steps"] == 2 and len(answer["forecast"]) == 13
+            assert len(answer["attention"]) == 2  # over the two values seen
+        else:
+            raise AssertionError(f"the README's {command!r} has no check here: add one")
+    assert len(checked) == 7, checked

@@ -1,6 +1,11 @@
-"""Train the character-level GRU on `label<TAB>sentence` files (SST-2's train.tsv, dev.tsv).
+"""Train the character-level GRU on SST-2's train.tsv and dev.tsv.
 
     python examples/char_gru/train.py --data data/sst2 --out runs/char_gru
+
+The data: SST-2 as GLUE distributes it (Socher et al. 2013; Wang et al. 2018): download SST-2
+from https://gluebenchmark.com/tasks and unzip it so that data/sst2/train.tsv and dev.tsv
+exist (data/README.md). Columns are read by their header, `sentence` (or `text`) and `label`,
+in any order, so any TSV of your own with those columns works too.
 
 writes weights.pt (a state_dict), vocab.txt (one character a line, in id order, with this
 model's own [PAD] and [UNK] tokens) and config.json (build()'s keyword arguments).
@@ -9,6 +14,7 @@ model's own [PAD] and [UNK] tokens) and config.json (build()'s keyword arguments
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import unicodedata
@@ -22,8 +28,13 @@ PAD, UNK = "[PAD]", "[UNK]"
 
 
 def read(path: Path) -> list[tuple[str, int]]:
-    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
-    return [(text, int(label)) for label, text in rows if text.strip()]
+    """(text, label) rows of a TSV file with a header naming its columns."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    text = next((c for c in ("sentence", "text") if rows and c in rows[0]), None)
+    if text is None or "label" not in rows[0]:
+        raise SystemExit(f"{path}: needs a header with a `label` and a `sentence` or `text` column")
+    return [(r[text], int(r["label"])) for r in rows if r[text].strip()]
 
 
 def characters(text: str) -> list[str]:

@@ -13,38 +13,33 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from service.errors import BadRequest, InputError, ServiceError, UnsupportedMediaType
+from service.errors import BadRequest, InputError, ServiceError
 
 Body = TypeVar("Body", bound=BaseModel)
 REF = "#/components/schemas/{model}"
 
 
 async def parse_body(request: Request, model: type[Body]) -> Body:
-    check_json(request.headers.get("content-type"))
-    return validate_json(model, await request.body())
+    """The body is read as JSON whatever its Content-Type says, as Triton and KServe do:
+    `curl -d` sends `application/x-www-form-urlencoded` unless told otherwise."""
+    return validate_json(model, await request.body(), request.headers.get("content-type"))
 
 
-def check_json(content_type: str | None) -> None:
-    """A body without Content-Type is read as JSON; one that says it is not JSON is refused."""
-    if content_type is not None and "json" not in content_type:
-        raise UnsupportedMediaType(
-            f"send the body as JSON (Content-Type: application/json), not {content_type}"
-        )
-
-
-def validate_json(model: type[Body], data: bytes) -> Body:
+def validate_json(model: type[Body], data: bytes, content_type: str | None = None) -> Body:
     try:
         return model.model_validate_json(data)
     except ValidationError as error:
-        raise invalid_body(error.errors(include_url=False)) from None
+        raise invalid_body(error.errors(include_url=False), content_type) from None
 
 
-def invalid_body(problems: list[Any]) -> ServiceError:
-    """What pydantic found wrong with a body: not JSON (BadRequest), or JSON the schema does
-    not accept (InputError), for the routes that parse their own body and FastAPI's alike."""
+def invalid_body(problems: list[Any], content_type: str | None = None) -> ServiceError:
+    """What pydantic found wrong with a body: not JSON (BadRequest, naming a Content-Type that
+    was not JSON's), or JSON the schema does not accept (InputError), for the routes that
+    parse their own body and FastAPI's alike."""
     if any(p["type"] == "json_invalid" for p in problems):
+        sent = f" (sent as {content_type})" if content_type and "json" not in content_type else ""
         return BadRequest(
-            "the body is not valid JSON: "
+            f"the body is not valid JSON{sent}: "
             + "; ".join(p.get("ctx", {}).get("error", p["msg"]) for p in problems)
         )
     return InputError("; ".join(describe(p) for p in problems))

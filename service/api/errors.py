@@ -17,7 +17,6 @@ V1: dict[type[e.ServiceError], int] = {
     e.Conflict: 409,
     e.Gone: 410,
     e.PayloadTooLarge: 413,
-    e.UnsupportedMediaType: 415,
     e.ClientGone: 499,
     e.InternalError: 500,
     e.NotOffered: 501,

@@ -25,9 +25,7 @@ from service.responses import FastJSONResponse
 from service.schemas import ErrorBody
 from service.sessions import SessionBackend
 
-ERRORS = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 415, 422, 501, 503, 504, 507)
-}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 410, 413, 422, 501, 503, 504, 507)}
 router = APIRouter(prefix="/v1/models/{name}/sessions", tags=["sessions"], responses=ERRORS)
 
 

@@ -21,6 +21,14 @@ from service.settings import BatchingSettings, Settings
 Params = TypeVar("Params", bound=BaseModel)
 
 
+# The answer to `"attention": true` for a model whose graph has no attention output: said,
+# not silently ignored.
+NO_ATTENTION_OUTPUT = (
+    "parameters.attention: this model has no attention output (its graph returns none); "
+    "leave the parameter out"
+)
+
+
 @dataclass
 class TaskContext:
     """Everything a task is built from: the version folder and the server's settings."""

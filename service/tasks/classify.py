@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.text import UnknownToken, encoder_for
+from contract.text import UnknownToken, encoder_for, sample_text
 from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import InputError
 from service.protocol import MetadataTensor
-from service.tasks.base import TaskContext, parse_parameters
+from service.tasks.base import NO_ATTENTION_OUTPUT, TaskContext, parse_parameters
 
 TEXT, TOKENS, LENGTHS = "text", "tokens", "lengths"
 TEXT_KINDS = ("words", "chars", "hf_tokenizer")
@@ -29,8 +29,8 @@ class ClassifyParameters(BaseModel):
 
     attention: bool = Field(
         False,
-        description="return the attention weight of every token (models without an attention "
-        "output return none)",
+        description="return the attention weight of every token (a 400 for a model without an "
+        "attention output)",
     )
     truncate: bool = Field(
         False, description="cut texts longer than the model's maximum instead of refusing them"
@@ -73,6 +73,14 @@ def length_groups(lengths: list[int], max_batch: int, max_waste: float) -> list[
     return groups
 
 
+def unpadded_length(ids: list[int], pad_id: int) -> int:
+    """A row's length without its trailing padding ids (V2 `tokens` sent without `lengths`)."""
+    n = len(ids)
+    while n and ids[n - 1] == pad_id:
+        n -= 1
+    return n
+
+
 class ClassifyTask:
     """A text classifier version: tokenise as in training, batch by length, label."""
 
@@ -112,6 +120,8 @@ class ClassifyTask:
         self, instances: list[Any], parameters: dict[str, Any], timeout: float
     ) -> list[dict[str, Any]]:
         params = parse_parameters(ClassifyParameters, parameters)
+        if params.attention and not self.has_attention:
+            raise InputError(NO_ATTENTION_OUTPUT)
         items = self.prepare(instances, params.truncate)
         results = await self.batcher.submit(items, timeout)
         return [self.respond(i, r, params.attention) for i, r in zip(items, results, strict=True)]
@@ -163,9 +173,13 @@ class ClassifyTask:
         return items
 
     def warm_up(self) -> None:
-        """A batch of one and a batch of several answer before the version is ready."""
+        """A batch of one and a batch of several answer before the version is ready. The text
+        is a vocabulary entry that fits the model's token limit, whatever it is."""
+        text = sample_text(self.encoder, self.max_tokens)
+        if text is None:
+            raise ValueError(f"no text from the vocabulary fits in {self.max_tokens} tokens")
         for size in (1, 3):
-            self.run(self.prepare(["warm up the graph"] * size, truncate=False))
+            self.run(self.prepare([text] * size, truncate=False))
 
     def run(self, items: list[EncodedText]) -> list[Scores]:
         """One batch from the batcher: grouped by length, padded, run on the worker thread."""
@@ -223,13 +237,16 @@ class ClassifyTask:
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu" or 0 in tokens.shape:
             raise InputError(f"input {TOKENS!r} must be INT64 or INT32 of shape [batch, sequence]")
         width = tokens.shape[1]
-        if lengths is None:
-            counts = [width] * len(tokens)
+        rows = tokens.tolist()
+        if lengths is None:  # each row ends before its trailing padding ids, as a batch is sent
+            counts = [unpadded_length(ids, self.pad_id) for ids in rows]
+            if 0 in counts:
+                row = counts.index(0)
+                raise InputError(f"{TOKENS}[{row}] is all padding (id {self.pad_id})")
         elif lengths.shape != (len(tokens),) or lengths.dtype.kind not in "iu":
             raise InputError(f"input {LENGTHS!r} must be integers of shape [{len(tokens)}]")
         else:
             counts = lengths.tolist()
-        rows = tokens.tolist()
         size = self.encoder.vocab_size
         if min(map(min, rows)) < 0 or max(map(max, rows)) >= size:
             raise InputError(f"input {TOKENS!r}: ids must be in 0..{size - 1}")

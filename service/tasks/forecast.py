@@ -205,7 +205,9 @@ class ForecastTask:
         return prediction
 
     def warm_up(self) -> None:
-        self.run([Chunk(self.check([0.0, 1.0, 2.0]), self.open_state())])
+        """A fresh state fed up to three values around the series' mean, within max_values."""
+        values = [self.mean + k * self.std for k in range(min(3, self.max_values))]
+        self.run([Chunk(self.check(values), self.open_state())])
 
     def run(self, items: list[Chunk]) -> list[StepResult]:
         """One batch from the batcher: grouped by chunk length, states stacked, run, scattered."""

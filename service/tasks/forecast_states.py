@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from contract.manifest import GraphSpec
 from contract.series import unscale
-from service.tasks.base import TaskContext
+from service.errors import InputError
+from service.tasks.base import NO_ATTENTION_OUTPUT, TaskContext, parse_parameters
 from service.tasks.forecast import (
     LENGTHS,
     VALUES,
     Chunk,
+    ForecastParameters,
     ForecastTask,
+    StepInput,
     StepResult,
     padded_chunks,
 )
@@ -83,6 +87,20 @@ class StateForecastTask(ForecastTask):
 
     def decode_state(self, data: bytes) -> StateTensors:
         return StateTensors.from_bytes(data)
+
+    def check_step(self, values: list[Any], parameters: dict[str, Any]) -> StepInput:
+        """A user's step graph has no attention: asking for it is an error, not ignored."""
+        checked = super().check_step(values, parameters)
+        if checked.attention:
+            raise InputError(NO_ATTENTION_OUTPUT)
+        return checked
+
+    async def predict(
+        self, instances: list[Any], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        if parse_parameters(ForecastParameters, parameters).attention:
+            raise InputError(NO_ATTENTION_OUTPUT)
+        return await super().predict(instances, parameters, timeout)
 
     def run(self, items: list[Chunk]) -> list[StepResult]:
         results: list[StepResult | None] = [None] * len(items)

@@ -359,6 +359,12 @@ function renderExamples(examples) {
 
 // ---------------------------------------------------------------- predicting
 
+/** Whether a graph of the model returns attention (asking a model without it is a 400). */
+function hasAttention(model) {
+  const graphs = Object.values(model.manifest?.graphs || {});
+  return graphs.some((graph) => (graph.outputs || []).some((o) => o.name === "attention"));
+}
+
 async function predict() {
   const model = state.models.get(state.selected);
   if (!model) return;
@@ -380,7 +386,7 @@ async function predict() {
     // V1 by default; a task may send its own request (a tensor model: V2 as typed).
     const request = task.request?.(model, instance) || {
       path: `${modelPath(model.name)}:predict`,
-      body: { instances: [instance], parameters: { attention: true } },
+      body: { instances: [instance], parameters: { attention: hasAttention(model) } },
       answer: (response) => response.predictions?.[0],
     };
     const body = await api(request.path, {

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_version, wait_ready, wait_until
+from tests.conftest import copy_version, wait_ready
+from tests.waiting import wait_for
 
 BROKEN = {
     "corrupt-onnx": "InvalidProtobuf",
@@ -61,7 +62,7 @@ def broken(request, tiny_repository, tmp_path_factory):
         )
     )
     with TestClient(app) as client:
-        wait_until(lambda: app.state.repository.loaded, "the repository's first scan")
+        wait_for(lambda: app.state.repository.loaded, "the repository's first scan")
         yield client, request.param, repository
 
 

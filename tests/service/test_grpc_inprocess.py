@@ -4,7 +4,6 @@ gRPC and an HTTP request in one batch, a full queue, a request past its timeout.
 import asyncio
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +16,7 @@ from service.app import create_app
 from service.settings import BatchingSettings, Settings
 from tests.conftest import wait_ready
 from tests.live_server import free_port
+from tests.waiting import wait_for, wait_for_async
 
 
 def grpc_app(tiny_repository, **settings):
@@ -35,8 +35,7 @@ async def many_calls(address: str, n: int, until_refused: int = 0, then=None) ->
     try:
         calls = [asyncio.ensure_future(client.infer("tiny-lstm", [text])) for _ in range(n)]
         if then is not None:
-            while sum(c.done() for c in calls) < until_refused:
-                await asyncio.sleep(0.01)
+            await wait_for_async(lambda: sum(c.done() for c in calls) >= until_refused)
             then()
         return await asyncio.gather(*calls, return_exceptions=True)
     finally:
@@ -71,13 +70,6 @@ def test_a_full_queue_is_refused_at_once_as_unavailable(tiny_repository, monkeyp
     assert {r.status() for r in refused} == {"StatusCode.UNAVAILABLE"}
     assert all("the queue is full" in r.message() for r in refused)
     assert all(a.as_numpy("probabilities").shape == (1, 2) for a in answered)
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_grpc_and_http_requests_share_one_batch(tiny_repository, monkeypatch, caplog):

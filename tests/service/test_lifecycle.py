@@ -6,8 +6,8 @@ import json
 import logging
 import shutil
 import threading
-import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import copy_version, wait_ready
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.waiting import wait_for
 
 
 def version_threads() -> int:
@@ -39,11 +33,10 @@ def version_threads() -> int:
 
 def publish(source: Path, repository: Path, version: int, broken: bool = False) -> Path:
     """Publish a copy of `source` as live/<version> the way export does: complete, then renamed."""
-    staging = copy_version(source, repository, "live", version)
-    hidden = staging.rename(staging.with_name(f".staging-{version}"))
+    hidden = copy_version(source, repository, "live", version, folder=f".staging-{version}")
     if broken:
         break_manifest(hidden)
-    return hidden.rename(staging)
+    return hidden.rename(hidden.with_name(str(version)))
 
 
 def served(client: TestClient) -> list[int]:
@@ -93,16 +86,32 @@ def test_retiring_a_version_frees_its_task_threads_and_metric_series(live):
     assert 'rnnserve_queue_depth{model="live",version="7"} 0.0' in metrics
 
 
+def count_scans(repository) -> Callable[[], int]:
+    """How many scans of the repository have finished since this call: a test waits for
+    polls to happen instead of sleeping for as long as it hopes they take."""
+    scan, done = repository._scan, [0]
+
+    def counted(*args):
+        try:
+            return scan(*args)
+        finally:
+            done[0] += 1
+
+    repository._scan = counted
+    return lambda: done[0]
+
+
 def break_manifest(folder: Path) -> None:
     (folder / "manifest.json").write_text("{not json")
 
 
 def test_a_broken_version_is_logged_once_and_retried_when_its_folder_changes(live, caplog):
-    client, _, repository, source = live
+    client, app, repository, source = live
     caplog.set_level(logging.INFO, logger="rnnserve")
     broken = publish(source, repository, 2, broken=True)
     wait_for(lambda: client.get("/v1/models/live").json()["status"][-1]["state"] == "failed")
-    time.sleep(1.0)  # about 50 polls
+    scans = count_scans(app.state.repository)
+    wait_for(lambda: scans() >= 20, what="20 more scans of the repository")
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage()[:26] for r in failures] == ["could not load live/2: Val"]
 
@@ -139,8 +148,9 @@ def test_a_failed_scan_is_logged_once_and_is_a_readiness_reason(tiny_repository,
     caplog.set_level(logging.INFO, logger="rnnserve")
     repository = tmp_path / "not-yet"
     app = create_app(Settings(model_repository=repository, providers="cpu", repository_poll_s=0.02))
+    scans = count_scans(app.state.repository)
     with TestClient(app) as client:
-        time.sleep(0.5)
+        wait_for(lambda: scans() >= 10, what="10 scans of the missing repository")
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503
         assert "the model repository cannot be read" in ready.json()["error"]

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_version, wait_ready, wait_until
+from tests.conftest import copy_version, wait_ready
+from tests.waiting import wait_for
 
 
 def app_over(repository, **settings):
@@ -20,7 +21,7 @@ def app_over(repository, **settings):
 
 def test_an_empty_repository_is_not_ready(tmp_path):
     with TestClient(app_over(tmp_path, repository_poll_s=0)) as client:
-        wait_until(lambda: client.app.state.repository.loaded, "the first scan")
+        wait_for(lambda: client.app.state.repository.loaded, "the first scan")
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503
         assert ready.json() == {
@@ -38,7 +39,7 @@ def test_an_empty_repository_is_ready_where_allowed(tmp_path):
 def test_one_models_folder_given_as_the_repository_is_not_ready_and_says_why(tiny_repository):
     model = tiny_repository / "tiny-lstm"  # <version>/ folders: a model, not a repository
     with TestClient(app_over(model, repository_poll_s=0)) as client:
-        wait_until(lambda: client.app.state.repository.loaded, "the first scan")
+        wait_for(lambda: client.app.state.repository.loaded, "the first scan")
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503
         assert "looks like one model's folder" in ready.json()["error"]
@@ -77,7 +78,7 @@ def publish_broken(repository, name, version):
 def test_a_broken_model_published_later_is_reported_but_keeps_the_replica_ready(served):
     client, repository = served
     publish_broken(repository, "broken", 1)
-    wait_until(
+    wait_for(
         lambda: (
             client.get("/v1/models/broken").json().get("status", [{}])[0].get("state") == "failed"
         ),
@@ -97,7 +98,7 @@ def test_a_repository_that_becomes_unreadable_later_is_reported_but_keeps_the_re
 ):
     client, repository = served
     shutil.move(repository, repository.with_name("moved"))
-    wait_until(
+    wait_for(
         lambda: "problems" in client.get("/v2/health/ready").json(), "the failed scan reported"
     )
     ready = client.get("/v2/health/ready")
@@ -112,7 +113,7 @@ def test_a_model_broken_at_start_holds_readiness(tiny_repository, tmp_path):
     copy_version(tiny_repository / "tiny-lstm" / "1", repository, "good", 1)
     publish_broken(repository, "broken", 1)
     with TestClient(app_over(repository, repository_poll_s=0)) as client:
-        wait_until(lambda: client.app.state.repository.loaded, "the first scan")
+        wait_for(lambda: client.app.state.repository.loaded, "the first scan")
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503
         assert "broken version 1 is failed" in ready.json()["error"]

@@ -20,6 +20,7 @@ from tests.forecast_helpers import HORIZON, tiny_forecast_repository
 from tests.live_server import free_port
 from tests.scaleout import MISSING, have_redis, redis_server
 from tests.service.test_forecast import co2_like
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.skipif(not have_redis(), reason=f"needs {MISSING}")
 MODEL = "/v1/models/tiny-forecast"
@@ -202,15 +203,17 @@ def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
 
 def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
     async def scenario():
-        store = RedisSessions(redis_url, SessionSettings(session_ttl_s=0.3))
+        store = RedisSessions(redis_url, SessionSettings(session_ttl_s=1.0))
         fresh = StreamState(
             np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
         ).to_bytes()
         idle, busy = [await store.create("m", 1, fresh, 1) for _ in range(2)]
-        await asyncio.sleep(0.2)
+        idle_key, busy_key = f"{PREFIX}s:{idle.id}", f"{PREFIX}s:{busy.id}"
+        # Half the TTL on, a step renews the busy one's: it outlives the idle one by as much.
+        await wait_for_async(lambda: 0 < db.pttl(idle_key) < 500, "half the TTL to pass")
         await store.commit(await store.get("m", busy.id), fresh, 1, b"")
-        await asyncio.sleep(0.2)  # idle: 0.4 s; busy: 0.2 s since its step
-        assert not db.exists(f"{PREFIX}s:{idle.id}")
+        assert db.pttl(busy_key) > db.pttl(idle_key) + 400
+        await wait_for_async(lambda: not db.exists(idle_key), "the idle session to expire")
         with pytest.raises(Gone, match="expired"):
             await store.get("m", idle.id)
         assert (await store.get("m", busy.id)).steps == 1

@@ -1,7 +1,6 @@
 """The seq2seq task in process: predict, attention, V2 BYTES, bad input, step-level batching."""
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from service.settings import BatchingSettings, Settings
 from service.tasks.base import TaskContext
 from service.tasks.seq2seq import Seq2SeqTask
 from tests.seq2seq_helpers import tiny_seq2seq_repository
+from tests.waiting import wait_for_async
 
 TEXTS = ["22 novembre 2026", "Nov 22, '26", "2026年11月22日", "Sunday, 22.11.2026", "3/4/1999"]
 
@@ -176,10 +176,7 @@ def test_concurrent_requests_of_different_lengths_equal_decoding_each_alone(repo
 
 async def decoding(task, timeout: float = 30.0) -> None:
     """Return once the task's decode loop holds a sequence; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not task._active:
-        assert time.monotonic() < deadline, "the decode did not start"
-        await asyncio.sleep(0.001)
+    await wait_for_async(lambda: task._active, "the decode to start", timeout)
 
 
 def test_short_request_joining_mid_decode_finishes_before_the_long_one(repository):

@@ -3,6 +3,7 @@ LRU eviction, serialised steps on one session and batching across sessions."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -162,12 +163,21 @@ def test_bad_input_is_4xx_and_leaves_the_state_unchanged(client, body, status):
     np.testing.assert_allclose(after, predict(client, series), rtol=1e-6)
 
 
-def test_a_body_that_is_not_json_is_415(client):
+def test_a_body_is_read_as_json_whatever_its_content_type(client):
     session = new_session(client)
-    response = client.post(
+    series = co2_like(4)
+    sent = client.post(
+        f"{MODEL}/sessions/{session}:step",
+        content=json.dumps({"values": series}).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert sent.status_code == 200, sent.text
+    np.testing.assert_allclose(sent.json()["forecast"], predict(client, series), rtol=1e-6)
+    csv = client.post(
         f"{MODEL}/sessions/{session}:step", content=b"1,2", headers={"content-type": "text/csv"}
     )
-    assert response.status_code == 415
+    assert csv.status_code == 400
+    assert csv.json()["error"].startswith("the body is not valid JSON (sent as text/csv)")
 
 
 def test_session_metrics_report_count_and_bounded_state(client):

@@ -78,6 +78,27 @@ def test_token_ids_can_be_sent_instead_of_text(client):
     assert attention["data"][5] == 0
 
 
+def test_token_ids_without_lengths_end_before_their_trailing_padding(client):
+    """Padded as a batch is sent (the model's pad_id, 0 here, after the real ids): without
+    `lengths` the padding is not read as tokens, so the answer is that of the real ids."""
+    assert client.get("/v1/models/tiny-lstm").json()["manifest"]["preprocessing"]["pad_id"] == 0
+    rows = [[2, 3, 4, 5], [6, 7, 0, 0]]
+
+    def probabilities(inputs: list[dict]) -> np.ndarray:
+        response = infer(client, {"inputs": inputs})
+        assert response.status_code == 200, response.text
+        outputs = {o["name"]: o for o in response.json()["outputs"]}
+        return np.reshape(outputs["probabilities"]["data"], (2, 2))
+
+    tokens = {"name": "tokens", "shape": [2, 4], "datatype": "INT64", "data": rows}
+    lengths = {"name": "lengths", "shape": [2], "datatype": "INT64", "data": [4, 2]}
+    np.testing.assert_allclose(probabilities([tokens]), probabilities([tokens, lengths]), atol=1e-6)
+    all_padding = {"name": "tokens", "shape": [2, 2], "datatype": "INT64", "data": [1, 2, 0, 0]}
+    response = infer(client, {"inputs": [all_padding]})
+    assert response.status_code == 400
+    assert response.json() == {"error": "tokens[1] is all padding (id 0)"}
+
+
 def test_binary_inputs_and_outputs(client):
     encoded = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in TEXTS)
     header = json.dumps(
