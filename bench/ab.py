@@ -2,9 +2,9 @@
 revision, measured in alternation so that both see the same machine.
 
 `python -m bench.ab --before REV [--rounds 3] [--seconds 8]` checks REV out into a temporary
-git worktree, serves `sst2-lstm` from both trees (each its own `python -m service`), and
-interleaves wrk runs at c=1 and c=64, which of the two goes first alternating from round to
-round. It prints each round and the after/before ratio of the
+git worktree, serves `sst2-lstm` from both trees (each its own `python -m service` and its own
+`models/`, the same graphs), and interleaves wrk runs at c=1 and c=64, which of the two goes
+first alternating from round to round. It prints each round and the after/before ratio of the
 medians. For refactors that must not cost speed.
 """
 
@@ -40,7 +40,8 @@ def main() -> None:
                        cwd=ROOT, check=True)  # fmt: skip
         try:
             with (
-                live_server(models, source=before, grpc_port="0") as old,
+                # Each tree its own models/: the same graphs, manifests its schema reads.
+                live_server(before / "models", source=before, grpc_port="0") as old,
                 live_server(models, source=ROOT, grpc_port="0") as new,
             ):
                 for url in (old, new):
