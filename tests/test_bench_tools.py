@@ -44,11 +44,11 @@ def test_ids_keep_their_real_length_and_the_peers_get_them_padded():
 
 
 def test_the_cpu_split_finds_a_busy_named_thread_of_a_live_process():
-    """A process whose main thread sleeps while a thread named as rnnserve names its batch
+    """A process whose main thread idles while a thread named as rnnserve names its batch
     thread spins: the split must charge the work to the batch thread."""
     script = textwrap.dedent(
         """
-        import threading, time
+        import signal, threading
         from service.threads import name_os_thread
 
         def spin():
@@ -57,7 +57,7 @@ def test_the_cpu_split_finds_a_busy_named_thread_of_a_live_process():
                 sum(range(1000))
 
         threading.Thread(target=spin, daemon=True).start()
-        time.sleep(120)
+        signal.pause()  # the main thread idles until the test kills the process
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)

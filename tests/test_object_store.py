@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from tests.live_server import error_records, free_port, live_server
 from tests.object_store import BUCKET, MISSING, have_weed, object_store_server
 from tests.test_live_repository import Client, publish_copy
 from tests.test_real_server import expected_probabilities, random_texts
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(not have_weed(), reason=f"needs {MISSING}")
 URL = f"s3://{BUCKET}/models"
@@ -61,13 +61,6 @@ def fleet(store, tiny_repository, tmp_path_factory):
 def versions(url: str, model: str) -> list[int]:
     answer = httpx.get(f"{url}/v1/models/{model}")
     return answer.json()["versions"] if answer.status_code == 200 else []
-
-
-def wait_for(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def predict(url: str, model: str, text: str = "great film") -> dict:

@@ -4,7 +4,6 @@ request; the least recently used idle one makes room; pinned ones stay; none dro
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +182,6 @@ def test_a_request_waits_for_room_while_every_loaded_model_is_busy(fleet):
         second = threading.Thread(target=lambda: answers.update(m1=predict(client, "m1")))
         second.start()
         wait_for(lambda: repository._changed.waiting, what="m1 waiting for room")
-        time.sleep(0.2)
         assert repository.models["m1"][1].state == "unloaded" and not answers
         held.gate.set()
         first.join(30)
