@@ -27,9 +27,8 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench import workloads
 from bench.forecast import measure, series
-from bench.payloads import texts
-from model_src.data import read_examples
 from tests.conftest import DEFAULT_MODELS
 from tests.live_server import free_port, live_server
 from tests.scaleout import redis_server
@@ -48,15 +47,6 @@ COLUMNS = {
     "compute infer ms": "Server Compute Infer",
     "compute output ms": "Server Compute Output",
 }
-
-
-def sentences(data: Path, n: int = 872) -> tuple[list[str], str]:
-    """The SST-2 dev sentences when present, else generated 64-token texts."""
-    dev = data / "dev.tsv"
-    if dev.is_file():
-        lines = [example.text for example in read_examples(dev)][:n]
-        return lines, f"SST-2 dev sentences ({len(lines)})"
-    return texts(256), "64-token texts (no SST-2 dev split found)"
 
 
 def write_input_data(path: Path, lines: list[str]) -> None:
@@ -179,7 +169,10 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": SEQUENCE_MODEL, "cells": cells}, indent=1))
         return
-    lines, source = sentences(args.data)
+    # The SST-2 dev sentences when present, else the fixed 64-token texts (bench/workloads.py).
+    kind = "sst2-dev" if (args.data / "dev.tsv").is_file() else "fixed-64"
+    workload = workloads.load(kind, args.data)
+    lines, source = workload.texts, workload.description
     write_input_data(TOOLS / "tmp" / "perf_analyzer_input.json", lines)
     grpc_port = free_port()
     cells = []
