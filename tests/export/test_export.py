@@ -9,7 +9,7 @@ import pytest
 from contract.manifest import Manifest, sha256_of
 from contract.words import Vocabulary, tokenize
 from export.__main__ import main as export
-from export.classifier import ClassifierExporter, max_abs_diff, pad_batch
+from export.checkpoint_classifier import ClassifierExporter, max_abs_diff, pad_batch
 from export.common import ParityError
 from export.driver import Options, write_version
 from export.publish import publish
@@ -41,7 +41,7 @@ def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell):
     texts = ["great", "the film is a dull film , what a bore", "moving .", "a " * 30]
     ids = [vocab.encode(tokenize(t)) for t in texts]
     graph = Path(checkpoint_dir := tiny_checkpoints[cell].parent) / "parity.onnx"
-    from export.classifier import export_graph
+    from export.checkpoint_classifier import export_graph
 
     export_graph(model, graph)
     assert max_abs_diff(model, graph, ids) < 1e-5
