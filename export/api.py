@@ -64,7 +64,7 @@ def publish_classifier(
     pairs of your own tokenisation, or a JSON Lines file of `{"text", "ids"}`: export refuses a
     served tokenizer that disagrees. `eval_data`: (text, label) pairs or a `label<TAB>text`
     file, for int8. `title`, `description`, `examples`: what the page shows."""
-    from export.user_classifier import TextInput, read_eval_data
+    from export.classifier import TextInput, read_eval_data
 
     labels = list(labels)
     check_limits(max_tokens=max_tokens)
@@ -133,7 +133,7 @@ def publish_seq2seq(
     vocabulary: a token outside it is refused), the decoder's start and end. `append_eos` ends
     every input with the end token. The maximum lengths count the input's and output's units
     (characters or tokens)."""
-    from export.user_classifier import TextInput
+    from export.classifier import TextInput
     from export.user_seq2seq import Seq2SeqTokens
 
     check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)

@@ -27,10 +27,10 @@ from torch import nn
 from contract.manifest import GraphSpec, Seq2SeqTokensPreprocessing
 from contract.seq2seq_text import Seq2SeqText, joiner_of
 from contract.text import HFEncoder, TextEncoder
+from export.classifier import TextInput, make_encoder, save_text, text_preprocessing
 from export.driver import Exporter, Parity
 from export.seq2seq import export_graphs, graph_specs, onnx_greedy, pad_batch, torch_step_logits
 from export.tokenization import TokenizerExamples, check_tokenizer
-from export.user_classifier import TextInput, make_encoder, save_text, text_preprocessing
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
 ENCODER = "(chars: int64[B, S], lengths: int64[B]) -> (memory [B, S, M], state [B, D])"

@@ -29,7 +29,8 @@ class ClassifierConfig:
 
 
 class TextClassifier(nn.Module):
-    """Returns class logits and the attention weights over the input tokens."""
+    """Returns class logits and the attention weights over the input tokens: the classify
+    task's module contract (export.classifier), which a user's classifier keeps too."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
@@ -55,17 +56,3 @@ class TextClassifier(nn.Module):
         states = self.encoder(self.dropout(self.embedding(tokens)), lengths)  # (B, T, H)
         pooled, weights = self.attention(states, mask)  # (B, H), (B, T)
         return self.head(self.dropout(pooled)), weights
-
-
-class ProbabilityHead(nn.Module):
-    """What is exported: the classifier with softmax applied, so clients get probabilities."""
-
-    def __init__(self, model: TextClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, weights = self.model(tokens, lengths)
-        return torch.softmax(logits, dim=-1), weights

@@ -5,14 +5,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
+from contract import registry
 from contract.manifest import Manifest, sha256_of
 from contract.words import Vocabulary, tokenize
 from export.__main__ import main as export
-from export.checkpoint_classifier import ClassifierExporter, max_abs_diff, pad_batch
-from export.common import ParityError
+from export.classifier import ClassifierExporter, ProbabilityHead, TextInput
+from export.common import ParityError, pad_ids
 from export.driver import Options, write_version
 from export.publish import publish
+from model_src.classifier import TextClassifier
 from model_src.train import TRAINER
 
 
@@ -35,22 +38,61 @@ def test_graph_has_dynamic_batch_and_sequence_axes(tiny_repository: Path):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell):
-    model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints[cell])
-    vocab = Vocabulary(tuple(checkpoint["vocab"]))
+def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell, tmp_path: Path):
+    exporter = ClassifierExporter.from_checkpoint(tiny_checkpoints[cell])
+    exporter.export_graphs(tmp_path)
+    assert exporter.parity(tmp_path).max_abs_diff < 1e-5
     texts = ["great", "the film is a dull film , what a bore", "moving .", "a " * 30]
-    ids = [vocab.encode(tokenize(t)) for t in texts]
-    graph = Path(checkpoint_dir := tiny_checkpoints[cell].parent) / "parity.onnx"
-    from export.checkpoint_classifier import export_graph
-
-    export_graph(model, graph)
-    assert max_abs_diff(model, graph, ids) < 1e-5
+    ids = [exporter.encoder.encode(t)[1] for t in texts]
+    tokens, lengths = pad_ids(ids, exporter.encoder.pad_id)
+    with torch.no_grad():
+        expected = ProbabilityHead(exporter.module)(
+            torch.from_numpy(tokens), torch.from_numpy(lengths)
+        )
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    batch = session.run(None, {"tokens": tokens, "lengths": lengths})
+    for want, got in zip(expected, batch, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
     # Padding in the graph does not change a sequence's answer either.
-    session = ort.InferenceSession(str(graph))
-    batch = session.run(None, dict(zip(["tokens", "lengths"], pad_batch(ids), strict=True)))
-    alone = session.run(None, dict(zip(["tokens", "lengths"], pad_batch(ids[2:3]), strict=True)))
+    alone = session.run(None, dict(zip(["tokens", "lengths"], pad_ids(ids[2:3], 0), strict=True)))
     np.testing.assert_allclose(batch[0][2], alone[0][0], atol=1e-5)
-    assert checkpoint_dir.exists()
+
+
+def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_repository: Path):
+    """Our model goes through the user's exporter: a user exporting it with its vocabulary gets
+    the same encoder and preprocessing; only the checkpoint's facts make it "trained"."""
+    model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints["lstm"])
+    text = TextInput(
+        tokenizer="words",
+        vocab=tuple(checkpoint["vocab"]),
+        lowercase=True,
+        max_tokens=checkpoint["max_tokens"],
+    )
+    as_user = registry.load(registry.get("classify").module_exporter)(
+        model, text, checkpoint["labels"]
+    )
+    ours = registry.load(registry.get("classify").exporter).from_checkpoint(
+        tiny_checkpoints["lstm"]
+    )
+    assert type(ours) is type(as_user) is ClassifierExporter
+    assert type(ours.module) is type(model) is TextClassifier
+    sentence = "Didn't like it, zzqx!"  # clitic, punctuation, case and an unknown word
+    tokens = tokenize(sentence)
+    expected = (tokens, Vocabulary(tuple(checkpoint["vocab"])).encode(tokens))
+    assert ours.encoder.encode(sentence) == as_user.encoder.encode(sentence) == expected
+    published = Manifest.read(tiny_repository / "tiny-lstm" / "1")
+    assert published.origin == "trained" and published.architecture.cell == "lstm"
+    assert published.preprocessing == as_user.manifest_parts()["preprocessing"]
+    assert published.preprocessing.model_dump() == {
+        "kind": "words",
+        "lowercase": True,
+        "vocab_file": "vocab.txt",
+        "vocab_size": len(checkpoint["vocab"]),
+        "pad_id": 0,
+        "unk_id": 1,
+        "max_tokens": checkpoint["max_tokens"],
+    }
+    assert as_user.manifest_parts()["origin"] == "module" and as_user.training is None
 
 
 def test_next_version_is_chosen_automatically_and_nothing_half_written_remains(
@@ -66,8 +108,8 @@ def test_next_version_is_chosen_automatically_and_nothing_half_written_remains(
 
 
 def test_export_above_the_tolerance_is_refused(tiny_checkpoints, tmp_path: Path):
-    exporter = ClassifierExporter(tiny_checkpoints["lstm"])
-    with pytest.raises(ParityError, match="onnxruntime differs from PyTorch by"):
+    exporter = ClassifierExporter.from_checkpoint(tiny_checkpoints["lstm"])
+    with pytest.raises(ParityError, match="differs from PyTorch on a mixed-length batch by"):
         publish(
             tmp_path,
             "strict",

@@ -91,7 +91,7 @@ def test_a_graph_that_fails_in_onnxruntime_is_one_line_of_export_and_nothing_els
 
 def test_eval_data_is_read_by_its_header_as_glue_ships_it(tmp_path):
     """SST-2's dev.tsv has `sentence<TAB>label`; headerless lines are `label<TAB>text`."""
-    from export.user_classifier import read_eval_data
+    from export.classifier import read_eval_data
 
     glue = tmp_path / "dev.tsv"
     glue.write_text("sentence\tlabel\nit 's a charming film .\t1\ndull\t0\n")

@@ -1,11 +1,15 @@
-"""Export a user's text classifier (any nn.Module keeping the classify contract) like ours.
+"""The classify task's exporter: any nn.Module that keeps the classify contract, ours included.
 
 The contract: `forward(tokens: int64[B, T], lengths: int64[B])` returns logits `[B, C]`, or
 `(logits, attention)` with attention `[B, T]`; tokens are padded with the vocabulary's own
 padding id, and a sequence's output must not depend on the padding after it (the service
-batches texts of different lengths together). The graph gives softmax(logits), as ours does;
-a module that already returns probabilities says so (`outputs="probabilities"`), and one that
-returns them without saying so is refused rather than softmaxed twice.
+batches texts of different lengths together). The graph gives softmax(logits), so clients get
+probabilities; a module that already returns probabilities says so (`outputs="probabilities"`),
+and one that returns them without saying so is refused rather than softmaxed twice.
+
+Our TextClassifier keeps the same contract, so `ClassifierExporter.from_checkpoint` exports it
+through the same checks as a user's module, adding only what its checkpoint knows: the
+architecture, the training facts and the held-out split (parity sentences, int8's accuracy).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 
 from contract.manifest import (
+    Architecture,
     CharTokensPreprocessing,
     GraphSpec,
     TensorSpec,
@@ -26,7 +31,8 @@ from contract.manifest import (
     TokenizerPreprocessing,
 )
 from contract.text import CharEncoder, HFEncoder, TextEncoder, TokenVocabulary, WordEncoder
-from export.common import OPSET, cpu_session, pad_ids
+from contract.words import PAD, UNK
+from export.common import OPSET, architecture, cpu_session, pad_ids
 from export.driver import Exporter, Parity, Quality
 from export.tokenization import TokenizerExamples, check_tokenizer, regex_tokenizer
 from export.user_module import ContractError, call_forward, describe, export_onnx
@@ -99,8 +105,8 @@ OUTPUTS = ("logits", "probabilities")
 
 
 class ProbabilityHead(nn.Module):
-    """What is exported: softmax over the user's logits (or their probabilities as they are),
-    and the attention when it has one."""
+    """What is exported: softmax over the module's logits (or its probabilities as they are),
+    and the attention when it has one, so clients get probabilities."""
 
     def __init__(self, module: nn.Module, outputs: str = "logits") -> None:
         super().__init__()
@@ -175,8 +181,18 @@ def read_eval_data(path: Path, labels: list[str]) -> list[tuple[str, int]]:
     return rows
 
 
-class UserClassifierExporter(Exporter):
-    """The classify task's exporter for a user's module: contract, padding and parity checks."""
+@dataclass(frozen=True)
+class Trained:
+    """What a checkpoint of ours adds to its model: how it was built and trained, and the name
+    of its held-out split (int8's accuracy is recorded as `{split}_accuracy`)."""
+
+    architecture: Architecture
+    training: dict[str, Any]
+    split: str
+
+
+class ClassifierExporter(Exporter):
+    """The classify task's exporter: contract, padding and parity checks, int8 by accuracy."""
 
     quantizable = True
 
@@ -188,9 +204,13 @@ class UserClassifierExporter(Exporter):
         eval_data: list[tuple[str, int]] | None = None,
         outputs: str = "logits",
         tokenizer_examples: TokenizerExamples = (),
+        *,
+        trained: Trained | None = None,
     ) -> None:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ContractError(f"expected two or more distinct labels, got {labels}")
+        self.trained = trained
+        self.training = trained.training if trained else None
         self.module = module.eval()
         self.outputs = outputs
         self.text = text
@@ -200,6 +220,28 @@ class UserClassifierExporter(Exporter):
         self.eval_data = eval_data
         self.batch = self._parity_batch()
         self.has_attention = self._check_contract()
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> ClassifierExporter:
+        """Our trained model as the module: word tokens in its vocabulary, and its held-out
+        split as the evaluation data (parity on real sentences, int8's accuracy)."""
+        from model_src.train import TRAINER
+
+        model, checkpoint = TRAINER.load_checkpoint(path)
+        text = TextInput(
+            tokenizer="words",
+            vocab=tuple(checkpoint["vocab"]),
+            pad_token=PAD,
+            unk_token=UNK,
+            lowercase=checkpoint["lowercase"],
+            max_tokens=checkpoint["max_tokens"],
+        )
+        heldout = checkpoint["heldout"]
+        trained = Trained(
+            architecture(checkpoint["config"]), checkpoint["training"], heldout["split"]
+        )
+        eval_data = list(zip(heldout["texts"], heldout["labels"], strict=True))
+        return cls(model, text, checkpoint["labels"], eval_data, trained=trained)
 
     def _parity_batch(self) -> list[list[int]]:
         """Mixed lengths in no order: texts of the evaluation data, random ids, one token."""
@@ -337,17 +379,20 @@ class UserClassifierExporter(Exporter):
                 ["probabilities"], {"tokens": tokens, "lengths": lengths}
             )
             correct += int((probabilities.argmax(-1) == np.array([y for _, y in rows])).sum())
-        return Quality("eval_accuracy", correct / len(self.eval_data))
+        split = self.trained.split if self.trained else "eval"
+        return Quality(f"{split}_accuracy", correct / len(self.eval_data))
 
     def write_files(self, folder: Path) -> list[str]:
         return [save_text(self.encoder, folder)]
 
     def manifest_parts(self) -> dict[str, Any]:
-        return {
-            "origin": "module",
+        parts = {
             "preprocessing": text_preprocessing(self.encoder, self.text),
             "labels": self.labels,
         }
+        if self.trained is None:
+            return {**parts, "origin": "module"}
+        return {**parts, "origin": "trained", "architecture": self.trained.architecture}
 
 
 def text_file(encoder: TextEncoder, prefix: str = "") -> str:
