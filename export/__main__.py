@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from contract import registry
+from contract.checkpoint import CheckpointError
 from contract.manifest import MODEL_NAME
 from export.driver import (
     QUANTIZATIONS,
@@ -252,9 +253,9 @@ def main(argv: list[str] | None = None) -> Path | str:
         p.error("give a checkpoint written by rnnserve train, or --task with --module or --onnx")
     import torch
 
-    kind = torch.load(args.checkpoint, map_location="cpu", weights_only=True).get("format")
+    saved = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     try:
-        parts = registry.for_checkpoint(kind)
+        parts = registry.for_checkpoint(saved.get("format") if isinstance(saved, dict) else None)
     except ValueError as error:
         p.error(f"{args.checkpoint}: {error}")
     if parts.exporter is None:
@@ -262,9 +263,9 @@ def main(argv: list[str] | None = None) -> Path | str:
     exporter_class = registry.load(parts.exporter)
     try:
         check_options(parts.name, exporter_class, options)
-    except NotExportable as error:  # one line and exit 1, as for a user's module
+        exporter = exporter_class(args.checkpoint)
+    except (NotExportable, CheckpointError) as error:  # one line and exit 1, as for a module
         p.exit(1, f"{p.prog}: refused: {error}\n")
-    exporter = exporter_class(args.checkpoint)
     folder = publish(
         args.repository,
         args.name,
