@@ -140,3 +140,20 @@ def test_a_graph_made_elsewhere_is_exported_without_torch(tmp_path):
     assert [(t.name, t.dtype, t.shape) for t in manifest.graphs["model"].inputs] == [
         ("x", "float32", ["batch", 3])
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--task", "forecast", "--module", "m.py:f", "--labels", "a,b"],
+         "--task forecast does not take --labels"),
+        (["--task", "seq2seq", "--module", "m.py:f", "--input-vocab", "in.txt"],
+         "--task seq2seq takes --module, --input-vocab, --output-vocab"),
+        (["--task", "tensor", "--onnx", "g.onnx", "--module", "m.py:f"],
+         "--task tensor does not take --module"),
+    ],
+)  # fmt: skip
+def test_each_task_reads_its_own_flags_from_its_export_command(argv, said, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "--name", "x", *argv])
+    assert exit.value.code == 2 and said in capsys.readouterr().err
