@@ -29,6 +29,7 @@ from contract.manifest import (
     TensorSpec,
     TextPreprocessing,
     TokenizerPreprocessing,
+    TrainingInfo,
 )
 from contract.text import CharEncoder, HFEncoder, TextEncoder, TokenVocabulary, WordEncoder
 from contract.words import PAD, UNK
@@ -187,7 +188,7 @@ class Trained:
     of its held-out split (int8's accuracy is recorded as `{split}_accuracy`)."""
 
     architecture: Architecture
-    training: dict[str, Any]
+    training: TrainingInfo
     split: str
 
 
@@ -230,18 +231,16 @@ class ClassifierExporter(Exporter):
         model, checkpoint = TRAINER.load_checkpoint(path)
         text = TextInput(
             tokenizer="words",
-            vocab=tuple(checkpoint["vocab"]),
+            vocab=tuple(checkpoint.vocab),
             pad_token=PAD,
             unk_token=UNK,
-            lowercase=checkpoint["lowercase"],
-            max_tokens=checkpoint["max_tokens"],
+            lowercase=checkpoint.lowercase,
+            max_tokens=checkpoint.max_tokens,
         )
-        heldout = checkpoint["heldout"]
-        trained = Trained(
-            architecture(checkpoint["config"]), checkpoint["training"], heldout["split"]
-        )
-        eval_data = list(zip(heldout["texts"], heldout["labels"], strict=True))
-        return cls(model, text, checkpoint["labels"], eval_data, trained=trained)
+        heldout = checkpoint.heldout
+        trained = Trained(architecture(checkpoint.config), checkpoint.training, heldout.split)
+        eval_data = list(zip(heldout.texts, heldout.labels, strict=True))
+        return cls(model, text, checkpoint.labels, eval_data, trained=trained)
 
     def _parity_batch(self) -> list[list[int]]:
         """Mixed lengths in no order: texts of the evaluation data, random ids, one token."""

@@ -64,12 +64,12 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
     model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints["lstm"])
     text = TextInput(
         tokenizer="words",
-        vocab=tuple(checkpoint["vocab"]),
+        vocab=tuple(checkpoint.vocab),
         lowercase=True,
-        max_tokens=checkpoint["max_tokens"],
+        max_tokens=checkpoint.max_tokens,
     )
     as_user = registry.load(registry.get("classify").module_exporter)(
-        model, text, checkpoint["labels"]
+        model, text, checkpoint.labels
     )
     ours = registry.load(registry.get("classify").exporter).from_checkpoint(
         tiny_checkpoints["lstm"]
@@ -78,7 +78,7 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
     assert type(ours.module) is type(model) is TextClassifier
     sentence = "Didn't like it, zzqx!"  # clitic, punctuation, case and an unknown word
     tokens = tokenize(sentence)
-    expected = (tokens, Vocabulary(tuple(checkpoint["vocab"])).encode(tokens))
+    expected = (tokens, Vocabulary(tuple(checkpoint.vocab)).encode(tokens))
     assert ours.encoder.encode(sentence) == as_user.encoder.encode(sentence) == expected
     published = Manifest.read(tiny_repository / "tiny-lstm" / "1")
     assert published.origin == "trained" and published.architecture.cell == "lstm"
@@ -87,10 +87,10 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
         "kind": "words",
         "lowercase": True,
         "vocab_file": "vocab.txt",
-        "vocab_size": len(checkpoint["vocab"]),
+        "vocab_size": len(checkpoint.vocab),
         "pad_id": 0,
         "unk_id": 1,
-        "max_tokens": checkpoint["max_tokens"],
+        "max_tokens": checkpoint.max_tokens,
     }
     assert as_user.manifest_parts()["origin"] == "module" and as_user.training is None
 
