@@ -21,6 +21,7 @@ from model_src.fit import (
     Loop,
     Step,
     Trainer,
+    config_of,
     fit,
     length_batches,
     write_outputs,
@@ -133,20 +134,6 @@ def load_data(cfg: TrainConfig) -> Data:
     )  # fmt: skip
 
 
-def model_config(cfg: TrainConfig, data: Data) -> ClassifierConfig:
-    return ClassifierConfig(
-        vocab_size=len(data.vocab),
-        num_classes=len(data.labels),
-        cell=cfg.cell,
-        embedding_dim=cfg.embedding_dim,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        bidirectional=cfg.bidirectional,
-        attention_size=cfg.attention_size,
-        dropout=cfg.dropout,
-    )
-
-
 def fit_classifier(cfg: TrainConfig, model: TextClassifier, data: Data) -> Fitted:
     """Cross-entropy on length-bucketed batches; the best epoch by validation accuracy."""
     rng = random.Random(cfg.seed)
@@ -210,7 +197,9 @@ def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
     cfg.start()
     data = load_data(cfg)
-    config = model_config(cfg, data)
+    config = config_of(
+        ClassifierConfig, cfg, vocab_size=len(data.vocab), num_classes=len(data.labels)
+    )
     model = TextClassifier(config)
     fitted = fit_classifier(cfg, model, data)
     facts = checkpoint_facts(cfg, config, data, fitted, model)

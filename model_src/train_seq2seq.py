@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +14,17 @@ from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
 from contract.checkpoint import Seq2SeqCheckpoint, TextPairs
 from contract.manifest import TrainingInfo
 from model_src import dates
-from model_src.fit import FitConfig, Fitted, Loop, Step, Trainer, fit, length_batches, write_outputs
+from model_src.fit import (
+    FitConfig,
+    Fitted,
+    Loop,
+    Step,
+    Trainer,
+    config_of,
+    fit,
+    length_batches,
+    write_outputs,
+)
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 
 
@@ -207,11 +217,8 @@ def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
     cfg.start()
     data = load_data(cfg)
-    config = Seq2SeqConfig(
-        input_vocab_size=len(data.source),
-        output_vocab_size=len(data.target),
-        **{f.name: getattr(cfg, f.name) for f in fields(Seq2SeqConfig) if hasattr(cfg, f.name)},
-    )
+    sizes = {"input_vocab_size": len(data.source), "output_vocab_size": len(data.target)}
+    config = config_of(Seq2SeqConfig, cfg, **sizes)
     model = Seq2Seq(config)
     fitted = fit_seq2seq(cfg, model, data)
     facts = checkpoint_facts(cfg, config, data, fitted, model)
