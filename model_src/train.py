@@ -155,16 +155,26 @@ def fit_classifier(cfg: TrainConfig, model: TextClassifier, data: Data) -> Fitte
     return fit(model, optimizer, loop, batches, step, validate)
 
 
-def checkpoint_facts(
-    cfg: TrainConfig, config: ClassifierConfig, data: Data, fitted: Fitted, model: TextClassifier
-) -> ClassifierCheckpoint:
-    """What export needs beside the weights; the test split is scored here, once."""
+def heldout_metrics(model: TextClassifier, data: Data, fitted: Fitted) -> dict[str, float]:
+    """The best epoch's validation accuracy and the test split's, scored once."""
     test_loss, test_acc = evaluate(model, data.test)
     test = data.test_name
     print(
         f"best epoch {fitted.best_epoch}: validation acc {fitted.best:.4f}, {test} "
         f"acc {test_acc:.4f} ({fitted.seconds:.0f} s)"
     )
+    return {
+        "validation_accuracy": round(fitted.best, 4),
+        f"{test}_accuracy": round(test_acc, 4),
+        f"{test}_loss": round(test_loss, 4),
+    }
+
+
+def checkpoint_facts(
+    cfg: TrainConfig, config: ClassifierConfig, data: Data, fitted: Fitted, metrics: dict
+) -> ClassifierCheckpoint:
+    """What export needs beside the weights."""
+    test = data.test_name
     return ClassifierCheckpoint(
         config=config.to_dict(),
         vocab=list(data.vocab.tokens),
@@ -184,11 +194,7 @@ def checkpoint_facts(
                 "validation": len(data.validation),
                 test: len(data.test),
             },
-            metrics={
-                "validation_accuracy": round(fitted.best, 4),
-                f"{test}_accuracy": round(test_acc, 4),
-                f"{test}_loss": round(test_loss, 4),
-            },
+            metrics=metrics,
         ),
     )
 
@@ -202,7 +208,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     model = TextClassifier(config)
     fitted = fit_classifier(cfg, model, data)
-    facts = checkpoint_facts(cfg, config, data, fitted, model)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(model, data, fitted))
     ylabels = {"loss": "cross-entropy", "acc": "accuracy"}
     title = f"{cfg.dataset} {cfg.cell}"
     return write_outputs(cfg.out, facts, model, fitted.history, title, ylabels)
