@@ -10,7 +10,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -79,6 +79,13 @@ class Fitted:
     best: float  # the monitored metric at the best epoch
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def config_of(model_config: Callable[..., Config], cfg: Any, **given: Any) -> Config:
+    """A model's config dataclass from the trainer config's fields of the same names, plus
+    what training found (sizes of vocabularies, scales): one place a new field is copied."""
+    names = {f.name for f in fields(model_config)} - given.keys()  # type: ignore[arg-type]
+    return model_config(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **given)
 
 
 def seed_everything(seed: int) -> None:

@@ -21,6 +21,7 @@ from model_src.fit import (
     Loop,
     Step,
     Trainer,
+    config_of,
     fit,
     length_batches,
     write_outputs,
@@ -133,20 +134,6 @@ def load_data(cfg: TrainConfig) -> Data:
     )  # fmt: skip
 
 
-def model_config(cfg: TrainConfig, data: Data) -> ClassifierConfig:
-    return ClassifierConfig(
-        vocab_size=len(data.vocab),
-        num_classes=len(data.labels),
-        cell=cfg.cell,
-        embedding_dim=cfg.embedding_dim,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        bidirectional=cfg.bidirectional,
-        attention_size=cfg.attention_size,
-        dropout=cfg.dropout,
-    )
-
-
 def fit_classifier(cfg: TrainConfig, model: TextClassifier, data: Data) -> Fitted:
     """Cross-entropy on length-bucketed batches; the best epoch by validation accuracy."""
     rng = random.Random(cfg.seed)
@@ -168,16 +155,26 @@ def fit_classifier(cfg: TrainConfig, model: TextClassifier, data: Data) -> Fitte
     return fit(model, optimizer, loop, batches, step, validate)
 
 
-def checkpoint_facts(
-    cfg: TrainConfig, config: ClassifierConfig, data: Data, fitted: Fitted, model: TextClassifier
-) -> ClassifierCheckpoint:
-    """What export needs beside the weights; the test split is scored here, once."""
+def heldout_metrics(model: TextClassifier, data: Data, fitted: Fitted) -> dict[str, float]:
+    """The best epoch's validation accuracy and the test split's, scored once."""
     test_loss, test_acc = evaluate(model, data.test)
     test = data.test_name
     print(
         f"best epoch {fitted.best_epoch}: validation acc {fitted.best:.4f}, {test} "
         f"acc {test_acc:.4f} ({fitted.seconds:.0f} s)"
     )
+    return {
+        "validation_accuracy": round(fitted.best, 4),
+        f"{test}_accuracy": round(test_acc, 4),
+        f"{test}_loss": round(test_loss, 4),
+    }
+
+
+def checkpoint_facts(
+    cfg: TrainConfig, config: ClassifierConfig, data: Data, fitted: Fitted, metrics: dict
+) -> ClassifierCheckpoint:
+    """What export needs beside the weights."""
+    test = data.test_name
     return ClassifierCheckpoint(
         config=config.to_dict(),
         vocab=list(data.vocab.tokens),
@@ -197,11 +194,7 @@ def checkpoint_facts(
                 "validation": len(data.validation),
                 test: len(data.test),
             },
-            metrics={
-                "validation_accuracy": round(fitted.best, 4),
-                f"{test}_accuracy": round(test_acc, 4),
-                f"{test}_loss": round(test_loss, 4),
-            },
+            metrics=metrics,
         ),
     )
 
@@ -210,10 +203,12 @@ def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
     cfg.start()
     data = load_data(cfg)
-    config = model_config(cfg, data)
+    config = config_of(
+        ClassifierConfig, cfg, vocab_size=len(data.vocab), num_classes=len(data.labels)
+    )
     model = TextClassifier(config)
     fitted = fit_classifier(cfg, model, data)
-    facts = checkpoint_facts(cfg, config, data, fitted, model)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(model, data, fitted))
     ylabels = {"loss": "cross-entropy", "acc": "accuracy"}
     title = f"{cfg.dataset} {cfg.cell}"
     return write_outputs(cfg.out, facts, model, fitted.history, title, ylabels)

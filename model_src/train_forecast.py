@@ -19,7 +19,7 @@ import torch
 from contract.checkpoint import ForecastCheckpoint, HeldoutSeries
 from contract.manifest import SeriesPreprocessing, TrainingInfo
 from contract.series import mase_scale, scale, seasonal_naive
-from model_src.fit import FitConfig, Fitted, Loop, Step, Trainer, fit, write_outputs
+from model_src.fit import FitConfig, Fitted, Loop, Step, Trainer, config_of, fit, write_outputs
 from model_src.forecast import ForecastConfig, Forecaster
 
 DATASET = "Mauna Loa weekly atmospheric CO2 (ppm), 1958-03-29 to 2001-12-29"
@@ -234,14 +234,7 @@ def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation MAE, write checkpoint.pt and training_curves.png."""
     cfg.start()
     data = load_series(cfg)
-    config = ForecastConfig(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        attention_size=cfg.attention_size,
-        window=cfg.window,
-        horizon=cfg.horizon,
-        diff_scale=data.diff_scale,
-    )
+    config = config_of(ForecastConfig, cfg, diff_scale=data.diff_scale)
     model = Forecaster(config)
     fitted = fit_forecaster(cfg, model, data)
     facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(cfg, model, data, fitted))

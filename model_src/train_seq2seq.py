@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +14,17 @@ from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
 from contract.checkpoint import Seq2SeqCheckpoint, TextPairs
 from contract.manifest import TrainingInfo
 from model_src import dates
-from model_src.fit import FitConfig, Fitted, Loop, Step, Trainer, fit, length_batches, write_outputs
+from model_src.fit import (
+    FitConfig,
+    Fitted,
+    Loop,
+    Step,
+    Trainer,
+    config_of,
+    fit,
+    length_batches,
+    write_outputs,
+)
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
 
 
@@ -161,10 +171,10 @@ def fit_seq2seq(cfg: TrainConfig, model: Seq2Seq, data: Data) -> Fitted:
     return fit(model, optimizer, loop, batches, step, validate, after_epoch=after_epoch)
 
 
-def checkpoint_facts(
-    cfg: TrainConfig, config: Seq2SeqConfig, data: Data, fitted: Fitted, model: Seq2Seq
-) -> Seq2SeqCheckpoint:
-    """What export needs beside the weights; both test splits are scored here, once."""
+def heldout_metrics(
+    cfg: TrainConfig, model: Seq2Seq, data: Data, fitted: Fitted
+) -> dict[str, float]:
+    """Exact match on both test splits (greedy decoding), scored once."""
     _, seen_acc = evaluate(model, data.seen, data.target, cfg.max_output_chars)
     heldout_loss, heldout_acc = evaluate(model, data.heldout, data.target, cfg.max_output_chars)
     print(
@@ -172,6 +182,19 @@ def checkpoint_facts(
         f"match {seen_acc:.4f} on seen locales, {heldout_acc:.4f} on held-out locales "
         f"({fitted.seconds:.0f} s)"
     )
+    return {
+        "validation_exact_match": round(fitted.best, 4),
+        "test_seen_locales_exact_match": round(seen_acc, 4),
+        "test_heldout_locales_exact_match": round(heldout_acc, 4),
+        "test_heldout_locales_loss": round(heldout_loss, 4),
+        "train_seconds": round(fitted.seconds),
+    }
+
+
+def checkpoint_facts(
+    cfg: TrainConfig, config: Seq2SeqConfig, data: Data, fitted: Fitted, metrics: dict
+) -> Seq2SeqCheckpoint:
+    """What export needs beside the weights."""
     heldout = data.heldout.examples
     return Seq2SeqCheckpoint(
         config=config.to_dict(),
@@ -192,13 +215,7 @@ def checkpoint_facts(
                 "test_seen_locales": len(data.seen),
                 "test_heldout_locales": len(data.heldout),
             },
-            metrics={
-                "validation_exact_match": round(fitted.best, 4),
-                "test_seen_locales_exact_match": round(seen_acc, 4),
-                "test_heldout_locales_exact_match": round(heldout_acc, 4),
-                "test_heldout_locales_loss": round(heldout_loss, 4),
-                "train_seconds": round(fitted.seconds),
-            },
+            metrics=metrics,
         ),
     )
 
@@ -207,14 +224,11 @@ def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
     cfg.start()
     data = load_data(cfg)
-    config = Seq2SeqConfig(
-        input_vocab_size=len(data.source),
-        output_vocab_size=len(data.target),
-        **{f.name: getattr(cfg, f.name) for f in fields(Seq2SeqConfig) if hasattr(cfg, f.name)},
-    )
+    sizes = {"input_vocab_size": len(data.source), "output_vocab_size": len(data.target)}
+    config = config_of(Seq2SeqConfig, cfg, **sizes)
     model = Seq2Seq(config)
     fitted = fit_seq2seq(cfg, model, data)
-    facts = checkpoint_facts(cfg, config, data, fitted, model)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(cfg, model, data, fitted))
     return write_outputs(cfg.out, facts, model, fitted.history, f"CLDR dates, {cfg.cell}")
 
 
