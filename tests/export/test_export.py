@@ -59,8 +59,9 @@ def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell, tm
 
 
 def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_repository: Path):
-    """Our model goes through the user's exporter: a user exporting it with its vocabulary gets
-    the same encoder and preprocessing; only the checkpoint's facts make it "trained"."""
+    """Our model goes through the user's exporter: a user exporting it with its vocabulary and
+    held-out split gets the same encoder, preprocessing, parity batch and accuracy; only the
+    checkpoint's facts make it "trained" and name its accuracy after its split."""
     model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints["lstm"])
     text = TextInput(
         tokenizer="words",
@@ -68,8 +69,9 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
         lowercase=True,
         max_tokens=checkpoint.max_tokens,
     )
+    heldout = list(zip(checkpoint.heldout.texts, checkpoint.heldout.labels, strict=True))
     as_user = registry.load(registry.get("classify").module_exporter)(
-        model, text, checkpoint.labels
+        model, text, checkpoint.labels, heldout
     )
     ours = registry.load(registry.get("classify").exporter).from_checkpoint(
         tiny_checkpoints["lstm"]
@@ -93,6 +95,15 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
         "max_tokens": checkpoint.max_tokens,
     }
     assert as_user.manifest_parts()["origin"] == "module" and as_user.training is None
+    assert ours.batch == as_user.batch
+    folder = tiny_repository / "tiny-lstm" / "1"
+    dev, user = ours.quality(folder), as_user.quality(folder)
+    assert (dev.metric, user.metric) == ("dev_accuracy", "eval_accuracy")
+    assert (
+        dev.value
+        == user.value
+        == pytest.approx(published.training.metrics["dev_accuracy"], abs=1e-4)
+    )
 
 
 def test_next_version_is_chosen_automatically_and_nothing_half_written_remains(
