@@ -1,6 +1,7 @@
-"""Export a user's seq2seq model (an encoder module and a decoder-step module) like ours.
+"""Export a seq2seq model (an encoder module and a decoder-step module) as two ONNX graphs,
+verify a whole greedy decode against PyTorch, and describe both in a manifest.
 
-The contract, the same graphs our own seq2seq models have (`export/seq2seq.py`):
+The contract, kept by ours (model_src.seq2seq) and a user's alike:
 - encoder `forward(chars: int64[B, S], lengths: int64[B])` -> `(memory float[B, S, M],
   state float[B, D])`;
 - decoder step `forward(token: int64[B], state float[B, D], memory float[B, S, M],
@@ -11,28 +12,44 @@ tokenizer.json, as for a classifier) and vocabularies, with the user's own speci
 named: padding, unknown (optional), start and end; the decoder starts from the start token and
 a sequence ends at the end token. A row's decode must not depend on the padding of the others:
 the service encodes and decodes many inputs together.
+
+Ours (`Seq2SeqExporter.from_checkpoint`) read and write characters as they were trained: NFKC
+and trimmed, the specials at ids 0-3 (contract.chars) and dropped from an output, published as
+`characters` preprocessing; their held-out pairs join the parity batch and give the graphs'
+exact match.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from contract.manifest import GraphSpec, Seq2SeqTokensPreprocessing
-from contract.seq2seq_text import Seq2SeqText, joiner_of
+from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary
+from contract.manifest import (
+    Architecture,
+    CharPreprocessing,
+    GraphSpec,
+    Seq2SeqTokensPreprocessing,
+    TensorSpec,
+)
+from contract.seq2seq_text import Seq2SeqText, char_text, joiner_of
 from contract.text import HFEncoder, TextEncoder
+from export.common import architecture, cpu_session, pad_ids, to_onnx
 from export.driver import Exporter, Parity
-from export.seq2seq import export_graphs, graph_specs, onnx_greedy, pad_batch, torch_step_logits
 from export.tokenization import TokenizerExamples, check_tokenizer
 from export.user_classifier import TextInput, make_encoder, save_text, text_preprocessing
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
+ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
+INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE = "input_vocab.txt", "output_vocab.txt"
+MAX_BEAM_WIDTH = 8  # ours: the widest beam the service offers
+PARITY_HELDOUT = 64  # held-out texts in the parity batch
+HELDOUT_METRIC = "test_heldout_locales_exact_match_onnx"
 ENCODER = "(chars: int64[B, S], lengths: int64[B]) -> (memory [B, S, M], state [B, D])"
 DECODER = (
     "(token: int64[B], state [B, D], memory [B, S, M], mask: bool[B, S]) -> "
@@ -50,6 +67,199 @@ class Seq2SeqTokens:
     bos: str = "<s>"
     eos: str = "</s>"
     append_eos: bool = False  # end every input with `eos`
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What only our checkpoint knows: how the model was trained and built, held-out pairs."""
+
+    training: dict[str, Any] | None
+    architecture: Architecture
+    heldout_texts: list[str]
+    heldout_targets: list[str]
+
+
+def graph_specs(state_size: int, memory_size: int, vocab_size: int) -> dict[str, GraphSpec]:
+    memory = TensorSpec(name="memory", dtype="float32", shape=["batch", "sequence", memory_size])
+    state = TensorSpec(name="state", dtype="float32", shape=["batch", state_size])
+    return {
+        "encoder": GraphSpec(
+            file=ENCODER_FILE,
+            inputs=[
+                TensorSpec(name="chars", dtype="int64", shape=["batch", "sequence"]),
+                TensorSpec(name="lengths", dtype="int64", shape=["batch"]),
+            ],
+            outputs=[memory, state],
+        ),
+        "decoder": GraphSpec(
+            file=DECODER_FILE,
+            inputs=[
+                TensorSpec(name="token", dtype="int64", shape=["batch"]),
+                state,
+                memory,
+                TensorSpec(name="mask", dtype="bool", shape=["batch", "sequence"]),
+            ],
+            outputs=[
+                TensorSpec(name="logits", dtype="float32", shape=["batch", vocab_size]),
+                TensorSpec(name="next_state", dtype="float32", shape=["batch", state_size]),
+                TensorSpec(name="attention", dtype="float32", shape=["batch", "sequence"]),
+            ],
+        ),
+    }
+
+
+def export_graphs(
+    encoder: nn.Module,
+    decoder: nn.Module,
+    folder: Path,
+    example: list[list[int]],
+    specials: tuple[int, int],
+) -> None:
+    """Trace both graphs on a batch of two inputs of different lengths; `specials`: the
+    padding and start ids."""
+    pad_id, bos_id = specials
+    chars, lengths = (torch.from_numpy(a) for a in pad_ids(example, pad_id))
+    with torch.no_grad():
+        memory, state = encoder(chars, lengths)
+    mask = torch.arange(chars.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    token = torch.full((len(example),), bos_id, dtype=torch.long)
+    batch, seq = {0: "batch"}, {0: "batch", 1: "sequence"}
+    to_onnx(
+        encoder,
+        (chars, lengths),
+        folder / ENCODER_FILE,
+        input_names=["chars", "lengths"],
+        output_names=["memory", "state"],
+        dynamic_axes={"chars": seq, "lengths": batch, "memory": seq, "state": batch},
+    )
+    to_onnx(
+        decoder,
+        (token, state, memory, mask),
+        folder / DECODER_FILE,
+        input_names=["token", "state", "memory", "mask"],
+        output_names=["logits", "next_state", "attention"],
+        dynamic_axes={
+            "token": batch,
+            "state": batch,
+            "memory": seq,
+            "mask": seq,
+            "logits": batch,
+            "next_state": batch,
+            "attention": seq,
+        },
+    )
+
+
+def onnx_greedy(
+    folder: Path, ids: list[list[int]], max_len: int, specials: tuple[int, int, int]
+) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Greedy decode with the two graphs: ids (without the end) and every step's logits (B, V).
+    `specials`: the padding, start and end ids."""
+    pad_id, bos_id, eos_id = specials
+    encoder, decoder = cpu_session(folder / ENCODER_FILE), cpu_session(folder / DECODER_FILE)
+    chars, lengths = pad_ids(ids, pad_id)
+    memory, state = encoder.run(None, {"chars": chars, "lengths": lengths})
+    mask = np.arange(chars.shape[1])[None, :] < lengths[:, None]
+    token = np.full(len(ids), bos_id, np.int64)
+    outputs: list[list[int]] = [[] for _ in ids]
+    done = np.zeros(len(ids), bool)
+    steps = []
+    for _ in range(max_len):
+        feed = {"token": token, "state": state, "memory": memory, "mask": mask}
+        logits, state, _ = decoder.run(None, feed)
+        steps.append(logits)
+        token = logits.argmax(-1).astype(np.int64)
+        for i in np.flatnonzero(~done):
+            if token[i] == eos_id:
+                done[i] = True
+            else:
+                outputs[i].append(int(token[i]))
+        if done.all():
+            break
+    return outputs, steps
+
+
+def torch_step_logits(
+    encoder: nn.Module,
+    decoder: nn.Module,
+    ids: list[list[int]],
+    steps: int,
+    specials: tuple[int, int],
+) -> list[np.ndarray]:
+    """PyTorch's logits along its own greedy path, step by step; `specials`: the padding and
+    start ids."""
+    pad_id, bos_id = specials
+    chars, lengths = (torch.from_numpy(a) for a in pad_ids(ids, pad_id))
+    with torch.no_grad():
+        memory, state = encoder(chars, lengths)
+        mask = torch.arange(chars.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        token = torch.full((len(ids),), bos_id, dtype=torch.long)
+        out = []
+        for _ in range(steps):
+            logits, state, _ = decoder(token, state, memory, mask)
+            out.append(logits.numpy())
+            token = logits.argmax(-1)
+    return out
+
+
+def greedy_ids(step_logits: list[np.ndarray], eos_id: int) -> list[list[int]]:
+    """The greedy outputs (without the end) that a path of step logits (B, V) takes."""
+    outputs = []
+    for row in range(step_logits[0].shape[0]):
+        ids = []
+        for step in step_logits:
+            token = int(step[row].argmax())
+            if token == eos_id:
+                break
+            ids.append(token)
+        outputs.append(ids)
+    return outputs
+
+
+def char_preprocessing(max_in: int, max_out: int) -> CharPreprocessing:
+    """Our characters in and out: the vocabulary files and the special ids every one shares."""
+    return CharPreprocessing(
+        input_vocab_file=INPUT_VOCAB_FILE,
+        output_vocab_file=OUTPUT_VOCAB_FILE,
+        max_input_chars=max_in,
+        max_output_chars=max_out,
+        details={
+            "normalization": "NFKC",
+            "pad_id": PAD_ID,
+            "unk_id": UNK_ID,
+            "bos_id": BOS_ID,
+            "eos_id": EOS_ID,
+        },
+    )
+
+
+def trained_text(source: TextInput, target: TextInput) -> Seq2SeqText:
+    """Our characters, read and written as the service reads a `characters` manifest."""
+    try:
+        vocabularies = CharVocabulary(source.vocab), CharVocabulary(target.vocab)
+    except ValueError as error:
+        raise ContractError(f"our character vocabularies: {error}") from None
+    return char_text(*vocabularies, source.max_tokens, target.max_tokens)
+
+
+def module_text(source: TextInput, target: TextInput, tokens: Seq2SeqTokens) -> Seq2SeqText:
+    """A user's text sides, with the special tokens they named."""
+    source_encoder = seq2seq_side(source, tokens, "input")
+    target_encoder = seq2seq_side(target, tokens, "output")
+    input_eos = None
+    if tokens.append_eos:
+        input_eos = special_id(source_encoder, tokens.eos, "eos", "input")
+    return Seq2SeqText(
+        source_encoder,
+        target_encoder,
+        special_id(target_encoder, tokens.bos, "bos", "output"),
+        special_id(target_encoder, tokens.eos, "eos", "output"),
+        input_eos,
+        source.max_tokens,
+        target.max_tokens,
+        "tokens",
+        joiner_of(text_preprocessing(target_encoder, target)),
+    )
 
 
 def seq2seq_side(text: TextInput, tokens: Seq2SeqTokens, what: str) -> TextEncoder:
@@ -92,8 +302,9 @@ def _check(value: Any, shape: list[int], what: str, floating: bool = True) -> to
     return value
 
 
-class UserSeq2SeqExporter(Exporter):
-    """The seq2seq task's exporter for a user's modules: contract, padding and decode parity."""
+class Seq2SeqExporter(Exporter):
+    """The seq2seq task's exporter, for a user's modules and ours: contract, padding and
+    greedy-decode parity."""
 
     def __init__(
         self,
@@ -103,31 +314,51 @@ class UserSeq2SeqExporter(Exporter):
         target: TextInput,
         tokens: Seq2SeqTokens = Seq2SeqTokens(),
         tokenizer_examples: TokenizerExamples = (),
+        trained: Trained | None = None,
     ) -> None:
-        self.model = SimpleNamespace(encoder=encoder.eval(), decoder=decoder.eval())
+        self.encoder, self.decoder = encoder.eval(), decoder.eval()
         self.source_input, self.target_input = source, target
-        source_encoder = seq2seq_side(source, tokens, "input")
-        target_encoder = seq2seq_side(target, tokens, "output")
-        input_eos = None
-        if tokens.append_eos:
-            input_eos = special_id(source_encoder, tokens.eos, "eos", "input")
-        self.text = Seq2SeqText(
-            source_encoder,
-            target_encoder,
-            special_id(target_encoder, tokens.bos, "bos", "output"),
-            special_id(target_encoder, tokens.eos, "eos", "output"),
-            input_eos,
-            source.max_tokens,
-            target.max_tokens,
-            "tokens",
-            joiner_of(text_preprocessing(target_encoder, target)),
-        )
+        self.trained = trained
+        self.training = trained.training if trained else None
+        if trained:
+            self.text = trained_text(source, target)
+        else:
+            self.text = module_text(source, target, tokens)
         check_tokenizer(self.text, tokenizer_examples, "input ")
-        self.specials = (source_encoder.pad_id, self.text.bos_id, self.text.eos_id)
-        self.batch = self._parity_batch()
+        self.specials = (self.text.pad_id, self.text.bos_id, self.text.eos_id)
+        self.batch = self._random_batch()
         self.state_size, self.memory_size = self._check_contract()
 
-    def _parity_batch(self) -> list[list[int]]:
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> Seq2SeqExporter:
+        """Our trained model, through the constructor a user's modules go through, with the
+        checkpoint's facts: training, architecture, held-out pairs."""
+        from model_src.train_seq2seq import TRAINER
+
+        model, checkpoint = TRAINER.load_checkpoint(path)
+        cfg = checkpoint["config"]
+        memory_size = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
+        details = {
+            "decoder_hidden_size": cfg["decoder_hidden_size"],
+            "output_embedding_dim": cfg["output_embedding_dim"],
+            "state_size": model.config.state_size,
+            "memory_size": memory_size,
+            "max_beam_width": MAX_BEAM_WIDTH,
+        }
+        heldout = checkpoint["heldout"]
+        trained = Trained(
+            checkpoint.get("training"),
+            architecture(cfg, details=details),
+            heldout["texts"],
+            heldout["targets"],
+        )
+        source = TextInput("chars", vocab=tuple(checkpoint["input_vocab"]),
+                           max_tokens=checkpoint["max_input_chars"])  # fmt: skip
+        target = TextInput("chars", vocab=tuple(checkpoint["output_vocab"]),
+                           max_tokens=checkpoint["max_output_chars"])  # fmt: skip
+        return cls(model.encoder, model.decoder, source, target, trained=trained)
+
+    def _random_batch(self) -> list[list[int]]:
         """Random ids of mixed lengths, without padding (and ending as inputs end)."""
         rng = np.random.default_rng(0)
         special = {self.text.pad_id, self.text.input_eos_id}
@@ -140,9 +371,15 @@ class UserSeq2SeqExporter(Exporter):
             rng.choice(real, size=min(n, room)).tolist() + end for n in (5, 1, min(room, 24), 9)
         ]
 
+    def _parity_batch(self) -> list[list[int]]:
+        """Held-out texts (ours), then the random batch: a whole greedy decode of each."""
+        texts = self.trained.heldout_texts[:PARITY_HELDOUT] if self.trained else []
+        heldout = [self.text.encode(t)[1][: self.text.max_input] for t in texts]
+        return [ids for ids in heldout if ids] + self.batch
+
     def _run_encoder(self, ids: list[list[int]]) -> tuple[Any, ...]:
-        chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids, self.text.pad_id))
-        out = call_forward(self.model.encoder, (chars, lengths), ENCODER, "the encoder's ")
+        chars, lengths = (torch.from_numpy(a) for a in pad_ids(ids, self.text.pad_id))
+        out = call_forward(self.encoder, (chars, lengths), ENCODER, "the encoder's ")
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise ContractError(
                 f"expected the encoder to return (memory, state), got {describe(out)}"
@@ -150,8 +387,7 @@ class UserSeq2SeqExporter(Exporter):
         return chars, lengths, *out
 
     def _step_logits(self, ids: list[list[int]], steps: int) -> list[np.ndarray]:
-        pad, bos, _ = self.specials
-        return torch_step_logits(self.model, ids, steps, pad, bos)  # type: ignore[arg-type]
+        return torch_step_logits(self.encoder, self.decoder, ids, steps, self.specials[:2])
 
     def _check_contract(self) -> tuple[int, int]:
         """Run both modules on a batch of mixed lengths: kinds, shapes, and padding."""
@@ -165,9 +401,7 @@ class UserSeq2SeqExporter(Exporter):
         _check(state, [b, state.shape[1]], "state")
         mask = torch.arange(s).unsqueeze(0) < lengths.unsqueeze(1)
         token = torch.full((b,), self.text.bos_id, dtype=torch.long)
-        out = call_forward(
-            self.model.decoder, (token, state, memory, mask), DECODER, "the decoder's "
-        )
+        out = call_forward(self.decoder, (token, state, memory, mask), DECODER, "the decoder's ")
         if not isinstance(out, tuple | list) or len(out) != 3:
             raise ContractError(
                 "expected the decoder to return (logits, next_state, attention), got "
@@ -192,38 +426,56 @@ class UserSeq2SeqExporter(Exporter):
         return int(state.shape[1]), int(memory.shape[2])
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
-        pad, bos, _ = self.specials
         example = [self.batch[0][:3], self.batch[0][:2]]
         export_onnx(
-            self.model.decoder,
-            lambda: export_graphs(self.model, folder, example, pad, bos),  # type: ignore[arg-type]
+            self.decoder,
+            lambda: export_graphs(self.encoder, self.decoder, folder, example, self.specials[:2]),
         )
         return graph_specs(self.state_size, self.memory_size, self.text.target.vocab_size)
 
     def parity(self, folder: Path) -> Parity:
-        """A whole greedy decode of the batch: logits along PyTorch's path, and the outputs."""
-        got, onnx_logits = onnx_greedy(folder, self.batch, self.text.max_output, self.specials)
-        reference = self._step_logits(self.batch, len(onnx_logits))
+        """A whole greedy decode of the parity batch: logits along PyTorch's path, and the
+        outputs."""
+        ids = self._parity_batch()
+        got, onnx_logits = onnx_greedy(folder, ids, self.text.max_output, self.specials)
+        reference = self._step_logits(ids, len(onnx_logits))
         diff = max(float(np.abs(a - b).max()) for a, b in zip(reference, onnx_logits, strict=True))
-        expected = []
-        for row in range(len(self.batch)):
-            ids = []
-            for step in reference:
-                token = int(step[row].argmax())
-                if token == self.text.eos_id:
-                    break
-                ids.append(token)
-            expected.append(ids)
+        expected = greedy_ids(reference, self.text.eos_id)
         what = "onnxruntime's greedy decode differs from PyTorch's: logits"
         return Parity(diff, what=what, outputs_agree=got == expected)
 
+    def exact_match(self, folder: Path, texts: list[str], targets: list[str]) -> float:
+        """The share of texts the graphs decode (greedily, as the service does) to its target."""
+        correct = 0
+        for start in range(0, len(texts), 256):
+            ids = [self.text.encode(t)[1] for t in texts[start : start + 256]]
+            outputs, _ = onnx_greedy(folder, ids, self.text.max_output, self.specials)
+            golds = targets[start : start + 256]
+            correct += sum(self.text.decode(o) == g for o, g in zip(outputs, golds, strict=True))
+        return correct / len(texts)
+
     def write_files(self, folder: Path) -> list[str]:
+        if self.trained:
+            CharVocabulary(self.source_input.vocab).save(folder / INPUT_VOCAB_FILE)
+            CharVocabulary(self.target_input.vocab).save(folder / OUTPUT_VOCAB_FILE)
+            return [INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE]
         return [
             save_text(self.text.source, folder, "input_"),
             save_text(self.text.target, folder, "output_"),
         ]
 
+    def extra_metrics(self, folder: Path) -> dict[str, float]:
+        if not self.trained or not self.trained.heldout_texts:
+            return {}
+        match = self.exact_match(folder, self.trained.heldout_texts, self.trained.heldout_targets)
+        return {HELDOUT_METRIC: round(match, 4)}
+
     def manifest_parts(self) -> dict[str, Any]:
+        if self.trained:
+            return {
+                "architecture": self.trained.architecture,
+                "preprocessing": char_preprocessing(self.text.max_input, self.text.max_output),
+            }
         return {
             "origin": "module",
             "preprocessing": Seq2SeqTokensPreprocessing(
