@@ -11,7 +11,7 @@ from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary, norma
 from contract.manifest import Manifest, sha256_of
 from export.common import ParityError, pad_ids
 from export.driver import Options, write_version
-from export.user_seq2seq import Seq2SeqExporter, onnx_greedy
+from export.seq2seq import Seq2SeqExporter, onnx_greedy
 from model_src.train_seq2seq import TRAINER
 from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_repository
 
