@@ -316,6 +316,8 @@ class Seq2SeqExporter(Exporter):
         tokenizer_examples: TokenizerExamples = (),
         trained: Trained | None = None,
     ) -> None:
+        """`trained`: ours (from_checkpoint), whose text is our characters (contract.chars:
+        the specials are the tokens' defaults, at ids 0-3)."""
         self.encoder, self.decoder = encoder.eval(), decoder.eval()
         self.source_input, self.target_input = source, target
         self.trained = trained
