@@ -133,8 +133,8 @@ def publish_seq2seq(
     vocabulary: a token outside it is refused), the decoder's start and end. `append_eos` ends
     every input with the end token. The maximum lengths count the input's and output's units
     (characters or tokens)."""
-    from export.user_classifier import TextInput
     from export.seq2seq import Seq2SeqTokens
+    from export.user_classifier import TextInput
 
     check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
     exporter_class = registry.load(registry.get("seq2seq").module_exporter)
