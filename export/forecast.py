@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from contract.manifest import GraphSpec, SeriesPreprocessing, TensorSpec
+from contract.manifest import GraphSpec, TensorSpec
 from contract.series import scale
 from export.common import architecture, cpu_session, to_onnx
 from export.driver import Exporter, Parity
@@ -157,8 +157,8 @@ class ForecastExporter(Exporter):
         from model_src.train_forecast import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
-        self.training = self.checkpoint.get("training")
-        self.preprocessing = SeriesPreprocessing(**self.checkpoint["preprocessing"])
+        self.training = self.checkpoint.training
+        self.preprocessing = self.checkpoint.preprocessing
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
         export_graph(self.model, folder / GRAPH_FILE)
@@ -167,12 +167,12 @@ class ForecastExporter(Exporter):
 
     def parity(self, folder: Path) -> Parity:
         prep = self.preprocessing
-        series = scale(np.array(self.checkpoint["heldout"]["values"]), prep.mean, prep.std)
+        series = scale(np.array(self.checkpoint.heldout.values), prep.mean, prep.std)
         diff = max_chunk_diff(self.model, folder / GRAPH_FILE, series)
         return Parity(diff, what="chunked or onnxruntime runs differ")
 
     def manifest_parts(self) -> dict[str, Any]:
-        cfg = self.checkpoint["config"]
+        cfg = self.checkpoint.config
         return {
             "architecture": architecture(
                 cfg,

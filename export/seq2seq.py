@@ -30,12 +30,14 @@ import torch
 from torch import nn
 
 from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary
+from contract.checkpoint import TextPairs
 from contract.manifest import (
     Architecture,
     CharPreprocessing,
     GraphSpec,
     Seq2SeqTokensPreprocessing,
     TensorSpec,
+    TrainingInfo,
 )
 from contract.seq2seq_text import Seq2SeqText, char_text, joiner_of
 from contract.text import HFEncoder, TextEncoder
@@ -73,10 +75,9 @@ class Seq2SeqTokens:
 class Trained:
     """What only our checkpoint knows: how the model was trained and built, held-out pairs."""
 
-    training: dict[str, Any] | None
+    training: TrainingInfo
     architecture: Architecture
-    heldout_texts: list[str]
-    heldout_targets: list[str]
+    heldout: TextPairs
 
 
 def graph_specs(state_size: int, memory_size: int, vocab_size: int) -> dict[str, GraphSpec]:
@@ -338,26 +339,21 @@ class Seq2SeqExporter(Exporter):
         from model_src.train_seq2seq import TRAINER
 
         model, checkpoint = TRAINER.load_checkpoint(path)
-        cfg = checkpoint["config"]
-        memory_size = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
+        cfg = checkpoint.config
         details = {
             "decoder_hidden_size": cfg["decoder_hidden_size"],
             "output_embedding_dim": cfg["output_embedding_dim"],
             "state_size": model.config.state_size,
-            "memory_size": memory_size,
+            "memory_size": int(cfg["hidden_size"]) * (2 if cfg["bidirectional"] else 1),
             "max_beam_width": MAX_BEAM_WIDTH,
         }
-        heldout = checkpoint["heldout"]
         trained = Trained(
-            checkpoint.get("training"),
-            architecture(cfg, details=details),
-            heldout["texts"],
-            heldout["targets"],
+            checkpoint.training, architecture(cfg, details=details), checkpoint.heldout
         )
-        source = TextInput("chars", vocab=tuple(checkpoint["input_vocab"]),
-                           max_tokens=checkpoint["max_input_chars"])  # fmt: skip
-        target = TextInput("chars", vocab=tuple(checkpoint["output_vocab"]),
-                           max_tokens=checkpoint["max_output_chars"])  # fmt: skip
+        source = TextInput("chars", vocab=tuple(checkpoint.input_vocab),
+                           max_tokens=checkpoint.max_input_chars)  # fmt: skip
+        target = TextInput("chars", vocab=tuple(checkpoint.output_vocab),
+                           max_tokens=checkpoint.max_output_chars)  # fmt: skip
         return cls(model.encoder, model.decoder, source, target, trained=trained)
 
     def _random_batch(self) -> list[list[int]]:
@@ -374,7 +370,7 @@ class Seq2SeqExporter(Exporter):
 
     def _parity_batch(self) -> list[list[int]]:
         """Held-out texts (ours), then the random batch: a whole greedy decode of each."""
-        texts = self.trained.heldout_texts[:PARITY_HELDOUT] if self.trained else []
+        texts = self.trained.heldout.texts[:PARITY_HELDOUT] if self.trained else []
         heldout = [self.text.encode(t)[1][: self.text.max_input] for t in texts]
         return [ids for ids in heldout if ids] + self.batch
 
@@ -471,9 +467,10 @@ class Seq2SeqExporter(Exporter):
         ]
 
     def extra_metrics(self, folder: Path) -> dict[str, float]:
-        if not self.trained or not self.trained.heldout_texts:
+        if not self.trained or not self.trained.heldout.texts:
             return {}
-        match = self.exact_match(folder, self.trained.heldout_texts, self.trained.heldout_targets)
+        heldout = self.trained.heldout
+        match = self.exact_match(folder, heldout.texts, heldout.targets)
         return {HELDOUT_METRIC: round(match, 4)}
 
     def manifest_parts(self) -> dict[str, Any]:

@@ -32,8 +32,8 @@ def exported():
 
     model, checkpoint = TRAINER.load_checkpoint(tiny_forecast_checkpoint())
     folder = tiny_forecast_repository() / "tiny-forecast" / "1"
-    prep = checkpoint["preprocessing"]
-    series = scale(np.array(checkpoint["heldout"]["values"][:150]), prep["mean"], prep["std"])
+    prep = checkpoint.preprocessing
+    series = scale(np.array(checkpoint.heldout.values[:150]), prep.mean, prep.std)
     return model, folder, series
 
 

@@ -20,8 +20,8 @@ from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_reposito
 def test_onnx_greedy_decode_equals_pytorch_on_mixed_lengths(cell):
     folder = tiny_seq2seq_repository(cell) / "tiny-dates" / "1"
     model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint(cell))
-    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
-    ids = [source.encode(normalize(t)) for t in checkpoint["heldout"]["texts"][:16]]
+    source = CharVocabulary(tuple(checkpoint.input_vocab))
+    ids = [source.encode(normalize(t)) for t in checkpoint.heldout.texts[:16]]
     ids += [[5], [UNK_ID] * 48]  # one character, and the longest input served
     assert len({len(x) for x in ids}) > 3
     got, _ = onnx_greedy(folder, ids, 14, (PAD_ID, BOS_ID, EOS_ID))
@@ -65,8 +65,8 @@ def test_our_model_goes_through_the_exporter_a_users_modules_do():
     assert type(exporter.encoder) is type(model.encoder)
     assert type(exporter.decoder) is type(model.decoder)
     assert exporter.state_size == model.config.state_size
-    assert exporter.memory_size == 2 * checkpoint["config"]["hidden_size"]
+    assert exporter.memory_size == 2 * checkpoint.config["hidden_size"]
     assert (exporter.text.bos_id, exporter.text.eos_id, exporter.text.pad_id) == (2, 3, 0)
-    assert exporter.training == checkpoint["training"]
-    text = checkpoint["heldout"]["texts"][0]
+    assert exporter.training == checkpoint.training
+    text = checkpoint.heldout.texts[0]
     assert exporter.text.encode(f"  {text} ")[1] == exporter.text.encode(text)[1]  # trimmed
