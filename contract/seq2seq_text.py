@@ -68,15 +68,25 @@ class Seq2SeqText:
         return self.joiner.join(self.target.token(i) for i in ids)
 
 
+def char_text(
+    source: CharVocabulary, target: CharVocabulary, max_input: int, max_output: int
+) -> Seq2SeqText:
+    """Our characters in and out, as our models were trained (and export checks them)."""
+    return Seq2SeqText(
+        CharSource(source), CharSource(target), BOS_ID, EOS_ID, None, max_input, max_output,
+        "characters", "",
+    )  # fmt: skip
+
+
 def seq2seq_text(prep: CharPreprocessing | Seq2SeqTokensPreprocessing, folder: Path) -> Seq2SeqText:
     """The text side a seq2seq manifest describes, over the files of its version folder."""
     if isinstance(prep, CharPreprocessing):
-        source = CharSource(CharVocabulary.load(folder / prep.input_vocab_file))
-        target = CharSource(CharVocabulary.load(folder / prep.output_vocab_file))
-        return Seq2SeqText(
-            source, target, BOS_ID, EOS_ID, None, prep.max_input_chars, prep.max_output_chars,
-            "characters", "",
-        )  # fmt: skip
+        return char_text(
+            CharVocabulary.load(folder / prep.input_vocab_file),
+            CharVocabulary.load(folder / prep.output_vocab_file),
+            prep.max_input_chars,
+            prep.max_output_chars,
+        )
     source, target = encoder_for(prep.input, folder), encoder_for(prep.output, folder)
     return Seq2SeqText(
         source,

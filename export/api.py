@@ -134,7 +134,7 @@ def publish_seq2seq(
     every input with the end token. The maximum lengths count the input's and output's units
     (characters or tokens)."""
     from export.classifier import TextInput
-    from export.user_seq2seq import Seq2SeqTokens
+    from export.seq2seq import Seq2SeqTokens
 
     check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
     exporter_class = registry.load(registry.get("seq2seq").module_exporter)
