@@ -53,10 +53,10 @@ BUILTIN = (
     ),
     TaskParts(
         name="forecast",
-        serving="service.tasks.forecast_states:serving",  # ours, or a user's step module
+        serving="service.tasks.forecast:ForecastTask",
         trainer="model_src.train_forecast:TRAINER",
         exporter="export.forecast:ForecastExporter",
-        module_exporter="export.user_forecast:UserForecastExporter",
+        module_exporter="export.forecast:ForecastExporter",
         checkpoint_format="rnnserve-forecast/1",
         page="service.ui:tasks/forecast.js",
     ),

@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> Path | str:
         check_options(parts.name, exporter_class, options)
     except NotExportable as error:  # one line and exit 1, as for a user's module
         p.exit(1, f"{p.prog}: refused: {error}\n")
-    exporter = exporter_class(args.checkpoint)
+    exporter = getattr(exporter_class, "from_checkpoint", exporter_class)(args.checkpoint)  # TODO
     folder = publish(
         args.repository,
         args.name,

@@ -174,8 +174,9 @@ def publish_forecaster(
     options: Options | None = None,
 ) -> Path | str:
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
-    first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
-    *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
+    first, zeros); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
+    [attention [B, W],] *next_state). Values are scaled as (x - mean) / std; forecasts unscaled
+    back."""
     check_limits(max_values=max_values)
     exporter_class = registry.load(registry.get("forecast").module_exporter)
     options = _card(options, title, description, examples)

@@ -1,16 +1,21 @@
-"""Export a user's streaming forecaster: a step module with explicit state in and out.
+"""Export a streaming forecaster: a step module with explicit state in and out (ours from a
+checkpoint, `ForecastExporter.from_checkpoint`, or a user's).
 
-The contract: `initial_state(batch) -> tuple of tensors` (batch first), and
-`forward(values: float32[B, T], lengths: int64[B], *state) -> (forecast float32[B, k],
-*next_state)`, each next state of its state's shape and dtype. Values are the series scaled as
-the manifest says ((x - mean) / std; 0 and 1 by default), right-padded to the longest chunk;
-a row's answer and next state must not depend on that padding, and feeding a series in chunks
-(carrying the state) must equal feeding it whole: that is what lets the service batch the
-chunks of many streaming sessions together.
+The contract: `initial_state(batch) -> tuple of tensors` (batch first, zeros: the service opens
+each session with zeros), and `forward(values: float32[B, T], lengths: int64[B], *state) ->
+(forecast float32[B, k], *next_state)` or `(forecast, attention float32[B, W], *next_state)`,
+each next state of its state's shape and dtype. Which of the two is told by the number of state
+tensors `initial_state` gives. The attention is the weight of each of the last W values, oldest
+first, 0 on slots before the first value (the service answers the weights of the values seen).
+Values are the series scaled as the manifest says ((x - mean) / std; 0 and 1 by default),
+right-padded to the longest chunk; a row's answer and next state must not depend on that
+padding, and feeding a series in chunks (carrying the state) must equal feeding it whole: that
+is what lets the service batch the chunks of many streaming sessions together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +23,86 @@ import numpy as np
 import torch
 from torch import nn
 
-from contract.manifest import GraphSpec, SeriesPreprocessing, TensorSpec
-from export.common import OPSET, cpu_session
+from contract.dtypes import TYPES
+from contract.manifest import Architecture, GraphSpec, SeriesPreprocessing, TensorSpec
+from contract.series import scale
+from export.common import OPSET, architecture, cpu_session
 from export.driver import Exporter, Parity
-from export.forecast import random_sizes
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
 GRAPH_FILE = "step.onnx"
-SIGNATURE = "(values: float32[B, T], lengths: int64[B], *state) -> (forecast [B, k], *next_state)"
-DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.int64: "int64",
-          torch.int32: "int32", torch.bool: "bool"}  # fmt: skip
+SIGNATURE = (
+    "(values: float32[B, T], lengths: int64[B], *state) -> "
+    "(forecast [B, k], [attention [B, W],] *next_state)"
+)
+DTYPES = {getattr(torch, t.dtype): t.dtype for t in TYPES if hasattr(torch, t.dtype)}
+SINE = np.sin(np.arange(96) / 5).astype(np.float32)  # scaled values to check a module on
+
+# A step run outside the exporter (PyTorch or onnxruntime): values, lengths, state -> outputs.
+Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray]], list[np.ndarray]]
 
 
-class UserForecastExporter(Exporter):
-    """The forecast task's exporter for a user's step module: state, padding, chunk parity."""
+class ForecastExporter(Exporter):
+    """The forecast task's exporter for a step module: state, padding, chunk parity."""
 
     def __init__(
-        self, step: nn.Module, mean: float = 0.0, std: float = 1.0, max_values: int = 1024
+        self,
+        step: nn.Module,
+        mean: float = 0.0,
+        std: float = 1.0,
+        max_values: int = 1024,
+        series: np.ndarray = SINE,
     ) -> None:
+        """`series`: scaled values the contract and parity are checked on."""
         if not callable(getattr(step, "initial_state", None)):
             raise ContractError(
                 f"expected {type(step).__name__} to have initial_state(batch) -> tuple of state "
                 "tensors (batch first)"
             )
-        self.step, self.mean, self.std, self.max_values = step.eval(), mean, std, max_values
-        self.series = np.sin(np.arange(96) / 5).astype(np.float32)  # scaled values
+        self.step, self.series = step.eval(), np.asarray(series, np.float32)
         self.states = self._initial(1)
-        self.horizon = self._check_contract()
+        self.horizon = self._check_contract()  # and self.window, the attention's width
+        self.origin = "module"
+        self.architecture: Architecture | None = None
+        self.preprocessing = SeriesPreprocessing(
+            mean=mean,
+            std=std,
+            window=self.window or max_values,
+            horizon=self.horizon,
+            max_values=max_values,
+            details={"state": "the step graph's own state tensors, batch first"},
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> ForecastExporter:
+        """Our trained forecaster, exported as a user's step module is, with its training
+        facts, architecture and scaling; checked on its held-out weeks."""
+        from model_src.train_forecast import TRAINER
+
+        model, checkpoint = TRAINER.load_checkpoint(path)
+        prep = SeriesPreprocessing(**checkpoint["preprocessing"])
+        heldout = scale(np.array(checkpoint["heldout"]["values"]), prep.mean, prep.std)
+        exporter = cls(model, prep.mean, prep.std, prep.max_values, series=heldout)
+        config = checkpoint["config"]
+        exporter.origin = "trained"
+        exporter.training = checkpoint.get("training")
+        exporter.preprocessing = prep
+        exporter.architecture = architecture(
+            config,
+            embedding_dim=0,
+            bidirectional=False,
+            details={
+                "input": "first differences of the scaled series",
+                "diff_scale": config["diff_scale"],
+                "attention_memory": "sliding window of the last `window` top-layer states",
+            },
+        )
+        return exporter
+
+    @property
+    def first_state(self) -> int:
+        """The index of the first next state among a step's outputs."""
+        return 1 if self.window is None else 2
 
     def _initial(self, batch: int) -> list[torch.Tensor]:
         state = self.step.initial_state(batch)
@@ -57,32 +115,67 @@ class UserForecastExporter(Exporter):
                 )
             if tensor.dtype not in DTYPES:
                 raise ContractError(f"state {i} has dtype {tensor.dtype}, which is not served")
+            if bool(tensor.any()):
+                raise ContractError(
+                    f"expected initial_state({batch}) to give zeros (the service opens each "
+                    f"session with zeros), got state {i} with other values"
+                )
         return state
 
-    def _run(self, values: np.ndarray, lengths: list[int], state: list[torch.Tensor]) -> list:
+    def _call(self, values: np.ndarray, lengths: list[int], state: list[torch.Tensor]) -> Any:
         args = (torch.from_numpy(values), torch.tensor(lengths, dtype=torch.long), *state)
-        out = call_forward(self.step, args, SIGNATURE)
-        if not isinstance(out, tuple | list) or len(out) != 1 + len(state):
-            raise ContractError(
-                f"expected (forecast, {len(state)} next state tensors), got {describe(out)}"
-            )
-        return list(out)
+        return call_forward(self.step, args, SIGNATURE)
 
-    def _feed(self, series: np.ndarray, sizes: list[int]) -> list[torch.Tensor]:
-        state, start, out = self._initial(1), 0, []
+    def torch_step(self, values: np.ndarray, lengths: np.ndarray, state: list) -> list[np.ndarray]:
+        """The module's step in PyTorch, on and to numpy arrays (a `Runner`)."""
+        tensors = [torch.from_numpy(np.asarray(s)) for s in state]
+        return [t.numpy() for t in self._call(values, [int(n) for n in lengths], tensors)]
+
+    def onnx_step(self, graph: Path) -> Runner:
+        """The exported step graph in onnxruntime (a `Runner`)."""
+        session = cpu_session(graph)
+        names = [t.name for t in self.specs()[0]]
+
+        def run(values: np.ndarray, lengths: np.ndarray, state: list) -> list[np.ndarray]:
+            feed = [values, np.asarray(lengths, np.int64), *state]
+            return session.run(None, dict(zip(names, feed, strict=True)))
+
+        return run
+
+    def feed(self, run: Runner, series: np.ndarray, sizes: list[int]) -> list[list[np.ndarray]]:
+        """One series fed in chunks of `sizes` from a fresh state: the outputs of each step."""
+        state = [t.numpy() for t in self._initial(1)]
+        steps, start = [], 0
         for size in sizes:
-            out = self._run(series[None, start : start + size], [size], state)
-            state, start = out[1:], start + size
-        return out
+            out = run(series[None, start : start + size], np.array([size], np.int64), state)
+            steps.append(out)
+            state, start = out[self.first_state :], start + size
+        return steps
 
     def _check_contract(self) -> int:
-        out = self._run(self.series[None, :7].repeat(3, 0), [7, 4, 1], self._initial(3))
-        forecast, states = out[0], out[1:]
+        """The forecast's horizon; sets `window`, the attention's width (None: no attention)."""
+        initial = self._initial(3)
+        out = self._call(self.series[None, :7].repeat(3, 0), [7, 4, 1], initial)
+        n = len(initial)
+        if not isinstance(out, tuple | list) or len(out) not in (1 + n, 2 + n):
+            raise ContractError(
+                f"expected (forecast, {n} next state tensors) or (forecast, attention, {n} next "
+                f"state tensors), got {describe(out)}"
+            )
+        forecast, states = out[0], out[len(out) - n :]
         if not forecast.is_floating_point() or forecast.dim() != 2 or len(forecast) != 3:
             raise ContractError(
                 f"expected a float forecast of shape [3, k], got {describe(forecast)}"
             )
-        for i, (before, after) in enumerate(zip(self._initial(3), states, strict=True)):
+        window = None
+        if len(out) == 2 + n:
+            attention = out[1]
+            if not attention.is_floating_point() or attention.dim() != 2 or len(attention) != 3:
+                raise ContractError(
+                    f"expected a float attention of shape [3, W], got {describe(attention)}"
+                )
+            window = int(attention.shape[1])
+        for i, (before, after) in enumerate(zip(initial, states, strict=True)):
             if not isinstance(after, torch.Tensor) or (after.shape, after.dtype) != (
                 before.shape,
                 before.dtype,
@@ -91,21 +184,22 @@ class UserForecastExporter(Exporter):
                     f"expected next state {i} as its state: {describe(before)}, "
                     f"got {describe(after)}"
                 )
-        whole = self._feed(self.series, [len(self.series)])
+        self.window = window  # `feed` reads from it where the next state starts
+        whole = self.feed(self.torch_step, self.series, [len(self.series)])[-1]
         sizes = random_sizes(len(self.series), np.random.default_rng(0), largest=16)
-        diff = _diff(whole, self._feed(self.series, sizes))
+        diff = _diff(whole, self.feed(self.torch_step, self.series, sizes)[-1])
         if diff > 1e-4:
             raise ContractError(
                 f"expected a series fed in chunks (carrying the state) to give what it gives fed "
                 f"whole, got a difference of {diff:.3g}"
             )
-        for row, n in enumerate([7, 4, 1]):
-            alone = self._feed(self.series[:n], [n])
-            if _diff(alone, [o[row : row + 1] for o in out]) > 1e-4:
+        for row, n_values in enumerate([7, 4, 1]):
+            alone = self.feed(self.torch_step, self.series[:n_values], [n_values])[-1]
+            if _diff(alone, [o[row : row + 1].numpy() for o in out]) > 1e-4:
                 raise ContractError(
                     f"expected a row's forecast and state not to depend on the padding after its "
-                    f"{n} values (the service batches chunks of different lengths); mask with "
-                    "`lengths`"
+                    f"{n_values} values (the service batches chunks of different lengths); mask "
+                    "with `lengths`"
                 )
         return int(forecast.shape[1])
 
@@ -119,8 +213,12 @@ class UserForecastExporter(Exporter):
             TensorSpec(name="lengths", dtype="int64", shape=["batch"]),
             *state,
         ]
-        forecast = TensorSpec(name="forecast", dtype="float32", shape=["batch", self.horizon])
-        outputs = [forecast, *(s.model_copy(update={"name": f"{s.name}_out"}) for s in state)]
+        outputs = [TensorSpec(name="forecast", dtype="float32", shape=["batch", self.horizon])]
+        if self.window is not None:
+            outputs.append(
+                TensorSpec(name="attention", dtype="float32", shape=["batch", self.window])
+            )
+        outputs += [s.model_copy(update={"name": f"{s.name}_out"}) for s in state]
         return inputs, outputs
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
@@ -145,45 +243,36 @@ class UserForecastExporter(Exporter):
 
     def parity(self, folder: Path) -> Parity:
         """onnxruntime whole, in chunks, and as a mixed-length batch, against PyTorch alone."""
-        session = cpu_session(folder / GRAPH_FILE)
-        names = [t.name for t in self.specs()[0]]
-
-        def run(series: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
-            state, start, out = [t.numpy() for t in self._initial(1)], 0, []
-            for size in sizes:
-                chunk = series[None, start : start + size]
-                feed = [chunk, np.array([size], np.int64), *state]
-                out = session.run(None, dict(zip(names, feed, strict=True)))
-                state, start = out[1:], start + size
-            return out
-
-        reference = [t.numpy() for t in self._feed(self.series, [len(self.series)])]
-        sizes = random_sizes(len(self.series), np.random.default_rng(1), largest=16)
-        diff = max(_diff(reference, run(self.series, s)) for s in ([len(self.series)], sizes))
+        onnx_step = self.onnx_step(folder / GRAPH_FILE)
+        series = self.series
+        reference = self.feed(self.torch_step, series, [len(series)])[-1]
+        sizes = random_sizes(len(series), np.random.default_rng(1), largest=16)
+        diff = max(
+            _diff(reference, self.feed(onnx_step, series, s)[-1]) for s in ([len(series)], sizes)
+        )
         batch = np.zeros((3, 9), np.float32)
         for row, n in enumerate([9, 5, 1]):
-            batch[row, :n] = self.series[:n]
-        initial = [t.numpy() for t in self._initial(3)]
-        together = session.run(
-            None, dict(zip(names, [batch, np.array([9, 5, 1]), *initial], strict=True))
-        )
+            batch[row, :n] = series[:n]
+        together = onnx_step(batch, np.array([9, 5, 1]), [t.numpy() for t in self._initial(3)])
         for row, n in enumerate([9, 5, 1]):
-            alone = [t.numpy() for t in self._feed(self.series[:n], [n])]
+            alone = self.feed(self.torch_step, series[:n], [n])[-1]
             diff = max(diff, _diff(alone, [o[row : row + 1] for o in together]))
         return Parity(diff, what="onnxruntime (whole, chunked or batched) differs from PyTorch")
 
     def manifest_parts(self) -> dict[str, Any]:
-        return {
-            "origin": "module",
-            "preprocessing": SeriesPreprocessing(
-                mean=self.mean,
-                std=self.std,
-                window=self.max_values,
-                horizon=self.horizon,
-                max_values=self.max_values,
-                details={"state": "the step graph's own state tensors, batch first"},
-            ),
-        }
+        parts: dict[str, Any] = {"origin": self.origin, "preprocessing": self.preprocessing}
+        if self.architecture is not None:
+            parts["architecture"] = self.architecture
+        return parts
+
+
+def random_sizes(total: int, rng: np.random.Generator, largest: int = 64) -> list[int]:
+    """Chunk sizes adding up to `total`, each 1..largest."""
+    sizes = []
+    while total > 0:
+        sizes.append(int(min(total, rng.integers(1, largest + 1))))
+        total -= sizes[-1]
+    return sizes
 
 
 def _diff(expected: list, got: list) -> float:

@@ -1,5 +1,7 @@
-"""A user's forecaster keeps its graph's own state tensors: what a shared store writes and reads
+"""A forecaster keeps its graph's own state tensors: what a shared store writes and reads
 back must be the same state (stores hold the bytes the task encodes and decodes)."""
+
+import struct
 
 import numpy as np
 import pytest
@@ -25,3 +27,27 @@ def test_truncated_state_bytes_are_refused():
         StateTensors.from_bytes(data[:-1])
     with pytest.raises(ValueError, match="magic"):
         StateTensors.from_bytes(b"XXXX" + data[4:])
+
+
+def test_states_kept_by_earlier_releases_still_decode():
+    """A rolling upgrade meets sessions an earlier release stored in Redis: a user's graph's
+    `RST1` (no count of values) and our forecaster's fixed `RSS1` state."""
+    arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array(4, np.int64))
+    head = b"RST1" + struct.pack("<I", 2)
+    head += struct.pack("<B3sB2I", 3, b"<f4", 2, 2, 3) + struct.pack("<B3sB", 3, b"<i8", 0)
+    back = StateTensors.from_bytes(head + b"".join(a.tobytes() for a in arrays))
+    assert back.seen == 0 and [a.shape for a in back.arrays] == [(2, 3), ()]
+    np.testing.assert_array_equal(back.arrays[0], arrays[0])
+
+    layers, hidden, window, filled = 2, 3, 4, 3
+    state = np.full((layers, hidden), 0.5, np.float32)
+    memory = np.arange(window * hidden, dtype=np.float32).reshape(window, hidden)
+    data = struct.pack("<4sIIIIf", b"RSS1", layers, hidden, window, filled, 1.25)
+    back = StateTensors.from_bytes(data + state.tobytes() + memory.tobytes())
+    assert back.seen == filled
+    np.testing.assert_array_equal(back.arrays[0], state)
+    np.testing.assert_array_equal(back.arrays[1], memory)
+    assert (back.arrays[2].dtype, float(back.arrays[2])) == (np.float32, 1.25)
+    assert (back.arrays[3].dtype, int(back.arrays[3])) == (np.int64, filled)
+    with pytest.raises(ValueError, match="not a stream state"):
+        StateTensors.from_bytes(data + state.tobytes())
