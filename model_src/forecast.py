@@ -151,4 +151,3 @@ class Forecaster(nn.Module):
             values[:, positions].reshape(b * p),
         )
         return forecast.view(b, p, -1), weights.view(b, p, w)
-

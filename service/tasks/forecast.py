@@ -133,9 +133,7 @@ class ForecastTask:
 
     def open_state(self) -> StateTensors:
         return StateTensors(
-            tuple(
-                np.zeros([d for d in t.shape if d != "batch"], t.dtype) for t in self.state_specs
-            )
+            tuple(np.zeros([d for d in t.shape if d != "batch"], t.dtype) for t in self.state_specs)
         )
 
     def encode_state(self, state: StateTensors) -> bytes:

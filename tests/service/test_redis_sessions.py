@@ -162,7 +162,8 @@ def test_a_session_kept_by_the_first_release_steps_on_after_an_upgrade(redis_url
         session = client.post(f"{url}/sessions").json()["session_id"]
         db.hset(f"{PREFIX}s:{session}", mapping={"state": kept, "steps": 30})
         stepped = client.post(
-            f"{url}/sessions/{session}:step", json={"values": new, "parameters": {"attention": True}}
+            f"{url}/sessions/{session}:step",
+            json={"values": new, "parameters": {"attention": True}},
         )
         assert stepped.status_code == 200, stepped.text
         whole = client.post(
@@ -244,7 +245,7 @@ def test_a_retried_step_gets_its_first_answer_and_is_not_applied_twice(two_apps)
 def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url)
-        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32))).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         created = await store.create("m", 1, fresh, len(fresh))
         one, two = await store.get("m", created.id), await store.get("m", created.id)
         assert await store.commit(one, fresh, 5, b"") == 5
@@ -258,7 +259,7 @@ def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
 def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(session_ttl_s=1.0))
-        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32))).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         idle, busy = [await store.create("m", 1, fresh, 1) for _ in range(2)]
         idle_key, busy_key = f"{PREFIX}s:{idle.id}", f"{PREFIX}s:{busy.id}"
         # Half the TTL on, a step renews the busy one's: it outlives the idle one by as much.
@@ -279,7 +280,7 @@ def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
 def test_past_the_limit_the_least_recently_used_session_is_evicted(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(max_sessions=2))
-        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32))).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         a = await store.create("m", 1, fresh, 1)
         b = await store.create("m", 1, fresh, 1)
         await store.commit(await store.get("m", a.id), fresh, 1, b"")  # b is now the least recent
