@@ -28,6 +28,7 @@ class TaskParts:
     trainer: str | None = None  # model_src: a `fit.Trainer` (`rnnserve train --task <name>`)
     exporter: str | None = None  # export: a `driver.TaskExporter` class
     module_exporter: str | None = None  # export: the same for a user's nn.Module (export.api)
+    export_command: str | None = None  # export: an `ExportCommand`, its `rnnserve export` flags
     checkpoint_format: str | None = None  # the "format" its trainer writes in checkpoints
     page: str | None = None  # the page: "package:file.js" that presents its predictions
 
@@ -40,6 +41,7 @@ BUILTIN = (
         exporter="export.classifier:ClassifierExporter",
         module_exporter="export.user_classifier:UserClassifierExporter",
         checkpoint_format="rnnserve-classifier/1",
+        export_command="export.commands:CLASSIFY_COMMAND",
         page="service.ui:tasks/classify.js",
     ),
     TaskParts(
@@ -49,6 +51,7 @@ BUILTIN = (
         exporter="export.seq2seq:Seq2SeqExporter",
         module_exporter="export.user_seq2seq:UserSeq2SeqExporter",
         checkpoint_format="rnnserve-seq2seq/1",
+        export_command="export.commands:SEQ2SEQ_COMMAND",
         page="service.ui:tasks/seq2seq.js",
     ),
     TaskParts(
@@ -58,12 +61,14 @@ BUILTIN = (
         exporter="export.forecast:ForecastExporter",
         module_exporter="export.forecast:ForecastExporter",
         checkpoint_format="rnnserve-forecast/1",
+        export_command="export.commands:FORECAST_COMMAND",
         page="service.ui:tasks/forecast.js",
     ),
     TaskParts(
         name="tensor",  # any ONNX graph made elsewhere: tensors in, tensors out
         serving="service.tasks.tensor:TensorTask",
         exporter="export.tensor:TensorExporter",
+        export_command="export.commands:TENSOR_COMMAND",
         page="service.ui:tasks/tensor.js",
     ),
 )

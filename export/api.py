@@ -94,7 +94,7 @@ def publish_classifier(
             f"--max-tokens {max_tokens} leaves no text that can be served: no vocabulary entry "
             "encodes to that few tokens"
         )
-    return _publish("classify", exporter, name, repository, options)
+    return publish_exporter("classify", exporter, name, repository, options)
 
 
 def publish_seq2seq(
@@ -157,7 +157,7 @@ def publish_seq2seq(
     exporter = exporter_class(
         encoder, decoder, source, target, tokens, checked_examples(tokenizer_examples)
     )
-    return _publish("seq2seq", exporter, name, repository, options)
+    return publish_exporter("seq2seq", exporter, name, repository, options)
 
 
 def publish_forecaster(
@@ -182,7 +182,7 @@ def publish_forecaster(
     options = _card(options, title, description, examples)
     check_options("forecast", exporter_class, options)
     exporter = exporter_class(step, mean, std, max_values)
-    return _publish("forecast", exporter, name, repository, options)
+    return publish_exporter("forecast", exporter, name, repository, options)
 
 
 def publish_onnx(
@@ -200,12 +200,13 @@ def publish_onnx(
     options = _card(None, title, description, examples)
     check_options("tensor", exporter_class, options)
     exporter: TensorExporter = exporter_class(Path(graph))
-    return _publish("tensor", exporter, name, repository, options)
+    return publish_exporter("tensor", exporter, name, repository, options)
 
 
-def _publish(
+def publish_exporter(
     task: str, exporter: TaskExporter, name: str, repository: Path | str, options: Options
 ) -> Path | str:
+    """Publish what any task's exporter makes (a plugin task's too) as the next version."""
     if not MODEL_NAME.match(name):
         raise ContractError(f"expected a model name matching {MODEL_NAME.pattern}, got {name!r}")
     return publish(

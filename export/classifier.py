@@ -84,13 +84,13 @@ class ClassifierExporter(Exporter):
         from model_src.train import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
-        self.training = self.checkpoint.get("training")
-        self.vocab = Vocabulary(tuple(self.checkpoint["vocab"]))
-        self.max_tokens = self.checkpoint["max_tokens"]
+        self.training = self.checkpoint.training
+        self.vocab = Vocabulary(tuple(self.checkpoint.vocab))
+        self.max_tokens = self.checkpoint.max_tokens
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
         export_graph(self.model, folder / GRAPH_FILE)
-        classes = len(self.checkpoint["labels"])
+        classes = len(self.checkpoint.labels)
         outputs = [
             TensorSpec(name="probabilities", dtype="float32", shape=["batch", classes]),
             TensorSpec(name="attention", dtype="float32", shape=["batch", "sequence"]),
@@ -98,17 +98,15 @@ class ClassifierExporter(Exporter):
         return {"model": GraphSpec(file=GRAPH_FILE, inputs=INPUTS, outputs=outputs)}
 
     def parity(self, folder: Path) -> Parity:
-        samples = self.checkpoint["heldout"]["texts"][:64]
+        samples = self.checkpoint.heldout.texts[:64]
         ids = parity_batch(self.vocab, samples, self.max_tokens)
         return Parity(max_abs_diff(self.model, folder / GRAPH_FILE, ids))
 
     def quality(self, folder: Path) -> Quality:
-        heldout = self.checkpoint["heldout"]
-        ids = [
-            self.vocab.encode(tokenize(t))[: self.max_tokens] or [PAD_ID] for t in heldout["texts"]
-        ]
-        value = accuracy(folder / GRAPH_FILE, ids, np.array(heldout["labels"]))
-        return Quality(f"{heldout['split']}_accuracy", value)
+        heldout = self.checkpoint.heldout
+        ids = [self.vocab.encode(tokenize(t))[: self.max_tokens] or [PAD_ID] for t in heldout.texts]
+        value = accuracy(folder / GRAPH_FILE, ids, np.array(heldout.labels))
+        return Quality(f"{heldout.split}_accuracy", value)
 
     def write_files(self, folder: Path) -> list[str]:
         self.vocab.save(folder / VOCAB_FILE)
@@ -116,12 +114,12 @@ class ClassifierExporter(Exporter):
 
     def manifest_parts(self) -> dict[str, Any]:
         return {
-            "architecture": architecture(self.checkpoint["config"]),
+            "architecture": architecture(self.checkpoint.config),
             "preprocessing": TextPreprocessing(
-                lowercase=self.checkpoint["lowercase"],
+                lowercase=self.checkpoint.lowercase,
                 vocab_file=VOCAB_FILE,
                 vocab_size=len(self.vocab),
                 max_tokens=self.max_tokens,
             ),
-            "labels": self.checkpoint["labels"],
+            "labels": self.checkpoint.labels,
         }

@@ -75,7 +75,7 @@ class TaskExporter(Protocol):
     """A task's export part in the registry: from a checkpoint, a user's module or a graph."""
 
     quantizable: bool  # whether int8 quantisation is offered
-    training: dict[str, Any] | None  # the manifest's training facts; None: not trained by us
+    training: TrainingInfo | None  # the manifest's training facts; None: not trained by us
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
         """Write the ONNX graphs into the folder; their specs by role."""
@@ -103,7 +103,7 @@ class Exporter:
     """Defaults for a task exporter: no int8, no extra files, no extra metrics."""
 
     quantizable = False
-    training: dict[str, Any] | None = None
+    training: TrainingInfo | None = None
 
     def write_files(self, folder: Path) -> list[str]:
         return []
@@ -131,7 +131,7 @@ def write_version(
         onnx.checker.check_model(onnx.load(str(folder / spec.file)), full_check=True)
     parity = checked_parity(exporter, folder, options.tolerance)
     training = exporter.training
-    metrics = dict(training["metrics"]) if training else {}
+    metrics = dict(training.metrics) if training else {}
     accuracy_change = None
     if options.quantize == "int8":
         before = exporter.quality(folder)
@@ -167,7 +167,7 @@ def write_version(
             accuracy_change=accuracy_change,
             **exporter.export_facts(folder),
         ),
-        training=TrainingInfo(**{**training, "metrics": metrics}) if training else None,
+        training=training.model_copy(update={"metrics": metrics}) if training else None,
         **exporter.manifest_parts(),
     )
     manifest.write(folder)

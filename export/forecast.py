@@ -80,12 +80,12 @@ class ForecastExporter(Exporter):
         from model_src.train_forecast import TRAINER
 
         model, checkpoint = TRAINER.load_checkpoint(path)
-        prep = SeriesPreprocessing(**checkpoint["preprocessing"])
-        heldout = scale(np.array(checkpoint["heldout"]["values"]), prep.mean, prep.std)
+        prep = checkpoint.preprocessing
+        heldout = scale(np.array(checkpoint.heldout.values), prep.mean, prep.std)
         exporter = cls(model, prep.mean, prep.std, prep.max_values, series=heldout)
-        config = checkpoint["config"]
+        config = checkpoint.config
         exporter.origin = "trained"
-        exporter.training = checkpoint.get("training")
+        exporter.training = checkpoint.training
         exporter.preprocessing = prep
         exporter.architecture = architecture(
             config,

@@ -167,7 +167,7 @@ def exact_match(
     folder: Path, source: CharVocabulary, target: CharVocabulary, heldout: dict, max_len: int
 ) -> float:
     """Held-out exact match of the exported graphs, decoded greedily as the service does."""
-    texts, golds, correct = heldout["texts"], heldout["targets"], 0
+    texts, golds, correct = heldout.texts, heldout.targets, 0
     for start in range(0, len(texts), 256):
         ids = [source.encode(normalize(t)) for t in texts[start : start + 256]]
         outputs, _ = onnx_greedy(folder, ids, max_len)
@@ -201,12 +201,12 @@ class Seq2SeqExporter(Exporter):
         from model_src.train_seq2seq import TRAINER
 
         self.model, self.checkpoint = TRAINER.load_checkpoint(checkpoint_path)
-        self.training = self.checkpoint.get("training")
-        self.source = CharVocabulary(tuple(self.checkpoint["input_vocab"]))
-        self.target = CharVocabulary(tuple(self.checkpoint["output_vocab"]))
-        self.max_in = self.checkpoint["max_input_chars"]
-        self.max_out = self.checkpoint["max_output_chars"]
-        cfg = self.checkpoint["config"]
+        self.training = self.checkpoint.training
+        self.source = CharVocabulary(tuple(self.checkpoint.input_vocab))
+        self.target = CharVocabulary(tuple(self.checkpoint.output_vocab))
+        self.max_in = self.checkpoint.max_input_chars
+        self.max_out = self.checkpoint.max_output_chars
+        cfg = self.checkpoint.config
         self.memory_size = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
 
     def export_graphs(self, folder: Path) -> dict[str, GraphSpec]:
@@ -215,7 +215,7 @@ class Seq2SeqExporter(Exporter):
         return graph_specs(state_size, self.memory_size, len(self.target))
 
     def parity(self, folder: Path) -> Parity:
-        ids = parity_inputs(self.source, self.checkpoint["heldout"]["texts"][:64], self.max_in)
+        ids = parity_inputs(self.source, self.checkpoint.heldout.texts[:64], self.max_in)
         diff, same = greedy_parity(self.model, folder, ids, self.max_out)
         what = "onnxruntime's greedy decode differs from PyTorch's: logits"
         return Parity(diff, what=what, outputs_agree=same)
@@ -226,14 +226,14 @@ class Seq2SeqExporter(Exporter):
         return [INPUT_VOCAB_FILE, OUTPUT_VOCAB_FILE]
 
     def extra_metrics(self, folder: Path) -> dict[str, float]:
-        heldout = self.checkpoint["heldout"]
-        if not heldout["texts"]:
+        heldout = self.checkpoint.heldout
+        if not heldout.texts:
             return {}
         match = exact_match(folder, self.source, self.target, heldout, self.max_out)
         return {"test_heldout_locales_exact_match_onnx": round(match, 4)}
 
     def manifest_parts(self) -> dict[str, Any]:
-        cfg = self.checkpoint["config"]
+        cfg = self.checkpoint.config
         return {
             "architecture": architecture(
                 cfg,

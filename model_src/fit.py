@@ -10,7 +10,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -19,12 +19,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from contract.checkpoint import Checkpoint
 from model_src import checkpoints
 from model_src.flags import parse_config
 
 Batch = TypeVar("Batch")
 Config = TypeVar("Config")
 Model = TypeVar("Model", bound=nn.Module)
+Facts = TypeVar("Facts", bound=Checkpoint)
 
 
 @dataclass(kw_only=True)
@@ -77,6 +79,13 @@ class Fitted:
     best: float  # the monitored metric at the best epoch
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def config_of(model_config: Callable[..., Config], cfg: Any, **given: Any) -> Config:
+    """A model's config dataclass from the trainer config's fields of the same names, plus
+    what training found (sizes of vocabularies, scales): one place a new field is copied."""
+    names = {f.name for f in fields(model_config)} - given.keys()  # type: ignore[arg-type]
+    return model_config(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **given)
 
 
 def seed_everything(seed: int) -> None:
@@ -166,7 +175,8 @@ def fit(
 
 def write_outputs(
     out: Path,
-    checkpoint: dict[str, Any],
+    facts: Checkpoint,
+    model: nn.Module,
     history: dict[str, list[float]],
     title: str,
     ylabels: dict[str, str] | None = None,
@@ -175,7 +185,7 @@ def write_outputs(
     """checkpoint.pt and training_curves.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "checkpoint.pt"
-    torch.save(checkpoint, path)
+    checkpoints.save_checkpoint(path, facts, model)
     plot_history(history, out / "training_curves.png", title, ylabels or {}, baselines or {})
     print(f"wrote {path} and {out / 'training_curves.png'}")
     return path
@@ -217,13 +227,13 @@ def plot_history(
 
 
 @dataclass(frozen=True)
-class Trainer(Generic[Config, Model]):
+class Trainer(Generic[Config, Model, Facts]):
     """A task's training part in the registry: its config (one flag per field), `train`, and
-    how its checkpoints (of `checkpoint_format`) become a model again."""
+    how its checkpoints (of the `checkpoint` schema) become a model again."""
 
     config: type[Config]
     train: Callable[[Config], Path]
-    checkpoint_format: str
+    checkpoint: type[Facts]
     model: Callable[[Any], Model]  # the model class, built from an instance of...
     model_config: Callable[..., Any]  # ...its config class, from the checkpoint's "config"
     description: str = ""
@@ -231,9 +241,9 @@ class Trainer(Generic[Config, Model]):
     def main(self, argv: list[str] | None = None, prog: str = "rnnserve train") -> Path:
         return self.train(parse_config(self.config, argv, prog, self.description))
 
-    def load_checkpoint(self, path: Path) -> tuple[Model, dict]:
+    def load_checkpoint(self, path: Path) -> tuple[Model, Facts]:
         return checkpoints.load_checkpoint(
-            path, self.checkpoint_format, lambda config: self.model(self.model_config(**config))
+            path, self.checkpoint, lambda config: self.model(self.model_config(**config))
         )
 
 

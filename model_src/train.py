@@ -10,12 +10,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from contract.checkpoint import ClassifierCheckpoint, LabelledTexts
+from contract.manifest import TrainingInfo
 from contract.words import PAD_ID, Vocabulary, tokenize
 from model_src.classifier import ClassifierConfig, TextClassifier
 from model_src.data import Example, load_splits
-from model_src.fit import FitConfig, Loop, Step, Trainer, fit, length_batches, write_outputs
-
-CHECKPOINT_FORMAT = "rnnserve-classifier/1"
+from model_src.fit import (
+    FitConfig,
+    Fitted,
+    Loop,
+    Step,
+    Trainer,
+    config_of,
+    fit,
+    length_batches,
+    write_outputs,
+)
 
 
 @dataclass(kw_only=True)
@@ -85,9 +95,22 @@ def evaluate(
     return loss_sum / len(data), correct / len(data)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
-    cfg.start()
+@dataclass
+class Data:
+    """The splits as the model reads them, with the vocabulary and labels built from train."""
+
+    vocab: Vocabulary
+    labels: list[str]  # as the data file writes them
+    label_names: list[str]  # as the manifest shows them
+    train: EncodedSplit
+    validation: EncodedSplit
+    test: EncodedSplit
+    test_name: str  # e.g. dev (SST-2's labelled held-out split)
+    test_texts: list[str]
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    """Splits -> labels -> vocabulary (from train only) -> ids."""
     splits = load_splits(cfg.data, cfg.seed)
     labels = cfg.labels or sorted({e.label for e in splits.train})
     label_names = labels
@@ -105,19 +128,14 @@ def train(cfg: TrainConfig) -> Path:
         f"data: {len(train_set)} train, {len(val_set)} validation, {len(test_set)} "
         f"{splits.test_name}; vocabulary {len(vocab)}; labels {label_names}"
     )
+    return Data(
+        vocab, labels, label_names, train_set, val_set, test_set, splits.test_name,
+        [e.text for e in splits.test],
+    )  # fmt: skip
 
-    config = ClassifierConfig(
-        vocab_size=len(vocab),
-        num_classes=len(labels),
-        cell=cfg.cell,
-        embedding_dim=cfg.embedding_dim,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        bidirectional=cfg.bidirectional,
-        attention_size=cfg.attention_size,
-        dropout=cfg.dropout,
-    )
-    model = TextClassifier(config)
+
+def fit_classifier(cfg: TrainConfig, model: TextClassifier, data: Data) -> Fitted:
+    """Cross-entropy on length-bucketed batches; the best epoch by validation accuracy."""
     rng = random.Random(cfg.seed)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Step:
@@ -128,55 +146,77 @@ def train(cfg: TrainConfig) -> Path:
         return Step(loss, {"loss": loss.item() * len(targets), "acc": correct}, len(targets))
 
     def validate() -> dict[str, float]:
-        val_loss, val_acc = evaluate(model, val_set)
+        val_loss, val_acc = evaluate(model, data.validation)
         return {"val_loss": val_loss, "val_acc": val_acc}
 
-    batches = partial(train_set.batches, cfg.batch_size, rng)
-    loop = Loop.of(cfg, "val_acc", batches_per_epoch=-(-len(train_set) // cfg.batch_size))
+    batches = partial(data.train.batches, cfg.batch_size, rng)
+    loop = Loop.of(cfg, "val_acc", batches_per_epoch=-(-len(data.train) // cfg.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fitted = fit(model, optimizer, loop, batches, step, validate)
-    test_loss, test_acc = evaluate(model, test_set)
+    return fit(model, optimizer, loop, batches, step, validate)
+
+
+def heldout_metrics(model: TextClassifier, data: Data, fitted: Fitted) -> dict[str, float]:
+    """The best epoch's validation accuracy and the test split's, scored once."""
+    test_loss, test_acc = evaluate(model, data.test)
+    test = data.test_name
     print(
-        f"best epoch {fitted.best_epoch}: validation acc {fitted.best:.4f}, {splits.test_name} "
+        f"best epoch {fitted.best_epoch}: validation acc {fitted.best:.4f}, {test} "
         f"acc {test_acc:.4f} ({fitted.seconds:.0f} s)"
     )
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict(),
-        "state_dict": model.state_dict(),
-        "vocab": list(vocab.tokens),
-        "labels": label_names,
-        "max_tokens": cfg.max_tokens,
-        "lowercase": True,
+    return {
+        "validation_accuracy": round(fitted.best, 4),
+        f"{test}_accuracy": round(test_acc, 4),
+        f"{test}_loss": round(test_loss, 4),
+    }
+
+
+def checkpoint_facts(
+    cfg: TrainConfig, config: ClassifierConfig, data: Data, fitted: Fitted, metrics: dict
+) -> ClassifierCheckpoint:
+    """What export needs beside the weights."""
+    test = data.test_name
+    return ClassifierCheckpoint(
+        config=config.to_dict(),
+        vocab=list(data.vocab.tokens),
+        labels=data.label_names,
+        max_tokens=cfg.max_tokens,
+        lowercase=True,
         # The held-out split travels with the checkpoint so export can check parity on real
         # sentences and measure what int8 quantisation costs in accuracy.
-        "heldout": {
-            "split": splits.test_name,
-            "texts": [e.text for e in splits.test],
-            "labels": test_set.targets,
-        },
-        "training": {
-            "dataset": cfg.dataset,
-            "source": cfg.source or str(cfg.data),
-            "seed": cfg.seed,
-            "epochs": fitted.best_epoch,
-            "examples": {
-                "train": len(train_set),
-                "validation": len(val_set),
-                splits.test_name: len(test_set),
+        heldout=LabelledTexts(split=test, texts=data.test_texts, labels=data.test.targets),
+        training=TrainingInfo(
+            dataset=cfg.dataset,
+            source=cfg.source or str(cfg.data),
+            seed=cfg.seed,
+            epochs=fitted.best_epoch,
+            examples={
+                "train": len(data.train),
+                "validation": len(data.validation),
+                test: len(data.test),
             },
-            "metrics": {
-                "validation_accuracy": round(fitted.best, 4),
-                f"{splits.test_name}_accuracy": round(test_acc, 4),
-                f"{splits.test_name}_loss": round(test_loss, 4),
-            },
-        },
-    }
+            metrics=metrics,
+        ),
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
+    cfg.start()
+    data = load_data(cfg)
+    config = config_of(
+        ClassifierConfig, cfg, vocab_size=len(data.vocab), num_classes=len(data.labels)
+    )
+    model = TextClassifier(config)
+    fitted = fit_classifier(cfg, model, data)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(model, data, fitted))
     ylabels = {"loss": "cross-entropy", "acc": "accuracy"}
-    return write_outputs(cfg.out, checkpoint, fitted.history, f"{cfg.dataset} {cfg.cell}", ylabels)
+    title = f"{cfg.dataset} {cfg.cell}"
+    return write_outputs(cfg.out, facts, model, fitted.history, title, ylabels)
 
 
-TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, TextClassifier, ClassifierConfig, __doc__)
+TRAINER = Trainer(
+    TrainConfig, train, ClassifierCheckpoint, TextClassifier, ClassifierConfig, __doc__
+)
 
 if __name__ == "__main__":
     TRAINER.main()

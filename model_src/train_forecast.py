@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.checkpoint import ForecastCheckpoint, HeldoutSeries
+from contract.manifest import SeriesPreprocessing, TrainingInfo
 from contract.series import mase_scale, scale, seasonal_naive
-from model_src.fit import FitConfig, Loop, Step, Trainer, fit, write_outputs
+from model_src.fit import FitConfig, Fitted, Loop, Step, Trainer, config_of, fit, write_outputs
 from model_src.forecast import ForecastConfig, Forecaster
 
-CHECKPOINT_FORMAT = "rnnserve-forecast/1"
 DATASET = "Mauna Loa weekly atmospheric CO2 (ppm), 1958-03-29 to 2001-12-29"
 SOURCE = "statsmodels.datasets.co2 (Keeling et al., Scripps Institution of Oceanography)"
 
@@ -81,44 +82,59 @@ def targets_at(series: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndar
     return series[origins[:, None] + np.arange(1, horizon + 1)[None, :]]
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train, keep the best epoch on validation MAE, write checkpoint.pt and training_curves.png."""
-    cfg.start()
-    series, dates = load_co2()
+@dataclass
+class Series:
+    """The series cut chronologically, with the scaling statistics of its training part."""
+
+    values: np.ndarray  # ppm
+    dates: list[str]
+    train_end: int
+    val_end: int
+    mean: float
+    std: float
+    diff_scale: float  # 1 / std of the scaled training part's first differences
+    val_origins: np.ndarray  # an origin t forecasts t+1..t+k inside its split
+    test_origins: np.ndarray
+
+
+def load_series(cfg: TrainConfig) -> Series:
+    values, dates = load_co2()
     if cfg.series_length:
-        series, dates = series[: cfg.series_length], dates[: cfg.series_length]
-    n, k = len(series), cfg.horizon
+        values, dates = values[: cfg.series_length], dates[: cfg.series_length]
+    n, k = len(values), cfg.horizon
     train_end, val_end = int(n * 0.70), int(n * 0.85)
-    train_part = series[:train_end]
+    train_part = values[:train_end]
     mean, std = float(train_part.mean()), float(train_part.std())
-    diff_scale = float(1.0 / np.diff(scale(train_part, mean, std)).std())
-    # An origin t forecasts t+1..t+k; every target lies inside the origin's split.
-    val_origins = np.arange(max(train_end - 1, cfg.period), val_end - k)
-    test_origins = np.arange(max(val_end - 1, cfg.period), n - k)
     print(
         f"data: {n} weeks of CO2 ({dates[0]} to {dates[-1]}); train {train_end}, validation "
         f"{val_end - train_end}, test {n - val_end} weeks; forecasts {k} weeks ahead"
     )
-
-    config = ForecastConfig(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        attention_size=cfg.attention_size,
-        window=cfg.window,
-        horizon=k,
-        diff_scale=diff_scale,
+    return Series(
+        values,
+        dates,
+        train_end,
+        val_end,
+        mean,
+        std,
+        diff_scale=float(1.0 / np.diff(scale(train_part, mean, std)).std()),
+        val_origins=np.arange(max(train_end - 1, cfg.period), val_end - k),
+        test_origins=np.arange(max(val_end - 1, cfg.period), n - k),
     )
-    model = Forecaster(config)
+
+
+def fit_forecaster(cfg: TrainConfig, model: Forecaster, data: Series) -> Fitted:
+    """L1 on random training windows at random origins; the best epoch by validation MAE."""
+    k = cfg.horizon
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, cfg.epochs * cfg.batches_per_epoch, eta_min=cfg.lr / 10
     )
-    scaled_train = torch.from_numpy(scale(train_part, mean, std))
-    length = min(cfg.sequence_length, train_end)
+    scaled_train = torch.from_numpy(scale(data.values[: data.train_end], data.mean, data.std))
+    length = min(cfg.sequence_length, data.train_end)
     rng = np.random.default_rng(cfg.seed)
 
     def step(_: int) -> Step:
-        starts = rng.integers(0, train_end - length + 1, size=cfg.batch_size)
+        starts = rng.integers(0, data.train_end - length + 1, size=cfg.batch_size)
         values = torch.stack([scaled_train[s : s + length] for s in starts])  # (B, S)
         first = min(cfg.period, length - k - 1)
         positions = torch.from_numpy(
@@ -126,90 +142,112 @@ def train(cfg: TrainConfig) -> Path:
         )
         forecast, _ = model.forward_training(values, positions)  # (B, P, k)
         target = values.unfold(1, k, 1)[:, positions + 1]  # (B, P, k)
-        loss = ((forecast - target).abs() * diff_scale).mean()
+        loss = ((forecast - target).abs() * data.diff_scale).mean()
         return Step(loss, {"loss": loss.item()})
 
     def validate() -> dict[str, float]:
-        forecast = evaluate(model, series, val_origins, mean, std)
-        return {"val_mae": float(np.abs(forecast - targets_at(series, val_origins, k)).mean())}
+        forecast = evaluate(model, data.values, data.val_origins, data.mean, data.std)
+        truth = targets_at(data.values, data.val_origins, k)
+        return {"val_mae": float(np.abs(forecast - truth).mean())}
 
     loop = Loop.of(
         cfg, "val_mae", higher_is_better=False, clip=1.0, batches_per_epoch=cfg.batches_per_epoch
     )
     batches = partial(range, cfg.batches_per_epoch)
-    fitted = fit(model, optimizer, loop, batches, step, validate, after_step=scheduler.step)
-    best_mae, best_epoch, seconds = fitted.best, fitted.best_epoch, fitted.seconds
+    return fit(model, optimizer, loop, batches, step, validate, after_step=scheduler.step)
 
-    truth = targets_at(series, test_origins, k)
-    scale_denominator = mase_scale(train_part, cfg.period)
-    mae = float(np.abs(evaluate(model, series, test_origins, mean, std) - truth).mean())
-    window_origins = test_origins[test_origins >= cfg.window - 1]
+
+def heldout_metrics(cfg: TrainConfig, model: Forecaster, data: Series, fitted: Fitted) -> dict:
+    """Held-out MAE and MASE, against the seasonal-naive and last-value baselines."""
+    series, origins, k = data.values, data.test_origins, cfg.horizon
+    truth = targets_at(series, origins, k)
+    denominator = mase_scale(series[: data.train_end], cfg.period)
+    mae = float(np.abs(evaluate(model, series, origins, data.mean, data.std) - truth).mean())
+    window_origins = origins[origins >= cfg.window - 1]
     mae_window = float(
         np.abs(
-            evaluate_windows(model, series, window_origins, mean, std)
+            evaluate_windows(model, series, window_origins, data.mean, data.std)
             - targets_at(series, window_origins, k)
         ).mean()
     )
-    naive_seasonal = float(
-        np.abs(seasonal_naive(series, test_origins, k, cfg.period) - truth).mean()
-    )
-    naive_last = float(np.abs(series[test_origins][:, None] - truth).mean())
+    naive_seasonal = float(np.abs(seasonal_naive(series, origins, k, cfg.period) - truth).mean())
+    naive_last = float(np.abs(series[origins][:, None] - truth).mean())
     metrics = {
-        "validation_mae": round(best_mae, 4),
+        "validation_mae": round(fitted.best, 4),
         "test_mae": round(mae, 4),
-        "test_mase": round(mae / scale_denominator, 4),
+        "test_mase": round(mae / denominator, 4),
         "test_mae_window_only": round(mae_window, 4),
         "seasonal_naive_test_mae": round(naive_seasonal, 4),
-        "seasonal_naive_test_mase": round(naive_seasonal / scale_denominator, 4),
+        "seasonal_naive_test_mase": round(naive_seasonal / denominator, 4),
         "last_value_test_mae": round(naive_last, 4),
-        "training_seconds": round(seconds, 1),
+        "training_seconds": round(fitted.seconds, 1),
     }
     print(
-        f"best epoch {best_epoch}: test MAE {mae:.4f} ppm (MASE {metrics['test_mase']:.3f}); "
+        f"best epoch {fitted.best_epoch}: test MAE {mae:.4f} ppm "
+        f"(MASE {metrics['test_mase']:.3f}); "
         f"seasonal naive {naive_seasonal:.4f} (MASE {metrics['seasonal_naive_test_mase']:.3f}); "
-        f"last value {naive_last:.4f}; window only {mae_window:.4f} ({seconds:.0f} s)"
+        f"last value {naive_last:.4f}; window only {mae_window:.4f} ({fitted.seconds:.0f} s)"
     )
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict(),
-        "state_dict": model.state_dict(),
-        "preprocessing": {
-            "mean": mean,
-            "std": std,
-            "window": cfg.window,
-            "horizon": k,
-            "max_values": cfg.max_values,
-            "details": {
+    return metrics
+
+
+def checkpoint_facts(
+    cfg: TrainConfig, config: ForecastConfig, data: Series, fitted: Fitted, metrics: dict
+) -> ForecastCheckpoint:
+    n = len(data.values)
+    return ForecastCheckpoint(
+        config=config.to_dict(),
+        preprocessing=SeriesPreprocessing(
+            mean=data.mean,
+            std=data.std,
+            window=cfg.window,
+            horizon=cfg.horizon,
+            max_values=cfg.max_values,
+            details={
                 "period": cfg.period,
                 "frequency": "weekly (W-SAT)",
                 "unit": "ppm",
-                "first_date": dates[0],
-                "last_date": dates[-1],
+                "first_date": data.dates[0],
+                "last_date": data.dates[-1],
             },
-        },
+        ),
         # The held-out weeks travel with the checkpoint: export checks parity on real data.
-        "heldout": {"split": "test", "values": series[val_end - cfg.window :].tolist()},
-        "training": {
-            "dataset": DATASET,
-            "source": SOURCE,
-            "seed": cfg.seed,
-            "epochs": best_epoch,
-            "examples": {
-                "train": train_end,
-                "validation": val_end - train_end,
-                "test": n - val_end,
+        heldout=HeldoutSeries(
+            split="test", values=data.values[data.val_end - cfg.window :].tolist()
+        ),
+        training=TrainingInfo(
+            dataset=DATASET,
+            source=SOURCE,
+            seed=cfg.seed,
+            epochs=fitted.best_epoch,
+            examples={
+                "train": data.train_end,
+                "validation": data.val_end - data.train_end,
+                "test": n - data.val_end,
             },
-            "metrics": metrics,
-        },
-    }
+            metrics=metrics,
+        ),
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best epoch on validation MAE, write checkpoint.pt and training_curves.png."""
+    cfg.start()
+    data = load_series(cfg)
+    config = config_of(ForecastConfig, cfg, diff_scale=data.diff_scale)
+    model = Forecaster(config)
+    fitted = fit_forecaster(cfg, model, data)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(cfg, model, data, fitted))
     naive_validation = float(
         np.abs(
-            seasonal_naive(series, val_origins, k, cfg.period) - targets_at(series, val_origins, k)
+            seasonal_naive(data.values, data.val_origins, cfg.horizon, cfg.period)
+            - targets_at(data.values, data.val_origins, cfg.horizon)
         ).mean()
     )
     return write_outputs(
         cfg.out,
-        checkpoint,
+        facts,
+        model,
         fitted.history,
         "CO2 forecaster (GRU + additive attention)",
         ylabels={"loss": "L1, difference units", "mae": "MAE, ppm"},
@@ -217,7 +255,7 @@ def train(cfg: TrainConfig) -> Path:
     )
 
 
-TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, Forecaster, ForecastConfig, __doc__)
+TRAINER = Trainer(TrainConfig, train, ForecastCheckpoint, Forecaster, ForecastConfig, __doc__)
 
 if __name__ == "__main__":
     TRAINER.main()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -12,11 +11,21 @@ import torch
 from torch import nn
 
 from contract.chars import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
+from contract.checkpoint import Seq2SeqCheckpoint, TextPairs
+from contract.manifest import TrainingInfo
 from model_src import dates
-from model_src.fit import FitConfig, Loop, Step, Trainer, fit, length_batches, write_outputs
+from model_src.fit import (
+    FitConfig,
+    Fitted,
+    Loop,
+    Step,
+    Trainer,
+    config_of,
+    fit,
+    length_batches,
+    write_outputs,
+)
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
-
-CHECKPOINT_FORMAT = "rnnserve-seq2seq/1"
 
 
 @dataclass(kw_only=True)
@@ -96,27 +105,40 @@ def evaluate(
     return loss_sum / chars_seen, exact / len(data)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
-    cfg.start()
+@dataclass
+class Data:
+    """The date pairs as ids: symbol tables built from train, four splits."""
+
+    source: CharVocabulary
+    target: CharVocabulary
+    train: EncodedPairs
+    validation: EncodedPairs
+    seen: EncodedPairs  # test dates in the training locales
+    heldout: EncodedPairs  # test dates in locales never trained on
+
+
+def load_data(cfg: TrainConfig) -> Data:
     splits = dates.build_splits(cfg.train_size, cfg.test_size, cfg.seed)
     source = CharVocabulary.build(e.text for e in splits.train)
     target = CharVocabulary.build(e.target for e in splits.train)
-    train_set, val_set, seen_set, heldout_set = (
-        EncodedPairs(s, source, target, cfg.max_input_chars)
-        for s in (splits.train, splits.validation, splits.test_seen, splits.test_heldout)
+    data = Data(
+        source,
+        target,
+        *(
+            EncodedPairs(s, source, target, cfg.max_input_chars)
+            for s in (splits.train, splits.validation, splits.test_seen, splits.test_heldout)
+        ),
     )
     print(
-        f"data: {len(train_set)} train, {len(val_set)} validation, {len(seen_set)} test "
-        f"(seen locales), {len(heldout_set)} test (held-out locales "
+        f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.seen)} "
+        f"test (seen locales), {len(data.heldout)} test (held-out locales "
         f"{', '.join(dates.HELDOUT_LOCALES)}); {len(source)} input, {len(target)} output symbols"
     )
-    config = Seq2SeqConfig(
-        input_vocab_size=len(source),
-        output_vocab_size=len(target),
-        **{f.name: getattr(cfg, f.name) for f in fields(Seq2SeqConfig) if hasattr(cfg, f.name)},
-    )
-    model = Seq2Seq(config)
+    return data
+
+
+def fit_seq2seq(cfg: TrainConfig, model: Seq2Seq, data: Data) -> Fitted:
+    """Teacher-forced cross-entropy; the best epoch by validation exact match (greedy)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=0)
     rng = random.Random(cfg.seed)
@@ -132,67 +154,85 @@ def train(cfg: TrainConfig) -> Path:
         return Step(loss, {"loss": loss.item() * n, "char_acc": correct}, n)
 
     def validate() -> dict[str, float]:
-        val_loss, val_acc = evaluate(model, val_set, target, cfg.max_output_chars)
+        val_loss, val_acc = evaluate(model, data.validation, data.target, cfg.max_output_chars)
         return {"val_loss": val_loss, "val_exact_match": val_acc}
 
     def after_epoch(scores: dict[str, float]) -> None:
         scheduler.step(scores["val_loss"])
 
-    batches = partial(train_set.batches, cfg.batch_size, rng)
+    batches = partial(data.train.batches, cfg.batch_size, rng)
     loop = Loop.of(
         cfg,
         "val_exact_match",
         max_seconds=cfg.max_minutes * 60,
         perfect=1.0,
-        batches_per_epoch=-(-len(train_set) // cfg.batch_size),
+        batches_per_epoch=-(-len(data.train) // cfg.batch_size),
     )
-    started = time.time()
-    fitted = fit(model, optimizer, loop, batches, step, validate, after_epoch=after_epoch)
-    best_acc, best_epoch = fitted.best, fitted.best_epoch
-    _, seen_acc = evaluate(model, seen_set, target, cfg.max_output_chars)
-    heldout_loss, heldout_acc = evaluate(model, heldout_set, target, cfg.max_output_chars)
-    elapsed = time.time() - started
+    return fit(model, optimizer, loop, batches, step, validate, after_epoch=after_epoch)
+
+
+def heldout_metrics(
+    cfg: TrainConfig, model: Seq2Seq, data: Data, fitted: Fitted
+) -> dict[str, float]:
+    """Exact match on both test splits (greedy decoding), scored once."""
+    _, seen_acc = evaluate(model, data.seen, data.target, cfg.max_output_chars)
+    heldout_loss, heldout_acc = evaluate(model, data.heldout, data.target, cfg.max_output_chars)
     print(
-        f"best epoch {best_epoch}: validation exact match {best_acc:.4f}; test exact match "
-        f"{seen_acc:.4f} on seen locales, {heldout_acc:.4f} on held-out locales ({elapsed:.0f} s)"
+        f"best epoch {fitted.best_epoch}: validation exact match {fitted.best:.4f}; test exact "
+        f"match {seen_acc:.4f} on seen locales, {heldout_acc:.4f} on held-out locales "
+        f"({fitted.seconds:.0f} s)"
     )
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict(),
-        "state_dict": model.state_dict(),
-        "input_vocab": list(source.symbols),
-        "output_vocab": list(target.symbols),
-        "max_input_chars": cfg.max_input_chars,
-        "max_output_chars": cfg.max_output_chars,
-        # Held-out examples travel with the checkpoint: export checks parity on them.
-        "heldout": {
-            "texts": [e.text for e in splits.test_heldout],
-            "targets": [e.target for e in splits.test_heldout],
-        },
-        "training": {
-            "dataset": "cldr-dates",
-            "source": dates.SOURCE,
-            "seed": cfg.seed,
-            "epochs": best_epoch,
-            "examples": {
-                "train": len(train_set),
-                "validation": len(val_set),
-                "test_seen_locales": len(seen_set),
-                "test_heldout_locales": len(heldout_set),
-            },
-            "metrics": {
-                "validation_exact_match": round(best_acc, 4),
-                "test_seen_locales_exact_match": round(seen_acc, 4),
-                "test_heldout_locales_exact_match": round(heldout_acc, 4),
-                "test_heldout_locales_loss": round(heldout_loss, 4),
-                "train_seconds": round(elapsed),
-            },
-        },
+    return {
+        "validation_exact_match": round(fitted.best, 4),
+        "test_seen_locales_exact_match": round(seen_acc, 4),
+        "test_heldout_locales_exact_match": round(heldout_acc, 4),
+        "test_heldout_locales_loss": round(heldout_loss, 4),
+        "train_seconds": round(fitted.seconds),
     }
-    return write_outputs(cfg.out, checkpoint, fitted.history, f"CLDR dates, {cfg.cell}")
 
 
-TRAINER = Trainer(TrainConfig, train, CHECKPOINT_FORMAT, Seq2Seq, Seq2SeqConfig, __doc__)
+def checkpoint_facts(
+    cfg: TrainConfig, config: Seq2SeqConfig, data: Data, fitted: Fitted, metrics: dict
+) -> Seq2SeqCheckpoint:
+    """What export needs beside the weights."""
+    heldout = data.heldout.examples
+    return Seq2SeqCheckpoint(
+        config=config.to_dict(),
+        input_vocab=list(data.source.symbols),
+        output_vocab=list(data.target.symbols),
+        max_input_chars=cfg.max_input_chars,
+        max_output_chars=cfg.max_output_chars,
+        # Held-out examples travel with the checkpoint: export checks parity on them.
+        heldout=TextPairs(texts=[e.text for e in heldout], targets=[e.target for e in heldout]),
+        training=TrainingInfo(
+            dataset="cldr-dates",
+            source=dates.SOURCE,
+            seed=cfg.seed,
+            epochs=fitted.best_epoch,
+            examples={
+                "train": len(data.train),
+                "validation": len(data.validation),
+                "test_seen_locales": len(data.seen),
+                "test_heldout_locales": len(data.heldout),
+            },
+            metrics=metrics,
+        ),
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best epoch on validation, write checkpoint.pt and training_curves.png."""
+    cfg.start()
+    data = load_data(cfg)
+    sizes = {"input_vocab_size": len(data.source), "output_vocab_size": len(data.target)}
+    config = config_of(Seq2SeqConfig, cfg, **sizes)
+    model = Seq2Seq(config)
+    fitted = fit_seq2seq(cfg, model, data)
+    facts = checkpoint_facts(cfg, config, data, fitted, heldout_metrics(cfg, model, data, fitted))
+    return write_outputs(cfg.out, facts, model, fitted.history, f"CLDR dates, {cfg.cell}")
+
+
+TRAINER = Trainer(TrainConfig, train, Seq2SeqCheckpoint, Seq2Seq, Seq2SeqConfig, __doc__)
 
 if __name__ == "__main__":
     TRAINER.main()

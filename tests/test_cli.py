@@ -85,6 +85,26 @@ def test_quantize_is_refused_alike_for_every_task_that_does_not_offer_it(
     assert not (tmp_path / "q").exists()  # refused before any work
 
 
+@pytest.mark.slow
+def test_a_checkpoint_missing_a_field_is_refused_in_one_line(tmp_path: Path, capsys):
+    import torch
+
+    from tests.forecast_helpers import tiny_forecast_checkpoint
+
+    saved = torch.load(tiny_forecast_checkpoint(), weights_only=True)
+    del saved["preprocessing"]["std"]
+    broken = tmp_path / "checkpoint.pt"
+    torch.save(saved, broken)
+    capsys.readouterr()  # the tiny checkpoint's training
+    with pytest.raises(SystemExit) as exit:
+        main(["export", str(broken), "--name", "b", "--repository", str(tmp_path / "models")])
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == (
+        f"rnnserve export: refused: {broken}: not a ForecastCheckpoint "
+        "(preprocessing.std: Field required; 1 problem(s) in all)\n"
+    )
+
+
 def test_a_graph_made_elsewhere_is_exported_without_torch(tmp_path):
     """`rnnserve export --task tensor` in a serving install: onnx and onnxruntime suffice."""
     import onnx
@@ -120,3 +140,20 @@ def test_a_graph_made_elsewhere_is_exported_without_torch(tmp_path):
     assert [(t.name, t.dtype, t.shape) for t in manifest.graphs["model"].inputs] == [
         ("x", "float32", ["batch", 3])
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--task", "forecast", "--module", "m.py:f", "--labels", "a,b"],
+         "--task forecast does not take --labels"),
+        (["--task", "seq2seq", "--module", "m.py:f", "--input-vocab", "in.txt"],
+         "--task seq2seq takes --module, --input-vocab, --output-vocab"),
+        (["--task", "tensor", "--onnx", "g.onnx", "--module", "m.py:f"],
+         "--task tensor does not take --module"),
+    ],
+)  # fmt: skip
+def test_each_task_reads_its_own_flags_from_its_export_command(argv, said, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "--name", "x", *argv])
+    assert exit.value.code == 2 and said in capsys.readouterr().err

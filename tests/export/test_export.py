@@ -37,7 +37,7 @@ def test_graph_has_dynamic_batch_and_sequence_axes(tiny_repository: Path):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_onnxruntime_matches_pytorch_on_mixed_lengths(tiny_checkpoints, cell):
     model, checkpoint = TRAINER.load_checkpoint(tiny_checkpoints[cell])
-    vocab = Vocabulary(tuple(checkpoint["vocab"]))
+    vocab = Vocabulary(tuple(checkpoint.vocab))
     texts = ["great", "the film is a dull film , what a bore", "moving .", "a " * 30]
     ids = [vocab.encode(tokenize(t)) for t in texts]
     graph = Path(checkpoint_dir := tiny_checkpoints[cell].parent) / "parity.onnx"

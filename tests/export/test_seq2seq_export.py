@@ -19,8 +19,8 @@ from tests.seq2seq_helpers import tiny_seq2seq_checkpoint, tiny_seq2seq_reposito
 def test_onnx_greedy_decode_equals_pytorch_on_mixed_lengths(cell):
     folder = tiny_seq2seq_repository(cell) / "tiny-dates" / "1"
     model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint(cell))
-    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
-    ids = parity_inputs(source, checkpoint["heldout"]["texts"][:16], 48)
+    source = CharVocabulary(tuple(checkpoint.input_vocab))
+    ids = parity_inputs(source, checkpoint.heldout.texts[:16], 48)
     assert len({len(x) for x in ids}) > 3
     got, _ = onnx_greedy(folder, ids, 14)
     chars, lengths = (torch.from_numpy(a) for a in pad_batch(ids))

@@ -124,7 +124,7 @@ def test_training_writes_a_checkpoint_with_metrics_and_curves():
     assert (path.parent / "training_curves.png").stat().st_size > 0
     model, checkpoint = TRAINER.load_checkpoint(path)
     assert model.config.window == WINDOW and model.config.horizon == HORIZON
-    metrics = checkpoint["training"]["metrics"]
+    metrics = checkpoint.training.metrics
     for key in ("test_mae", "test_mase", "seasonal_naive_test_mae", "seasonal_naive_test_mase"):
         assert np.isfinite(metrics[key])
-    assert "co2" in checkpoint["training"]["source"]
+    assert "co2" in checkpoint.training.source

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from contract.chars import BOS_ID, EOS_ID, UNK_ID, CharVocabulary, normalize
+from contract.checkpoint import Seq2SeqCheckpoint
 from model_src import dates
 from model_src.attention import length_mask
 from model_src.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -92,7 +93,7 @@ def test_beam_of_one_is_greedy_and_beam_scores_are_log_probabilities(cell):
     from model_src.train_seq2seq import TRAINER
 
     model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint(cell))
-    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
+    source = CharVocabulary(tuple(checkpoint.input_vocab))
     for text in ["22 novembre 2026", "Nov 22, '26", "2026/11/22"]:
         chars, lengths = batch([source.encode(text)])
         greedy, attention = model.greedy(chars, lengths, 14)
@@ -128,8 +129,9 @@ def test_dates_hold_out_locales_and_follow_one_numeric_reading():
 def test_training_writes_a_checkpoint_with_heldout_metrics_and_curves():
     path = tiny_seq2seq_checkpoint("gru")
     assert (path.parent / "training_curves.png").stat().st_size > 0
-    checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint["format"] == "rnnserve-seq2seq/1"
-    metrics = checkpoint["training"]["metrics"]
+    checkpoint = Seq2SeqCheckpoint.of(torch.load(path, weights_only=True))
+    assert checkpoint.format == "rnnserve-seq2seq/1"
+    assert len(checkpoint.heldout.texts) == len(checkpoint.heldout.targets) > 0
+    metrics = checkpoint.training.metrics
     assert 0 <= metrics["test_heldout_locales_exact_match"] <= 1
-    assert checkpoint["input_vocab"][:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert checkpoint.input_vocab[:4] == ["<pad>", "<unk>", "<s>", "</s>"]

@@ -6,4 +6,9 @@ task), named by the `rnnserve.tasks` entry point of its distribution's metadata.
 
 from contract.registry import TaskParts
 
-TASK = TaskParts(name="wordcount", serving="tests.plugin_task.serving:WordCountTask")
+TASK = TaskParts(
+    name="wordcount",
+    serving="tests.plugin_task.serving:WordCountTask",
+    exporter="tests.plugin_task.export:WordCountExporter",
+    export_command="tests.plugin_task.command:COMMAND",
+)

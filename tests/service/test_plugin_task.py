@@ -11,19 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from contract.manifest import (
-    Architecture,
-    ExportInfo,
-    GraphSpec,
     Manifest,
-    TensorSpec,
-    TextPreprocessing,
-    TrainingInfo,
-    sha256_of,
 )
 from contract.words import Vocabulary
 from tests.conftest import ROOT
@@ -61,73 +52,22 @@ print(json.dumps(answers))
 """
 
 
-def unknown_counter_graph(path: Path) -> None:
-    """tokens (batch, sequence) int64 -> unknown (batch,) float32: how many ids equal <unk>."""
-    nodes = [
-        helper.make_node(
-            "Constant", [], ["unk"], value=helper.make_tensor("u", TensorProto.INT64, [], [1])
-        ),
-        helper.make_node("Equal", ["tokens", "unk"], ["is_unk"]),
-        helper.make_node("Cast", ["is_unk"], ["as_float"], to=TensorProto.FLOAT),
-        helper.make_node(
-            "Constant", [], ["axis"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])
-        ),
-        helper.make_node("ReduceSum", ["as_float", "axis"], ["unknown"], keepdims=0),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "unknown_counter",
-        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "sequence"])],
-        [helper.make_tensor_value_info("unknown", TensorProto.FLOAT, ["batch"])],
+def export_counter(repository: Path, site: Path, *extra: str) -> str:
+    """`rnnserve export --task wordcount` publishes the plugin's PyTorch module, through the
+    export command its registration names (what the service never imports)."""
+    vocab = site.parent / "vocab.txt"
+    VOCAB.save(vocab)
+    module = f"{ROOT / 'tests' / 'plugin_task' / 'model.py'}:UnknownCounter"
+    argv = ["export", "--task", "wordcount", "--module", module, "--vocab", str(vocab),
+            "--name", "counter", "--repository", str(repository), *extra]  # fmt: skip
+    entry = (
+        f"import sys; sys.path.insert(0, {str(site)!r}); from cli import main; main(sys.argv[1:])"
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-
-
-def publish_counter(repository: Path) -> None:
-    folder = repository / "counter" / "1"
-    folder.mkdir(parents=True)
-    unknown_counter_graph(folder / "model.onnx")
-    VOCAB.save(folder / "vocab.txt")
-    Manifest(
-        name="counter",
-        version=1,
-        task="wordcount",
-        created_at="2026-01-01T00:00:00+00:00",
-        architecture=Architecture(
-            cell="gru",
-            embedding_dim=0,
-            hidden_size=0,
-            num_layers=0,
-            bidirectional=False,
-            attention_size=0,
-            dropout=0.0,
-        ),
-        graphs={
-            "model": GraphSpec(
-                file="model.onnx",
-                inputs=[TensorSpec(name="tokens", dtype="int64", shape=["batch", "sequence"])],
-                outputs=[TensorSpec(name="unknown", dtype="float32", shape=["batch"])],
-            )
-        },
-        preprocessing=TextPreprocessing(
-            vocab_file="vocab.txt", vocab_size=len(VOCAB), max_tokens=64
-        ),
-        files={f: sha256_of(folder / f) for f in ("model.onnx", "vocab.txt")},
-        export=ExportInfo(
-            opset=17,
-            torch_version="none",
-            onnx_version=onnx.__version__,
-            onnxruntime_version="any",
-            parity_max_abs_diff=0.0,
-            parity_tolerance=0.0,
-        ),
-        training=TrainingInfo(
-            dataset="none", source="built by hand", seed=0, epochs=0, examples={}, metrics={}
-        ),
-    ).write(folder)
+    result = subprocess.run(
+        [sys.executable, "-c", entry, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def install_plugin_metadata(site: Path) -> None:
@@ -143,8 +83,8 @@ def install_plugin_metadata(site: Path) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("plugin")
-    publish_counter(root / "models")
     install_plugin_metadata(root / "site")
+    printed = export_counter(root / "models", root / "site")
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(root / "models"), str(root / "site")],
         capture_output=True,
@@ -153,7 +93,22 @@ def served(tmp_path_factory) -> dict:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {"printed": printed, **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def test_the_plugin_task_is_exported_by_rnnserve_export_from_its_module(served, tmp_path):
+    folder = Path(served["printed"].removeprefix("published ").strip())
+    assert folder.name == "1" and folder.parent.name == "counter"
+    manifest = Manifest.read(folder)
+    assert (manifest.task, manifest.origin) == ("wordcount", "module")
+    assert manifest.export.parity_max_abs_diff == 0.0  # counts are exact
+    assert manifest.preprocessing.vocab_size == len(VOCAB)
+
+
+def test_a_task_flag_the_plugin_does_not_take_is_refused(tmp_path):
+    install_plugin_metadata(tmp_path / "site")
+    with pytest.raises(AssertionError, match="--task wordcount does not take --labels"):
+        export_counter(tmp_path / "models", tmp_path / "site", "--labels", "a,b")
 
 
 def test_the_plugin_task_is_listed_under_its_own_name(served):

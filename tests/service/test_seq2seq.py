@@ -89,8 +89,8 @@ def test_service_beam_search_equals_pytorch_beam_search(repository):
     from tests.seq2seq_helpers import tiny_seq2seq_checkpoint
 
     model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint("gru"))
-    source = CharVocabulary(tuple(checkpoint["input_vocab"]))
-    target = CharVocabulary(tuple(checkpoint["output_vocab"]))
+    source = CharVocabulary(tuple(checkpoint.input_vocab))
+    target = CharVocabulary(tuple(checkpoint.output_vocab))
     served = make_task(repository).decode_alone(TEXTS, width=3)
     for text, result in zip(TEXTS, served, strict=True):
         ids = torch.tensor([source.encode(text)])
