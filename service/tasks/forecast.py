@@ -84,7 +84,7 @@ class ForecastTask:
         if prep is None or prep.kind != "series" or "step" not in manifest.graphs:
             raise ValueError("a forecaster needs series preprocessing and a 'step' graph")
         self.mean, self.std = prep.mean, prep.std
-        self.window, self.horizon = prep.window, prep.horizon
+        self.horizon = prep.horizon
         self.max_values = prep.max_values
         graph = manifest.graphs["step"]
         self.graph, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
@@ -117,6 +117,7 @@ class ForecastTask:
             self.batch_axes.append(spec.shape.index("batch"))
         outputs = {t.name: t for t in graph.outputs}
         attention = outputs.get("attention")
+        # The attention's width: the last W values it weighs (None: the graph has none).
         self.window = int(attention.shape[1]) if attention is not None else None
         names = ["forecast", *(["attention"] if attention is not None else [])]
         self.output_names = names + [f"{t.name}_out" for t in self.state_specs]
