@@ -28,7 +28,7 @@ from service.errors import InputError
 from service.protocol import MetadataTensor
 from service.tasks.base import NO_ATTENTION_OUTPUT, TaskContext, parse_parameters
 from service.tasks.classify import length_groups
-from service.tasks.forecast_states import StateTensors
+from service.tasks.forecast_states import StateLayout, StateTensors
 
 VALUES, LENGTHS = "values", "lengths"
 
@@ -115,6 +115,9 @@ class ForecastTask:
                     "fixed others"
                 )
             self.batch_axes.append(spec.shape.index("batch"))
+        self.layout = StateLayout(
+            [([d for d in t.shape if d != "batch"], t.dtype) for t in self.state_specs]
+        )
         outputs = {t.name: t for t in graph.outputs}
         attention = outputs.get("attention")
         # The attention's width: the last W values it weighs (None: the graph has none).
@@ -133,22 +136,13 @@ class ForecastTask:
     # -- the streaming capability (see service.tasks.base.StreamingTask) ---------------------
 
     def open_state(self) -> StateTensors:
-        return StateTensors(
-            tuple(np.zeros([d for d in t.shape if d != "batch"], t.dtype) for t in self.state_specs)
-        )
+        return self.layout.zeros()
 
     def encode_state(self, state: StateTensors) -> bytes:
         return state.to_bytes()
 
     def decode_state(self, data: bytes) -> StateTensors:
-        state = StateTensors.from_bytes(data)
-        fresh = self.open_state().arrays
-        if len(state.arrays) != len(fresh) or any(
-            (a.shape, a.dtype) != (f.shape, f.dtype)
-            for a, f in zip(state.arrays, fresh, strict=False)
-        ):
-            raise ValueError("a state of other tensors than this version's step graph takes")
-        return state
+        return self.layout.decode(data)
 
     def check_step(self, values: list[Any], parameters: dict[str, Any]) -> StepInput:
         return StepInput(self.check(values), self.wants_attention(parameters))

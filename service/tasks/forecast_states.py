@@ -8,7 +8,9 @@ state `state, memory, last, filled`, the order of its step graph's state inputs)
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +33,7 @@ class StateTensors:
     # Magic, count, values seen, then per tensor its dtype and shape, then the data.
     def to_bytes(self) -> bytes:
         head = [MAGIC, struct.pack("<IQ", len(self.arrays), self.seen)]
-        for a in self.arrays:
-            kind = a.dtype.str.encode()
-            head.append(struct.pack(f"<B{len(kind)}sB{a.ndim}I", len(kind), kind, a.ndim, *a.shape))
+        head += [_describe(a.shape, a.dtype) for a in self.arrays]
         return b"".join(head) + b"".join(np.ascontiguousarray(a).tobytes() for a in self.arrays)
 
     @classmethod
@@ -69,6 +69,47 @@ class StateTensors:
         if offset != len(data):
             raise ValueError(f"a state of tensors with {len(data) - offset} bytes left over")
         return cls(tuple(arrays), seen)
+
+
+class StateLayout:
+    """The rows of the state tensors one step graph takes: a session's fresh state, and its
+    stored bytes read back (those of its own layout at a glance, a step on every session)."""
+
+    def __init__(self, rows: Sequence[tuple[Sequence[int], str]]) -> None:
+        self.rows = [(tuple(shape), np.dtype(dtype)) for shape, dtype in rows]
+        self.count = struct.pack("<I", len(self.rows))
+        self.described = b"".join(_describe(shape, dtype) for shape, dtype in self.rows)
+        self.data_offset = 16 + len(self.described)
+        sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in self.rows]
+        self.size = self.data_offset + sum(sizes)
+
+    def zeros(self) -> StateTensors:
+        return StateTensors(tuple(np.zeros(shape, dtype) for shape, dtype in self.rows))
+
+    def decode(self, data: bytes) -> StateTensors:
+        """The state in `data` (ValueError if it is not one of this layout)."""
+        if (
+            len(data) == self.size
+            and data[:4] == MAGIC
+            and data[4:8] == self.count
+            and data[16 : self.data_offset] == self.described
+        ):
+            (seen,), offset, arrays = struct.unpack_from("<Q", data, 8), self.data_offset, []
+            for shape, dtype in self.rows:
+                count = math.prod(shape)
+                arrays.append(np.frombuffer(data, dtype, count, offset).reshape(shape))
+                offset += count * dtype.itemsize
+            return StateTensors(tuple(arrays), seen)
+        state = StateTensors.from_bytes(data)  # an earlier release's bytes, or not a state
+        if [(a.shape, a.dtype) for a in state.arrays] != self.rows:
+            raise ValueError("a state of other tensors than this version's step graph takes")
+        return state
+
+
+def _describe(shape: Sequence[int], dtype: np.dtype) -> bytes:
+    """One tensor's dtype and shape, as the bytes of a state give them."""
+    kind = dtype.str.encode()
+    return struct.pack(f"<B{len(kind)}sB{len(shape)}I", len(kind), kind, len(shape), *shape)
 
 
 def _from_stream_state(data: bytes) -> StateTensors:

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from service.tasks.forecast_states import StateTensors
+from service.tasks.forecast_states import StateLayout, StateTensors
 
 
 def test_state_tensors_survive_the_shared_stores_bytes():
@@ -51,3 +51,18 @@ def test_states_kept_by_earlier_releases_still_decode():
     assert (back.arrays[3].dtype, int(back.arrays[3])) == (np.int64, filled)
     with pytest.raises(ValueError, match="not a stream state"):
         StateTensors.from_bytes(data + state.tobytes())
+
+
+def test_a_step_graphs_layout_reads_its_own_states_and_refuses_others():
+    layout = StateLayout([((3, 4), "float32"), ((), "int64")])
+    state = StateTensors((np.arange(12, dtype=np.float32).reshape(3, 4), np.array(7, np.int64)), 9)
+    back = layout.decode(state.to_bytes())
+    assert back.seen == 9 and int(back.arrays[1]) == 7
+    np.testing.assert_array_equal(back.arrays[0], state.arrays[0])
+    fresh = layout.zeros()
+    assert fresh.seen == 0 and fresh.nbytes == 48 + 8 and not fresh.arrays[0].any()
+    other = StateTensors((np.zeros((3, 5), np.float32), np.array(0, np.int64))).to_bytes()
+    with pytest.raises(ValueError, match="other tensors"):
+        layout.decode(other)
+    with pytest.raises(ValueError, match="magic"):
+        layout.decode(b"XXXX" + state.to_bytes()[4:])
