@@ -26,8 +26,9 @@ class TaskParts:
     name: str
     serving: str  # service: a class built from a TaskContext, keeping the serving protocol
     trainer: str | None = None  # model_src: a `fit.Trainer` (`rnnserve train --task <name>`)
-    exporter: str | None = None  # export: a `driver.TaskExporter` class
-    module_exporter: str | None = None  # export: the same for a user's nn.Module (export.api)
+    # export: a `driver.TaskExporter` class, for a user's module or graph and for ours (a
+    # task with a trainer gives it `from_checkpoint(path)`)
+    exporter: str | None = None
     export_command: str | None = None  # export: an `ExportCommand`, its `rnnserve export` flags
     checkpoint_format: str | None = None  # the "format" its trainer writes in checkpoints
     page: str | None = None  # the page: "package:file.js" that presents its predictions
@@ -39,7 +40,6 @@ BUILTIN = (
         serving="service.tasks.classify:ClassifyTask",
         trainer="model_src.train:TRAINER",
         exporter="export.classifier:ClassifierExporter",
-        module_exporter="export.classifier:ClassifierExporter",
         checkpoint_format="rnnserve-classifier/1",
         export_command="export.commands:CLASSIFY_COMMAND",
         page="service.ui:tasks/classify.js",
@@ -49,17 +49,15 @@ BUILTIN = (
         serving="service.tasks.seq2seq:Seq2SeqTask",
         trainer="model_src.train_seq2seq:TRAINER",
         exporter="export.seq2seq:Seq2SeqExporter",
-        module_exporter="export.seq2seq:Seq2SeqExporter",
         checkpoint_format="rnnserve-seq2seq/1",
         export_command="export.commands:SEQ2SEQ_COMMAND",
         page="service.ui:tasks/seq2seq.js",
     ),
     TaskParts(
         name="forecast",
-        serving="service.tasks.forecast_states:serving",  # ours, or a user's step module
+        serving="service.tasks.forecast:ForecastTask",
         trainer="model_src.train_forecast:TRAINER",
         exporter="export.forecast:ForecastExporter",
-        module_exporter="export.user_forecast:UserForecastExporter",
         checkpoint_format="rnnserve-forecast/1",
         export_command="export.commands:FORECAST_COMMAND",
         page="service.ui:tasks/forecast.js",

@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> Path | str:
     exporter_class = registry.load(parts.exporter)
     try:
         check_options(parts.name, exporter_class, options)
-        # getattr: until seq2seq's and forecast's exporters have from_checkpoint too
-        exporter = getattr(exporter_class, "from_checkpoint", exporter_class)(args.checkpoint)
+        exporter = exporter_class.from_checkpoint(args.checkpoint)
     except (NotExportable, CheckpointError) as error:  # one line and exit 1, as for a module
         p.exit(1, f"{p.prog}: refused: {error}\n")
     folder = publish(

@@ -81,7 +81,7 @@ def publish_classifier(
         rows = read_eval_data(Path(eval_data), labels)
     else:
         rows = [(t, _label_index(y, labels)) for t, y in eval_data or ()]
-    exporter_class = registry.load(registry.get("classify").module_exporter)
+    exporter_class = registry.load(registry.get("classify").exporter)
     options = _card(options, title, description, examples)
     check_options("classify", exporter_class, options)
     if options.quantize and not rows:
@@ -137,7 +137,7 @@ def publish_seq2seq(
     from export.seq2seq import Seq2SeqTokens
 
     check_limits(max_input_chars=max_input_chars, max_output_chars=max_output_chars)
-    exporter_class = registry.load(registry.get("seq2seq").module_exporter)
+    exporter_class = registry.load(registry.get("seq2seq").exporter)
     options = _card(options, title, description, examples)
     check_options("seq2seq", exporter_class, options)
     source = TextInput(
@@ -174,10 +174,11 @@ def publish_forecaster(
     options: Options | None = None,
 ) -> Path | str:
     """Publish a streaming forecaster: `step.initial_state(batch)` -> state tensors (batch
-    first); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
-    *next_state). Values are scaled as (x - mean) / std; forecasts unscaled back."""
+    first, zeros); `step(values float32[B, T], lengths int64[B], *state)` -> (forecast [B, k],
+    [attention [B, W],] *next_state). Values are scaled as (x - mean) / std; forecasts unscaled
+    back."""
     check_limits(max_values=max_values)
-    exporter_class = registry.load(registry.get("forecast").module_exporter)
+    exporter_class = registry.load(registry.get("forecast").exporter)
     options = _card(options, title, description, examples)
     check_options("forecast", exporter_class, options)
     exporter = exporter_class(step, mean, std, max_values)

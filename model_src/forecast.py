@@ -2,9 +2,10 @@
 window of its states, and a head that predicts the next `horizon` values.
 
 The state carried from one chunk of observations to the next is fixed in size, whatever the
-length of the history, so each step costs O(chunk + window):
+length of the history, so each step costs O(chunk + window). It is batch first, as the step
+contract of `export.forecast` asks of every forecaster (ours is exported as a user's is):
 
-- `state`  (L, B, H): the GRU's hidden state of every layer;
+- `state`  (B, L, H): the GRU's hidden state of every layer;
 - `memory` (B, W, H): the top layer's outputs for the last W steps, oldest first (a sliding
   window: each step shifts it by the chunk's length; slots never filled sit on the left);
 - `last`   (B,): the last observation (scaled), the base of the forecast and of the next
@@ -65,7 +66,7 @@ class Forecaster(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
         return (
-            torch.zeros(c.num_layers, batch, c.hidden_size),
+            torch.zeros(batch, c.num_layers, c.hidden_size),
             torch.zeros(batch, c.window, c.hidden_size),
             torch.zeros(batch),
             torch.zeros(batch, dtype=torch.long),
@@ -91,9 +92,9 @@ class Forecaster(nn.Module):
         for i, gru in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
-            x, _ = gru(x, state[i : i + 1])  # (B, T, H)
+            x, _ = gru(x, state[:, i].unsqueeze(0).contiguous())  # (B, T, H)
             states.append(torch.gather(x, 1, index).squeeze(1))  # (B, H) at each row's end
-        return x, torch.stack(states)
+        return x, torch.stack(states, dim=1)
 
     def predict(
         self, memory: torch.Tensor, mask: torch.Tensor, query: torch.Tensor, last: torch.Tensor
@@ -103,7 +104,7 @@ class Forecaster(nn.Module):
         offsets = self.head(torch.cat([query, context], dim=-1))  # (N, k), in difference units
         return last.unsqueeze(1) + offsets / self.config.diff_scale, weights
 
-    def step(
+    def forward(
         self,
         values: torch.Tensor,
         lengths: torch.Tensor,
@@ -122,14 +123,14 @@ class Forecaster(nn.Module):
         filled = torch.clamp(filled + lengths, max=window)
         mask = torch.arange(window, device=values.device).unsqueeze(0) >= (window - filled)[:, None]
         last = torch.gather(values, 1, (lengths - 1).unsqueeze(1)).squeeze(1)
-        forecast, weights = self.predict(memory, mask, state[-1], last)
+        forecast, weights = self.predict(memory, mask, state[:, -1], last)
         return forecast, weights, state, memory, last, filled
 
     def forward_training(
         self, values: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole sequences from a fresh state, forecasts at `positions` (P,) of every row:
-        the same maths as `step`, with each position's memory cut from the outputs.
+        the same maths as `forward`, with each position's memory cut from the outputs.
 
         values (B, S) -> forecasts (B, P, k), weights (B, P, W).
         """
@@ -150,15 +151,3 @@ class Forecaster(nn.Module):
             values[:, positions].reshape(b * p),
         )
         return forecast.view(b, p, -1), weights.view(b, p, w)
-
-
-class StepGraph(nn.Module):
-    """The exported step: (values, lengths, state, memory, last, filled) -> forecast, attention,
-    new state, memory, last, filled."""
-
-    def __init__(self, model: Forecaster) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, values, lengths, state, memory, last, filled):
-        return self.model.step(values, lengths, state, memory, last, filled)

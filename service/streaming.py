@@ -66,7 +66,7 @@ async def step(
         async with store.turn(session) as now:
             if expect_steps is not None and expect_steps != now.steps:
                 return _replay(now, expect_steps, added, digest), now.steps
-            answer, state = await task.step(task.decode_state(now.state), checked, timeout)
+            answer, state = await task.step(_decoded(task, now), checked, timeout)
             last = LAST.pack(now.steps, digest) + orjson.dumps(answer)
             steps = await store.commit(now, task.encode_state(state), added, last)
         if steps is not None:
@@ -76,6 +76,19 @@ async def step(
         f"session {session.id!r} is being stepped by {MAX_TURNS} other requests at once; "
         "send one step at a time"
     )
+
+
+def _decoded(task: StreamingTask, session: Session) -> Any:
+    """The session's state as its task reads it; bytes it cannot read (kept by a release that
+    wrote another layout) end the session with 410 rather than fail every step."""
+    try:
+        return task.decode_state(session.state)
+    except ValueError as error:
+        raise Gone(
+            f"session {session.id!r} holds a state this server cannot read ({error}); "
+            "open a new session",
+            "unreadable",
+        ) from None
 
 
 def _as_bytes(values: list[Any]) -> bytes:

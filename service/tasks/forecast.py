@@ -4,11 +4,15 @@ One step graph serves both ways of asking: a stateless `:predict` is a fresh sta
 window at once, and a session step is the session's state fed only the new values. Items carry
 their own state, so chunks of many sessions (of any lengths) run as one batch: the states are
 stacked into the batch's inputs and each row's new state is cut back out of its outputs.
+
+The state is the step graph's own state tensors, whatever they are: each is stacked along the
+axis its spec names "batch" (a user's are batch first; our first release kept the GRU's state
+as [layers, batch, hidden]). The attention is answered where the graph has an "attention"
+output, and asking for it of a graph without one is an input error.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +26,9 @@ from service.batching import Batcher
 from service.codecs import OutputTensor
 from service.errors import InputError
 from service.protocol import MetadataTensor
-from service.tasks.base import TaskContext, parse_parameters
+from service.tasks.base import NO_ATTENTION_OUTPUT, TaskContext, parse_parameters
 from service.tasks.classify import length_groups
+from service.tasks.forecast_states import StateLayout, StateTensors
 
 VALUES, LENGTHS = "values", "lengths"
 
@@ -49,53 +54,17 @@ class ForecastParameters(BaseModel):
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """What a session carries between steps: fixed in size whatever the history's length."""
-
-    state: np.ndarray  # (L, H) the GRU's hidden state of every layer
-    memory: np.ndarray  # (W, H) the top layer's last W outputs, oldest first
-    last: np.float32  # the last observation, scaled
-    filled: int  # memory slots holding real steps (0..W)
-
-    @property
-    def nbytes(self) -> int:
-        return self.state.nbytes + self.memory.nbytes + 4 + 8
-
-    # A shared store keeps it as bytes: a small header, then the float32 arrays as they are.
-    HEADER = struct.Struct("<4sIIIIf")  # magic, layers, hidden, window, filled, last
-
-    def to_bytes(self) -> bytes:
-        (layers, hidden), window = self.state.shape, self.memory.shape[0]
-        head = self.HEADER.pack(b"RSS1", layers, hidden, window, self.filled, self.last)
-        return head + self.state.astype("<f4").tobytes() + self.memory.astype("<f4").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> StreamState:
-        if len(data) < cls.HEADER.size:
-            raise ValueError(f"not a stream state ({len(data)} bytes)")
-        magic, layers, hidden, window, filled, last = cls.HEADER.unpack_from(data)
-        size = cls.HEADER.size + 4 * hidden * (layers + window)
-        if magic != b"RSS1" or len(data) != size:
-            raise ValueError(f"not a stream state ({len(data)} bytes, magic {magic!r})")
-        arrays = np.frombuffer(data, "<f4", offset=cls.HEADER.size).astype(np.float32)
-        state, memory = arrays[: layers * hidden], arrays[layers * hidden :]
-        return cls(
-            state.reshape(layers, hidden), memory.reshape(window, hidden), np.float32(last), filled
-        )
-
-
 @dataclass(slots=True)
 class Chunk:
     values: np.ndarray  # (T,) float32, scaled
-    state: Any  # the forecaster's state (ours: StreamState)
+    state: StateTensors
 
 
 @dataclass(slots=True)
 class StepResult:
     forecast: np.ndarray  # (k,) raw units
-    attention: np.ndarray | None  # (W,) over the memory slots, oldest first; 0 on empty slots
-    state: Any
+    attention: np.ndarray | None  # (W,) over the last W values, oldest first; 0 on empty slots
+    state: StateTensors
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +76,15 @@ class StepInput:
 
 
 class ForecastTask:
-    """A streaming forecaster version: scale as in training, batch chunks with their states.
-
-    Ours carries a `StreamState` and answers attention too; a user's step graph carries its
-    own state tensors (`service.tasks.forecast_states`). Both are a `StreamingTask`.
-    """
+    """A streaming forecaster version: scale as in training, batch chunks with their states
+    (the step graph's state tensors). A `StreamingTask`."""
 
     def __init__(self, ctx: TaskContext) -> None:
         manifest, prep = ctx.manifest, ctx.manifest.preprocessing
         if prep is None or prep.kind != "series" or "step" not in manifest.graphs:
             raise ValueError("a forecaster needs series preprocessing and a 'step' graph")
         self.mean, self.std = prep.mean, prep.std
-        self.window, self.horizon = prep.window, prep.horizon
+        self.horizon = prep.horizon
         self.max_values = prep.max_values
         graph = manifest.graphs["step"]
         self.graph, self.provider = ctx.create_inference_session(ctx.folder / graph.file)
@@ -137,12 +103,31 @@ class ForecastTask:
         self.session_facts = {"max_values": self.max_values, "horizon": self.horizon}
 
     def read_graph(self, graph: GraphSpec) -> None:
-        """What the state's shape and the outputs are, from the step graph's specs."""
-        specs = {t.name: t for t in graph.inputs}
-        self.layers, _, self.hidden = specs["state"].shape
-        self.outputs.append(
-            MetadataTensor(name="attention", datatype="FP32", shape=[-1, self.window])
+        """The state tensors, each one's batch axis, and whether there is attention."""
+        self.state_specs = [t for t in graph.inputs if t.name not in (VALUES, LENGTHS)]
+        self.batch_axes = []
+        for spec in self.state_specs:
+            if spec.shape.count("batch") != 1 or any(
+                not isinstance(d, int) for d in spec.shape if d != "batch"
+            ):
+                raise ValueError(
+                    f"state input {spec.name!r} of shape {spec.shape} needs one 'batch' axis and "
+                    "fixed others"
+                )
+            self.batch_axes.append(spec.shape.index("batch"))
+        self.layout = StateLayout(
+            [([d for d in t.shape if d != "batch"], t.dtype) for t in self.state_specs]
         )
+        outputs = {t.name: t for t in graph.outputs}
+        attention = outputs.get("attention")
+        # The attention's width: the last W values it weighs (None: the graph has none).
+        self.window = int(attention.shape[1]) if attention is not None else None
+        names = ["forecast", *(["attention"] if attention is not None else [])]
+        self.output_names = names + [f"{t.name}_out" for t in self.state_specs]
+        if attention is not None:
+            self.outputs.append(
+                MetadataTensor(name="attention", datatype="FP32", shape=[-1, self.window])
+            )
 
     @property
     def queue_depth(self) -> int:
@@ -150,27 +135,28 @@ class ForecastTask:
 
     # -- the streaming capability (see service.tasks.base.StreamingTask) ---------------------
 
-    def open_state(self) -> Any:
-        return StreamState(
-            np.zeros((self.layers, self.hidden), np.float32),
-            np.zeros((self.window, self.hidden), np.float32),
-            np.float32(0),
-            0,
-        )
+    def open_state(self) -> StateTensors:
+        return self.layout.zeros()
 
-    def encode_state(self, state: Any) -> bytes:
+    def encode_state(self, state: StateTensors) -> bytes:
         return state.to_bytes()
 
-    def decode_state(self, data: bytes) -> Any:
-        return StreamState.from_bytes(data)
+    def decode_state(self, data: bytes) -> StateTensors:
+        return self.layout.decode(data)
 
     def check_step(self, values: list[Any], parameters: dict[str, Any]) -> StepInput:
-        params = parse_parameters(ForecastParameters, parameters)
-        return StepInput(self.check(values), params.attention)
+        return StepInput(self.check(values), self.wants_attention(parameters))
+
+    def wants_attention(self, parameters: dict[str, Any]) -> bool:
+        """Whether a request asks for attention; asking a graph without it is an error."""
+        attention = parse_parameters(ForecastParameters, parameters).attention
+        if attention and self.window is None:
+            raise InputError(NO_ATTENTION_OUTPUT)
+        return attention
 
     async def step(
-        self, state: Any, checked: StepInput, timeout: float
-    ) -> tuple[dict[str, Any], Any]:
+        self, state: StateTensors, checked: StepInput, timeout: float
+    ) -> tuple[dict[str, Any], StateTensors]:
         """One session step: the prediction and the state to keep."""
         (result,) = await self.batcher.submit([Chunk(checked.values, state)], timeout)
         return self.respond(result, checked.attention), result.state
@@ -191,16 +177,17 @@ class ForecastTask:
     async def predict(
         self, instances: list[Any], parameters: dict[str, Any], timeout: float
     ) -> list[dict[str, Any]]:
-        params = parse_parameters(ForecastParameters, parameters)
+        attention = self.wants_attention(parameters)
         fresh = self.open_state()
         items = [Chunk(self.check(v, f"instances[{i}]"), fresh) for i, v in enumerate(instances)]
         results = await self.batcher.submit(items, timeout)
-        return [self.respond(r, params.attention) for r in results]
+        return [self.respond(r, attention) for r in results]
 
     def respond(self, result: StepResult, attention: bool) -> dict[str, Any]:
+        """The forecast, and the weights of the (at most W) last values seen if asked."""
         prediction: dict[str, Any] = {"forecast": result.forecast.tolist()}
-        if attention and result.attention is not None:
-            filled = result.state.filled
+        if attention and result.attention is not None and self.window is not None:
+            filled = min(result.state.seen, self.window)
             prediction["attention"] = result.attention[self.window - filled :].tolist()
         return prediction
 
@@ -212,27 +199,23 @@ class ForecastTask:
     def run(self, items: list[Chunk]) -> list[StepResult]:
         """One batch from the batcher: grouped by chunk length, states stacked, run, scattered."""
         results: list[StepResult | None] = [None] * len(items)
+        axes = self.batch_axes
         for group, chunk, lengths in padded_chunks(items, self.max_batch, self.max_waste):
-            states = [items[i].state for i in group]
-            feed = {
-                "values": chunk,
-                "lengths": lengths,
-                "state": np.stack([s.state for s in states], axis=1),
-                "memory": np.stack([s.memory for s in states]),
-                "last": np.array([s.last for s in states], np.float32),
-                "filled": np.array([s.filled for s in states], np.int64),
-            }
-            forecast, weights, state, memory, last, filled = self.graph.run(None, feed)
+            feed = {VALUES: chunk, LENGTHS: lengths}
+            for k, (spec, axis) in enumerate(zip(self.state_specs, axes, strict=True)):
+                feed[spec.name] = np.stack([items[i].state.arrays[k] for i in group], axis=axis)
+            forecast, *outputs = self.graph.run(self.output_names, feed)
+            weights = outputs.pop(0) if self.window is not None else None
             forecast = unscale(forecast, self.mean, self.std)
             for row, i in enumerate(group):
-                # Copies: a view would keep the whole batch's arrays alive in every session.
-                new = StreamState(
-                    state[:, row].copy(),
-                    memory[row].copy(),
-                    np.float32(last[row]),
-                    int(filled[row]),
+                # Copies (take's): a view would keep the whole batch's arrays alive in a session.
+                arrays = tuple(
+                    np.asarray(np.take(o, row, axis=a)) for o, a in zip(outputs, axes, strict=True)
                 )
-                results[i] = StepResult(forecast[row], weights[row], new)
+                new = StateTensors(arrays, items[i].state.seen + int(lengths[row]))
+                results[i] = StepResult(
+                    forecast[row], None if weights is None else weights[row], new
+                )
         return results  # type: ignore[return-value]
 
     # -- V2 ------------------------------------------------------------------------------------
@@ -241,8 +224,8 @@ class ForecastTask:
         self, arrays: dict[str, np.ndarray], parameters: dict[str, Any], timeout: float
     ) -> list[OutputTensor]:
         """V2: `values` (FP32 [batch, T]) with optional `lengths` (INT64 [batch]) in, each row
-        read from a fresh state; `forecast` (FP32 [batch, k]) and `attention` (FP32
-        [batch, W], zero on slots before the first value) out."""
+        read from a fresh state; `forecast` (FP32 [batch, k]) and, where the graph has it,
+        `attention` (FP32 [batch, W], zero on slots before the first value) out."""
         parse_parameters(ForecastParameters, parameters, ignore_unknown=True)
         items = self.prepare_tensors(arrays)
         results = await self.batcher.submit(items, timeout)

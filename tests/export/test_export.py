@@ -70,7 +70,7 @@ def test_our_checkpoint_is_exported_as_a_users_module_is(tiny_checkpoints, tiny_
         max_tokens=checkpoint.max_tokens,
     )
     heldout = list(zip(checkpoint.heldout.texts, checkpoint.heldout.labels, strict=True))
-    as_user = registry.load(registry.get("classify").module_exporter)(
+    as_user = registry.load(registry.get("classify").exporter)(
         model, text, checkpoint.labels, heldout
     )
     ours = registry.load(registry.get("classify").exporter).from_checkpoint(

@@ -61,7 +61,7 @@ def test_our_model_goes_through_the_exporter_a_users_modules_do():
     (shapes and padding checked), with our characters and held-out facts on top."""
     model, checkpoint = TRAINER.load_checkpoint(tiny_seq2seq_checkpoint("gru"))
     exporter = Seq2SeqExporter.from_checkpoint(tiny_seq2seq_checkpoint("gru"))
-    assert registry.load(registry.get("seq2seq").module_exporter) is Seq2SeqExporter
+    assert registry.load(registry.get("seq2seq").exporter) is Seq2SeqExporter
     assert type(exporter.encoder) is type(model.encoder)
     assert type(exporter.decoder) is type(model.decoder)
     assert exporter.state_size == model.config.state_size

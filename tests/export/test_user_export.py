@@ -228,19 +228,21 @@ def test_int8_keeps_the_accuracy_it_measured(tmp_path, vocab_file):
     [
         ({"kind": "Forgetful"}, "expected a series fed in chunks (carrying the state) to give "
                                 "what it gives fed whole, got a difference of"),
+        ({"kind": "Primed"}, "expected initial_state(1) to give zeros (the service opens "
+                             "each session with zeros), got state 1 with other values"),
         (None, "expected StepGRU to have initial_state(batch)"),
     ],
 )  # fmt: skip
 def test_a_forecaster_that_breaks_its_contract_is_refused(tmp_path, capfd, config, message):
     module = f"{ROOT / 'tests/user_models/forecast.py'}:build"
     if config is None:  # a plain module: its initial_state taken away
-        from export.user_forecast import UserForecastExporter
+        from export.forecast import ForecastExporter
         from export.user_module import ContractError, load_callable
 
         step = load_callable(module)()
         step.initial_state = None
         with pytest.raises(ContractError, match=re.escape(message)):
-            UserForecastExporter(step)
+            ForecastExporter(step)
         return
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))

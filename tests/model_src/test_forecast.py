@@ -30,7 +30,7 @@ def feed(model: Forecaster, series: torch.Tensor, sizes: list[int]):
     with torch.no_grad():
         for size in sizes:
             chunk = series[start : start + size].unsqueeze(0)
-            outputs = model.step(chunk, torch.tensor([size]), *state)
+            outputs = model(chunk, torch.tensor([size]), *state)
             state = outputs[2:]
             start += size
     return outputs
@@ -41,7 +41,7 @@ def test_step_shapes_and_state_size_do_not_grow_with_history():
     for length in (1, 5, 40):
         forecast, weights, state, memory, last, filled = feed(model, torch.randn(length), [length])
         assert forecast.shape == (1, 3) and weights.shape == (1, 8)
-        assert state.shape == (2, 1, 12) and memory.shape == (1, 8, 12)
+        assert state.shape == (1, 2, 12) and memory.shape == (1, 8, 12)
         assert last.shape == (1,) and int(filled) == min(length, 8)
 
 
@@ -61,9 +61,9 @@ def test_padding_after_a_short_chunk_changes_nothing():
     alone = feed(model, series[:4], [4])
     padded = torch.stack([torch.cat([series[:4], torch.full((6,), 99.0)]), series])
     with torch.no_grad():
-        batch = model.step(padded, torch.tensor([4, 10]), *model.initial_state(2))
+        batch = model(padded, torch.tensor([4, 10]), *model.initial_state(2))
     assert torch.allclose(batch[0][0], alone[0][0], atol=1e-6)
-    assert torch.allclose(batch[2][:, 0], alone[2][:, 0], atol=1e-6)
+    assert torch.allclose(batch[2][0], alone[2][0], atol=1e-6)
     assert torch.allclose(batch[3][0], alone[3][0], atol=1e-6)
 
 

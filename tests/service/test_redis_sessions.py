@@ -14,8 +14,8 @@ import redis
 from service.errors import Gone, NotFound
 from service.redis_sessions import PREFIX, RedisSessions, SessionStoreUnavailable
 from service.sessions import SessionSettings
-from service.tasks.forecast import StreamState
-from tests.conftest import wait_ready
+from service.tasks.forecast_states import StateTensors
+from tests.conftest import ROOT, wait_ready
 from tests.forecast_helpers import HORIZON, tiny_forecast_repository
 from tests.live_server import free_port
 from tests.scaleout import MISSING, have_redis, redis_server
@@ -47,11 +47,10 @@ def make_app(store: str, **settings):
 
     return create_app(
         Settings(
-            model_repository=tiny_forecast_repository(),
+            **{"model_repository": tiny_forecast_repository(), **settings},
             providers="cpu",
             session_store=store,
             repository_poll_s=0,
-            **settings,
         )
     )
 
@@ -89,22 +88,25 @@ def run(coroutine):
 # -- state ---------------------------------------------------------------------------------------
 
 
-def test_state_is_stored_as_float32_bytes_behind_a_small_header():
+def test_state_is_stored_as_its_arrays_bytes_behind_a_small_header():
     rng = np.random.default_rng(0)
-    state = StreamState(
-        rng.normal(size=(2, 8)).astype(np.float32),
-        rng.normal(size=(16, 8)).astype(np.float32),
-        np.float32(1.25),
-        7,
+    state = StateTensors(
+        (
+            rng.normal(size=(2, 8)).astype(np.float32),
+            rng.normal(size=(16, 8)).astype(np.float32),
+            np.array(1.25, np.float32),
+            np.array(7, np.int64),
+        ),
+        seen=7,
     )
     data = state.to_bytes()
-    assert len(data) == StreamState.HEADER.size + 4 * 8 * (2 + 16)
-    back = StreamState.from_bytes(data)
-    np.testing.assert_array_equal(back.state, state.state)
-    np.testing.assert_array_equal(back.memory, state.memory)
-    assert (back.last, back.filled) == (state.last, state.filled)
-    with pytest.raises(ValueError, match="not a stream state"):
-        StreamState.from_bytes(data[:-4])
+    assert state.nbytes < len(data) < state.nbytes + 64  # the header is small
+    back = StateTensors.from_bytes(data)
+    for a, b in zip(back.arrays, state.arrays, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert back.seen == 7
+    with pytest.raises(ValueError, match="truncated"):
+        StateTensors.from_bytes(data[:-4])
 
 
 def test_the_stored_session_holds_binary_state_not_json(two_apps, db):
@@ -114,11 +116,66 @@ def test_the_stored_session_holds_binary_state_not_json(two_apps, db):
     stored = db.hgetall(f"{PREFIX}s:{session}")
     assert int(stored[b"steps"]) == 10
     info = a.get(f"{MODEL}/sessions/{session}").json()
-    assert len(stored[b"state"]) == StreamState.HEADER.size + info["state_bytes"] - 12
-    assert StreamState.from_bytes(stored[b"state"]).filled == 10
+    kept = StateTensors.from_bytes(stored[b"state"])
+    assert kept.nbytes == info["state_bytes"] < len(stored[b"state"]) < info["state_bytes"] + 128
+    assert kept.seen == 10 and int(kept.arrays[-1]) == 10  # the graph's own count of filled slots
     new_session(a)
     metrics = a.get("/metrics").text
     assert "rnnserve_sessions 2.0" in metrics.splitlines()  # both, in the shared store
+
+
+def test_a_session_kept_by_the_first_release_steps_on_after_an_upgrade(redis_url, db, tmp_path):
+    """The committed co2-gru/1 graph's sessions were kept as the first release's fixed
+    `RSS1` state; a replica of this release steps them on, attention and all."""
+    import shutil
+    import struct
+
+    import onnxruntime as ort
+    from fastapi.testclient import TestClient
+
+    from contract.manifest import Manifest
+
+    folder = ROOT / "models" / "co2-gru" / "1"
+    shutil.copytree(folder.parent, tmp_path / "co2-gru")
+    prep = Manifest.read(folder).preprocessing
+    past, new = co2_like(30, seed=11), co2_like(50, seed=11)[30:]
+    # What the first release kept after `past`: its step graph's state, packed as it packed it.
+    graph = ort.InferenceSession(str(folder / "step.onnx"), providers=["CPUExecutionProvider"])
+    scaled = ((np.array(past) - prep.mean) / prep.std).astype(np.float32)[None]
+    _, _, state, memory, last, filled = graph.run(
+        None,
+        {
+            "values": scaled,
+            "lengths": np.array([30]),
+            "state": np.zeros((1, 1, 64), np.float32),
+            "memory": np.zeros((1, 104, 64), np.float32),
+            "last": np.zeros(1, np.float32),
+            "filled": np.zeros(1, np.int64),
+        },
+    )
+    kept = struct.pack("<4sIIIIf", b"RSS1", 1, 64, 104, int(filled[0]), float(last[0]))
+    kept += state[:, 0].tobytes() + memory[0].tobytes()
+    app = make_app(redis_url, model_repository=tmp_path)
+    with TestClient(app) as client:
+        wait_ready(client)
+        url = "/v1/models/co2-gru"
+        session = client.post(f"{url}/sessions").json()["session_id"]
+        db.hset(f"{PREFIX}s:{session}", mapping={"state": kept, "steps": 30})
+        stepped = client.post(
+            f"{url}/sessions/{session}:step",
+            json={"values": new, "parameters": {"attention": True}},
+        )
+        assert stepped.status_code == 200, stepped.text
+        whole = client.post(
+            f"{url}:predict", json={"instances": [past + new], "parameters": {"attention": True}}
+        ).json()["predictions"][0]
+        answer = stepped.json()
+        assert answer["steps"] == 50 and len(answer["attention"]) == 50
+        np.testing.assert_allclose(answer["forecast"], whole["forecast"], rtol=1e-5)
+        np.testing.assert_allclose(answer["attention"], whole["attention"], atol=1e-6)
+        db.hset(f"{PREFIX}s:{session}", "state", b"XXXX")  # bytes no release wrote
+        unreadable = client.post(f"{url}/sessions/{session}:step", json={"values": [1.0]})
+        assert unreadable.status_code == 410 and "cannot read" in unreadable.json()["error"]
 
 
 # -- shared between apps ---------------------------------------------------------------------------
@@ -188,9 +245,7 @@ def test_a_retried_step_gets_its_first_answer_and_is_not_applied_twice(two_apps)
 def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url)
-        fresh = StreamState(
-            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
-        ).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         created = await store.create("m", 1, fresh, len(fresh))
         one, two = await store.get("m", created.id), await store.get("m", created.id)
         assert await store.commit(one, fresh, 5, b"") == 5
@@ -204,9 +259,7 @@ def test_a_stale_commit_loses_the_compare_and_set(redis_url, db):
 def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(session_ttl_s=1.0))
-        fresh = StreamState(
-            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
-        ).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         idle, busy = [await store.create("m", 1, fresh, 1) for _ in range(2)]
         idle_key, busy_key = f"{PREFIX}s:{idle.id}", f"{PREFIX}s:{busy.id}"
         # Half the TTL on, a step renews the busy one's: it outlives the idle one by as much.
@@ -227,9 +280,7 @@ def test_idle_sessions_expire_through_redis_key_expiry(redis_url, db):
 def test_past_the_limit_the_least_recently_used_session_is_evicted(redis_url, db):
     async def scenario():
         store = RedisSessions(redis_url, SessionSettings(max_sessions=2))
-        fresh = StreamState(
-            np.zeros((1, 2), np.float32), np.zeros((3, 2), np.float32), 0, 0
-        ).to_bytes()
+        fresh = StateTensors((np.zeros((1, 2), np.float32), np.zeros(3, np.float32))).to_bytes()
         a = await store.create("m", 1, fresh, 1)
         b = await store.create("m", 1, fresh, 1)
         await store.commit(await store.get("m", a.id), fresh, 1, b"")  # b is now the least recent

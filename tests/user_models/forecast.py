@@ -1,5 +1,6 @@
 """A user's streaming forecaster for the tests (torch alone): a GRU step module with explicit
-state (its hidden state, and a count of values seen); and one that forgets its state."""
+state (its hidden state, and a count of values seen); one that forgets its state, and one whose
+initial state is not zeros."""
 
 from __future__ import annotations
 
@@ -34,5 +35,13 @@ class Forgetful(StepGRU):
         return super().forward(values, lengths, torch.zeros_like(state), seen)
 
 
+class Primed(StepGRU):
+    """Starts its count of values at one: the service, opening sessions with zeros, could not."""
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        state, seen = super().initial_state(batch)
+        return state, seen + 1
+
+
 def build(kind: str = "StepGRU", **config) -> nn.Module:
-    return {"StepGRU": StepGRU, "Forgetful": Forgetful}[kind](**config)
+    return {"StepGRU": StepGRU, "Forgetful": Forgetful, "Primed": Primed}[kind](**config)
