@@ -23,18 +23,16 @@ import torch
 from torch import nn
 
 from contract.manifest import (
-    Architecture,
     CharTokensPreprocessing,
     GraphSpec,
     TensorSpec,
     TextPreprocessing,
     TokenizerPreprocessing,
-    TrainingInfo,
 )
 from contract.text import CharEncoder, HFEncoder, TextEncoder, TokenVocabulary, WordEncoder
 from contract.words import PAD, UNK
 from export.common import OPSET, architecture, cpu_session, pad_ids
-from export.driver import Exporter, Parity, Quality
+from export.driver import Exporter, Parity, Quality, Trained
 from export.tokenization import TokenizerExamples, check_tokenizer, regex_tokenizer
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
@@ -182,16 +180,6 @@ def read_eval_data(path: Path, labels: list[str]) -> list[tuple[str, int]]:
     return rows
 
 
-@dataclass(frozen=True)
-class Trained:
-    """What a checkpoint of ours adds to its model: how it was built and trained, and the name
-    of its held-out split (int8's accuracy is recorded as `{split}_accuracy`)."""
-
-    architecture: Architecture
-    training: TrainingInfo
-    split: str
-
-
 class ClassifierExporter(Exporter):
     """The classify task's exporter: contract, padding and parity checks, int8 by accuracy."""
 
@@ -206,12 +194,13 @@ class ClassifierExporter(Exporter):
         outputs: str = "logits",
         tokenizer_examples: TokenizerExamples = (),
         *,
+        eval_split: str = "eval",
         trained: Trained | None = None,
     ) -> None:
+        """`eval_split`: the evaluation data's name in metrics (int8's `{name}_accuracy`)."""
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ContractError(f"expected two or more distinct labels, got {labels}")
-        self.trained = trained
-        self.training = trained.training if trained else None
+        self.trained, self.eval_split = trained, eval_split
         self.module = module.eval()
         self.outputs = outputs
         self.text = text
@@ -238,9 +227,11 @@ class ClassifierExporter(Exporter):
             max_tokens=checkpoint.max_tokens,
         )
         heldout = checkpoint.heldout
-        trained = Trained(architecture(checkpoint.config), checkpoint.training, heldout.split)
+        trained = Trained(architecture(checkpoint.config), checkpoint.training)
         eval_data = list(zip(heldout.texts, heldout.labels, strict=True))
-        return cls(model, text, checkpoint.labels, eval_data, trained=trained)
+        return cls(
+            model, text, checkpoint.labels, eval_data, eval_split=heldout.split, trained=trained
+        )
 
     def _parity_batch(self) -> list[list[int]]:
         """Mixed lengths in no order: texts of the evaluation data, random ids, one token."""
@@ -378,20 +369,17 @@ class ClassifierExporter(Exporter):
                 ["probabilities"], {"tokens": tokens, "lengths": lengths}
             )
             correct += int((probabilities.argmax(-1) == np.array([y for _, y in rows])).sum())
-        split = self.trained.split if self.trained else "eval"
-        return Quality(f"{split}_accuracy", correct / len(self.eval_data))
+        return Quality(f"{self.eval_split}_accuracy", correct / len(self.eval_data))
 
     def write_files(self, folder: Path) -> list[str]:
         return [save_text(self.encoder, folder)]
 
     def manifest_parts(self) -> dict[str, Any]:
-        parts = {
+        return {
+            **self.provenance(),
             "preprocessing": text_preprocessing(self.encoder, self.text),
             "labels": self.labels,
         }
-        if self.trained is None:
-            return {**parts, "origin": "module"}
-        return {**parts, "origin": "trained", "architecture": self.trained.architecture}
 
 
 def text_file(encoder: TextEncoder, prefix: str = "") -> str:

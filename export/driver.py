@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import onnx
 
-from contract.manifest import GraphSpec, Manifest, TrainingInfo, sha256_of
+from contract.manifest import Architecture, GraphSpec, Manifest, TrainingInfo, sha256_of
 from export.common import ParityError, export_info, now
 
 QUANTIZATIONS = ("int8",)
@@ -99,11 +99,31 @@ class TaskExporter(Protocol):
         """Export facts only the exporter knows (e.g. a foreign graph's own opset)."""
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What a checkpoint of ours adds to the module it holds: how the model was built and
+    trained. An exporter given one publishes origin "trained"; a user's module, "module"."""
+
+    architecture: Architecture
+    training: TrainingInfo
+
+
 class Exporter:
-    """Defaults for a task exporter: no int8, no extra files, no extra metrics."""
+    """Defaults for a task exporter: no int8, no extra files, no extra metrics, a user's
+    module unless `trained` says it is ours."""
 
     quantizable = False
-    training: TrainingInfo | None = None
+    trained: Trained | None = None
+
+    @property
+    def training(self) -> TrainingInfo | None:
+        return self.trained.training if self.trained else None
+
+    def provenance(self) -> dict[str, Any]:
+        """The manifest's origin, with the architecture where the model is ours."""
+        if self.trained is None:
+            return {"origin": "module"}
+        return {"origin": "trained", "architecture": self.trained.architecture}
 
     def write_files(self, folder: Path) -> list[str]:
         return []

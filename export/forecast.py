@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from contract.dtypes import TYPES
-from contract.manifest import Architecture, GraphSpec, SeriesPreprocessing, TensorSpec
+from contract.manifest import GraphSpec, SeriesPreprocessing, TensorSpec
 from contract.series import scale
 from export.common import OPSET, architecture, cpu_session
-from export.driver import Exporter, Parity
+from export.driver import Exporter, Parity, Trained
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
 GRAPH_FILE = "step.onnx"
@@ -52,8 +52,12 @@ class ForecastExporter(Exporter):
         std: float = 1.0,
         max_values: int = 1024,
         series: np.ndarray = SINE,
+        *,
+        details: dict[str, Any] | None = None,
+        trained: Trained | None = None,
     ) -> None:
-        """`series`: scaled values the contract and parity are checked on."""
+        """`series`: scaled values the contract and parity are checked on; `details`: what
+        the manifest says of the series besides its scaling (its unit, its period...)."""
         if not callable(getattr(step, "initial_state", None)):
             raise ContractError(
                 f"expected {type(step).__name__} to have initial_state(batch) -> tuple of state "
@@ -62,15 +66,14 @@ class ForecastExporter(Exporter):
         self.step, self.series = step.eval(), np.asarray(series, np.float32)
         self.states = self._initial(1)
         self.horizon = self._check_contract()  # and self.window, the attention's width
-        self.origin = "module"
-        self.architecture: Architecture | None = None
+        self.trained = trained
         self.preprocessing = SeriesPreprocessing(
             mean=mean,
             std=std,
             window=self.window or max_values,
             horizon=self.horizon,
             max_values=max_values,
-            details={"state": "the step graph's own state tensors, batch first"},
+            details=details or {"state": "the step graph's own state tensors, batch first"},
         )
 
     @classmethod
@@ -80,23 +83,24 @@ class ForecastExporter(Exporter):
         from model_src.train_forecast import TRAINER
 
         model, checkpoint = TRAINER.load_checkpoint(path)
-        prep = checkpoint.preprocessing
-        heldout = scale(np.array(checkpoint.heldout.values), prep.mean, prep.std)
-        exporter = cls(model, prep.mean, prep.std, prep.max_values, series=heldout)
-        config = checkpoint.config
-        exporter.origin = "trained"
-        exporter.training = checkpoint.training
-        exporter.preprocessing = prep
-        exporter.architecture = architecture(
-            config,
-            embedding_dim=0,
-            bidirectional=False,
-            details={
-                "input": "first differences of the scaled series",
-                "diff_scale": config["diff_scale"],
-                "attention_memory": "sliding window of the last `window` top-layer states",
-            },
+        prep, config = checkpoint.preprocessing, checkpoint.config
+        details = {
+            "input": "first differences of the scaled series",
+            "diff_scale": config["diff_scale"],
+            "attention_memory": "sliding window of the last `window` top-layer states",
+        }
+        trained = Trained(
+            architecture(config, embedding_dim=0, bidirectional=False, details=details),
+            checkpoint.training,
         )
+        heldout = scale(np.array(checkpoint.heldout.values), prep.mean, prep.std)
+        exporter = cls(model, prep.mean, prep.std, prep.max_values, series=heldout,
+                       details=prep.details, trained=trained)  # fmt: skip
+        if exporter.preprocessing != prep:
+            raise ContractError(
+                f"{path}: the checkpoint's series facts {prep.model_dump()} disagree with its "
+                f"model's {exporter.preprocessing.model_dump()}"
+            )
         return exporter
 
     @property
@@ -260,10 +264,7 @@ class ForecastExporter(Exporter):
         return Parity(diff, what="onnxruntime (whole, chunked or batched) differs from PyTorch")
 
     def manifest_parts(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {"origin": self.origin, "preprocessing": self.preprocessing}
-        if self.architecture is not None:
-            parts["architecture"] = self.architecture
-        return parts
+        return {**self.provenance(), "preprocessing": self.preprocessing}
 
 
 def random_sizes(total: int, rng: np.random.Generator, largest: int = 64) -> list[int]:

@@ -32,18 +32,16 @@ from torch import nn
 from contract.chars import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharVocabulary
 from contract.checkpoint import TextPairs
 from contract.manifest import (
-    Architecture,
     CharPreprocessing,
     GraphSpec,
     Seq2SeqTokensPreprocessing,
     TensorSpec,
-    TrainingInfo,
 )
 from contract.seq2seq_text import Seq2SeqText, char_text, joiner_of
 from contract.text import HFEncoder, TextEncoder
 from export.classifier import TextInput, make_encoder, save_text, text_preprocessing
 from export.common import architecture, cpu_session, pad_ids, to_onnx
-from export.driver import Exporter, Parity
+from export.driver import Exporter, Parity, Trained
 from export.tokenization import TokenizerExamples, check_tokenizer
 from export.user_module import ContractError, call_forward, describe, export_onnx
 
@@ -69,15 +67,6 @@ class Seq2SeqTokens:
     bos: str = "<s>"
     eos: str = "</s>"
     append_eos: bool = False  # end every input with `eos`
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What only our checkpoint knows: how the model was trained and built, held-out pairs."""
-
-    training: TrainingInfo
-    architecture: Architecture
-    heldout: TextPairs
 
 
 def graph_specs(state_size: int, memory_size: int, vocab_size: int) -> dict[str, GraphSpec]:
@@ -315,14 +304,16 @@ class Seq2SeqExporter(Exporter):
         target: TextInput,
         tokens: Seq2SeqTokens = Seq2SeqTokens(),
         tokenizer_examples: TokenizerExamples = (),
+        *,
         trained: Trained | None = None,
+        heldout: TextPairs | None = None,
     ) -> None:
         """`trained`: ours (from_checkpoint), whose text is our characters (contract.chars:
-        the specials are the tokens' defaults, at ids 0-3)."""
+        the specials are the tokens' defaults, at ids 0-3). `heldout`: pairs the parity batch
+        starts with and the graphs' exact match is measured on."""
         self.encoder, self.decoder = encoder.eval(), decoder.eval()
         self.source_input, self.target_input = source, target
-        self.trained = trained
-        self.training = trained.training if trained else None
+        self.trained, self.heldout = trained, heldout
         if trained:
             self.text = trained_text(source, target)
         else:
@@ -347,14 +338,15 @@ class Seq2SeqExporter(Exporter):
             "memory_size": int(cfg["hidden_size"]) * (2 if cfg["bidirectional"] else 1),
             "max_beam_width": MAX_BEAM_WIDTH,
         }
-        trained = Trained(
-            checkpoint.training, architecture(cfg, details=details), checkpoint.heldout
-        )
+        trained = Trained(architecture(cfg, details=details), checkpoint.training)
         source = TextInput("chars", vocab=tuple(checkpoint.input_vocab),
                            max_tokens=checkpoint.max_input_chars)  # fmt: skip
         target = TextInput("chars", vocab=tuple(checkpoint.output_vocab),
                            max_tokens=checkpoint.max_output_chars)  # fmt: skip
-        return cls(model.encoder, model.decoder, source, target, trained=trained)
+        return cls(
+            model.encoder, model.decoder, source, target, trained=trained,
+            heldout=checkpoint.heldout,
+        )  # fmt: skip
 
     def _random_batch(self) -> list[list[int]]:
         """Random ids of mixed lengths up to the longest input served, without padding (and
@@ -370,7 +362,7 @@ class Seq2SeqExporter(Exporter):
 
     def _parity_batch(self) -> list[list[int]]:
         """Held-out texts (ours), then the random batch: a whole greedy decode of each."""
-        texts = self.trained.heldout.texts[:PARITY_HELDOUT] if self.trained else []
+        texts = self.heldout.texts[:PARITY_HELDOUT] if self.heldout else []
         heldout = [self.text.encode(t)[1][: self.text.max_input] for t in texts]
         return [ids for ids in heldout if ids] + self.batch
 
@@ -467,20 +459,20 @@ class Seq2SeqExporter(Exporter):
         ]
 
     def extra_metrics(self, folder: Path) -> dict[str, float]:
-        if not self.trained or not self.trained.heldout.texts:
+        if not self.heldout or not self.heldout.texts:
             return {}
-        heldout = self.trained.heldout
+        heldout = self.heldout
         match = self.exact_match(folder, heldout.texts, heldout.targets)
         return {HELDOUT_METRIC: round(match, 4)}
 
     def manifest_parts(self) -> dict[str, Any]:
         if self.trained:
             return {
-                "architecture": self.trained.architecture,
+                **self.provenance(),
                 "preprocessing": char_preprocessing(self.text.max_input, self.text.max_output),
             }
         return {
-            "origin": "module",
+            **self.provenance(),
             "preprocessing": Seq2SeqTokensPreprocessing(
                 input=text_preprocessing(self.text.source, self.source_input, "input_"),
                 output=text_preprocessing(self.text.target, self.target_input, "output_"),
