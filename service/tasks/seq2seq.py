@@ -7,11 +7,12 @@ or goes away), so a long output never holds up a short one. A beam of width k oc
 rows of the step batch, which holds at most `max_batch_size` rows (at least the widest beam).
 
 V1 parameters: `beam_width` (1, greedy, up to the manifest's max_beam_width), `attention`,
-`max_output_chars` (at most the manifest's). A prediction is {"output": "2026-11-22"}, plus
-"reached_max_length": true when decoding stopped at the maximum length before its end
-symbol, and with parameters.attention: "input_chars" (the input after NFKC normalisation,
-one entry per character), "output_chars" and "attention", a matrix with one row per output
-character and one column per input character (each row sums to 1). A model that reads tokens
+`max_output_tokens` or `max_output_chars` (the output's units, at most the manifest's). A
+prediction is {"output": "2026-11-22"}, plus "reached_max_length": true when decoding
+stopped at the maximum length before its end symbol, and with parameters.attention:
+"input_chars" (the input after NFKC normalisation, one entry per character), "output_chars"
+and "attention", a matrix with one row per output character and one column per input
+character (each row sums to 1). A model that reads tokens
 (a user's word-level model) names them "input_tokens" and "output_tokens" instead.
 """
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from contract.seq2seq_text import seq2seq_text
 from contract.text import UnknownToken
@@ -50,8 +51,12 @@ class Seq2SeqParameters(BaseModel):
 
     attention: bool = Field(False, description="return the alignment matrix")
     beam_width: int = Field(1, ge=1, description="1: greedy; more: beam search")
-    max_output_chars: int | None = Field(
-        None, ge=1, description="stop decoding earlier than the model's maximum"
+    max_output: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=AliasChoices("max_output_tokens", "max_output_chars"),
+        description="stop decoding earlier than the model's maximum, in its output's units "
+        "(characters or tokens): `max_output_tokens`, or `max_output_chars` alike",
     )
 
 
@@ -168,7 +173,7 @@ class Seq2SeqTask:
             raise InputError(
                 f"parameters.beam_width must be in 1..{self.max_beam}", "parameters.beam_width"
             )
-        max_len = min(params.max_output_chars or self.max_output, self.max_output)
+        max_len = min(params.max_output or self.max_output, self.max_output)
         sequences = []
         for i, text in enumerate(instances):
             at = f"{where}[{i}]"
@@ -295,7 +300,7 @@ class Seq2SeqTask:
         self, texts: list[str], width: int = 1, max_len: int | None = None
     ) -> list[Decoded]:
         """Blocking: decode texts together without the loop (warm-up, tests, benchmarks)."""
-        params = Seq2SeqParameters(beam_width=width, max_output_chars=max_len)
+        params = Seq2SeqParameters(beam_width=width, max_output_tokens=max_len)
         return self._decode(self.prepare(texts, params))
 
     def _decode(self, sequences: list[Sequence]) -> list[Decoded]:

@@ -149,10 +149,21 @@ def test_v2_bad_input_is_a_400(client):
     assert client.post("/v2/models/tiny-dates/infer", json=request).status_code == 400
 
 
-def test_max_output_length_is_enforced(client):
-    body = {"instances": TEXTS[:1], "parameters": {"max_output_chars": 3}}
+@pytest.mark.parametrize("name", ["max_output_chars", "max_output_tokens"])
+def test_max_output_length_is_enforced_under_either_name(client, name):
+    """Characters or tokens, the output's units: both names say the same limit."""
+    body = {"instances": TEXTS[:1], "parameters": {name: 3}}
     prediction = predict(client, body).json()["predictions"][0]
     assert len(prediction["output"]) <= 3 and prediction.get("reached_max_length") is True
+
+
+def test_giving_both_names_of_the_output_limit_is_refused(client):
+    body = {"instances": TEXTS[:1], "parameters": {"max_output_tokens": 3, "max_output_chars": 3}}
+    response = predict(client, body)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "parameters.max_output_chars: Extra inputs are not permitted"
+    }
 
 
 def test_concurrent_requests_of_different_lengths_equal_decoding_each_alone(repository):
