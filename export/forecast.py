@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.checkpoint import CheckpointError
 from contract.dtypes import TYPES
 from contract.manifest import GraphSpec, SeriesPreprocessing, TensorSpec
 from contract.series import scale
@@ -97,7 +98,7 @@ class ForecastExporter(Exporter):
         exporter = cls(model, prep.mean, prep.std, prep.max_values, series=heldout,
                        details=prep.details, trained=trained)  # fmt: skip
         if exporter.preprocessing != prep:
-            raise ContractError(
+            raise CheckpointError(
                 f"{path}: the checkpoint's series facts {prep.model_dump()} disagree with its "
                 f"model's {exporter.preprocessing.model_dump()}"
             )

@@ -105,6 +105,28 @@ def test_a_checkpoint_missing_a_field_is_refused_in_one_line(tmp_path: Path, cap
     )
 
 
+@pytest.mark.slow
+def test_a_checkpoint_whose_facts_disagree_with_its_model_is_refused_in_one_line(
+    tmp_path: Path, capsys
+):
+    import torch
+
+    from tests.forecast_helpers import tiny_forecast_checkpoint
+
+    saved = torch.load(tiny_forecast_checkpoint(), weights_only=True)
+    saved["preprocessing"]["horizon"] += 1  # the model forecasts one step fewer
+    broken = tmp_path / "checkpoint.pt"
+    torch.save(saved, broken)
+    capsys.readouterr()  # the tiny checkpoint's training
+    with pytest.raises(SystemExit) as exit:
+        main(["export", str(broken), "--name", "b", "--repository", str(tmp_path / "models")])
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnnserve export: refused: {broken}: the checkpoint's series facts")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "models").exists()
+
+
 def test_a_graph_made_elsewhere_is_exported_without_torch(tmp_path):
     """`rnnserve export --task tensor` in a serving install: onnx and onnxruntime suffice."""
     import onnx
